@@ -1,0 +1,80 @@
+// Package network moves Bitswap messages between peers. It owns protocol
+// negotiation (/ipfs/bitswap/1.2.0, 1.1.0, 1.0.0 and /ipfs/bitswap), the
+// inbound stream read loops, one reusable outbound sender per peer, send
+// timeouts and connection events.
+//
+// It never interprets a message: wantlists, blocks and presences are handed
+// to a Receiver as decoded message.Message values, and what to send is
+// decided by the caller. It imports only the message package of this module.
+package network
+
+import (
+	"context"
+	"time"
+
+	"github.com/gobitswap/bitswap/message"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Network is what the rest of Bitswap needs from the transport. The libp2p
+// implementation is built by New; testutil provides an in-memory one.
+type Network interface {
+	// Self is the local peer ID.
+	Self() peer.ID
+
+	// Start begins delivering inbound messages and connection events to r.
+	// It must be called once, before any message is sent.
+	Start(r Receiver)
+
+	// Stop closes every stream and sender and stops delivering events. Once
+	// it returns, r receives no more calls.
+	Stop()
+
+	// SendMessage sends msg to p, reusing the peer's outbound stream and
+	// opening one (dialling if needed) when there is none. The message is
+	// encoded for the protocol version negotiated with p: presences and
+	// want-haves are never sent to a peer on 1.0.0/1.1.0. It returns when the
+	// message has been written, or with an error after the send timeout.
+	SendMessage(ctx context.Context, p peer.ID, msg *message.Message) error
+
+	// Connect dials the peer if not connected.
+	Connect(ctx context.Context, ai peer.AddrInfo) error
+
+	// DisconnectFrom closes all connections to p.
+	DisconnectFrom(ctx context.Context, p peer.ID) error
+
+	// Version returns the protocol version negotiated with p, opening an
+	// outbound stream to find out if necessary.
+	Version(ctx context.Context, p peer.ID) (message.Version, error)
+
+	// Latency returns the latest measured latency to p, or 0 if unknown.
+	Latency(p peer.ID) time.Duration
+
+	// Stats returns counters of messages and bytes moved so far.
+	Stats() Stats
+}
+
+// Receiver is told about inbound messages and peer connectivity. Calls for
+// one peer are made in order; calls for different peers may be concurrent.
+// Implementations must not block for long: a slow ReceiveMessage delays only
+// the stream it came from, but a blocked PeerConnected delays every event.
+type Receiver interface {
+	// ReceiveMessage is called with each decoded inbound message.
+	ReceiveMessage(ctx context.Context, from peer.ID, msg *message.Message)
+	// ReceiveError is called when an inbound stream fails or carries a
+	// message that does not decode; the stream is reset and the error says
+	// which peer and why.
+	ReceiveError(from peer.ID, err error)
+	// PeerConnected is called when p becomes connected.
+	PeerConnected(p peer.ID)
+	// PeerDisconnected is called when the last connection to p closes.
+	PeerDisconnected(p peer.ID)
+}
+
+// Stats counts traffic through a Network.
+type Stats struct {
+	MessagesSent     uint64
+	MessagesReceived uint64
+	BytesSent        uint64 // framed bytes written, length prefixes included
+	BytesReceived    uint64 // framed bytes read, length prefixes included
+}
