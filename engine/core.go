@@ -1,0 +1,443 @@
+package engine
+
+import (
+	"container/heap"
+
+	cid "github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/gobitswap/bitswap/message"
+)
+
+// wantState is where one inbound want is in its life.
+type wantState uint8
+
+const (
+	// wantUnchecked: waiting for a blockstore lookup. Costs only memory.
+	wantUnchecked wantState = iota
+	// wantChecking: a lookup is in flight.
+	wantChecking
+	// wantQueued: a task for it is in the task queue.
+	wantQueued
+	// wantParked: we lack the block (or may not give it); waiting for
+	// blocksArrived.
+	wantParked
+)
+
+// want is one entry of a peer's inbound wantlist.
+type want struct {
+	cid          cid.Cid
+	priority     int32
+	wantType     message.WantType
+	sendDontHave bool
+	seq          uint64
+	state        wantState
+	dontHaveSent bool // a DONT_HAVE went out and nothing changed since
+	index        int  // position in the unchecked heap; -1 when not in it
+}
+
+// peerWants is one peer's inbound wantlist.
+type peerWants struct {
+	wants     map[cid.Cid]*want
+	unchecked wantHeap
+	// active counts wants checking or queued. It is capped by
+	// maxActivePerPeer so that blockstore lookups and the task queue stay
+	// small however many wants a peer sends; the rest wait, cheaply, as
+	// unchecked. Parked wants are not active, so wants for blocks we lack
+	// can never fill the cap and wedge the peer's other wants.
+	active int
+	// sendFailures counts consecutive failed sends to this peer.
+	sendFailures int
+}
+
+// lookup asks the Engine to check the blockstore for one want.
+type lookup struct {
+	cid cid.Cid
+	seq uint64
+}
+
+// lookupResult is the answer to a lookup.
+type lookupResult struct {
+	lookup
+	have bool // the block is there and the peer may have it
+	size int  // block size when have
+	err  error
+}
+
+// limits bound what peers can make the server hold.
+type limits struct {
+	maxWantsPerPeer  int // entries held per peer, in any state
+	maxWantsTotal    int // entries held for all peers together
+	maxActivePerPeer int // entries checking or queued per peer
+	maxCidSize       int // bytes of one CID
+	maxReplaceSize   int // want-have for a block this small gets the block
+	maxOutstanding   int // bytes in flight per peer
+	maxSendFailures  int // consecutive failed sends before a peer's wants are dropped
+}
+
+// core is the server's decision logic over plain data: inbound wantlists,
+// the task queue, and what to do with each want. It does no I/O, reads no
+// clock and takes no locks, so tests can drive it step by step; the Engine
+// feeds it messages and lookup results and carries out what it returns.
+type core struct {
+	limits
+	peers map[peer.ID]*peerWants
+	// byHash finds the wants for a multihash across peers, so a block that
+	// arrives under CIDv0 also serves a want for its CIDv1.
+	byHash map[string][]wantRef
+	total  int
+	seq    uint64
+	tq     *taskQueue
+
+	// counters
+	droppedWants  uint64 // wants refused by a limit
+	blockstoreErr uint64
+}
+
+type wantRef struct {
+	peer peer.ID
+	cid  cid.Cid
+}
+
+func newCore(l limits) *core {
+	return &core{
+		limits: l,
+		peers:  make(map[peer.ID]*peerWants),
+		byHash: make(map[string][]wantRef),
+		tq:     newTaskQueue(l.maxOutstanding),
+	}
+}
+
+// receive applies an inbound wantlist. It reports whether p has wants that
+// need a lookup.
+func (c *core) receive(p peer.ID, full bool, entries []message.Entry) bool {
+	pw := c.peers[p]
+	if full && pw != nil {
+		keep := make(map[cid.Cid]struct{}, len(entries))
+		for _, e := range entries {
+			if !e.Cancel {
+				keep[e.Cid] = struct{}{}
+			}
+		}
+		for k := range pw.wants {
+			if _, ok := keep[k]; !ok {
+				c.cancel(p, pw, k)
+			}
+		}
+	}
+	for _, e := range entries {
+		if e.Cancel {
+			if pw != nil {
+				c.cancel(p, pw, e.Cid)
+			}
+			continue
+		}
+		if e.Cid.ByteLen() > c.maxCidSize {
+			c.droppedWants++
+			continue
+		}
+		if pw == nil {
+			pw = &peerWants{wants: make(map[cid.Cid]*want)}
+			c.peers[p] = pw
+		}
+		if w := pw.wants[e.Cid]; w != nil {
+			c.update(p, pw, w, e)
+			continue
+		}
+		if len(pw.wants) >= c.maxWantsPerPeer || c.total >= c.maxWantsTotal {
+			c.droppedWants++
+			continue
+		}
+		c.seq++
+		w := &want{cid: e.Cid, priority: e.Priority, wantType: e.WantType, sendDontHave: e.SendDontHave, seq: c.seq, index: -1}
+		pw.wants[e.Cid] = w
+		c.total++
+		h := string(e.Cid.Hash())
+		c.byHash[h] = append(c.byHash[h], wantRef{p, e.Cid})
+		heap.Push(&pw.unchecked, w)
+	}
+	if pw == nil {
+		return false
+	}
+	c.gcPeer(p, pw)
+	return len(pw.unchecked) > 0
+}
+
+// update applies a want for a CID the peer already wants. A changed request,
+// or a repeat of one we could not answer before, is looked up afresh: clients
+// repeat wants when they heard nothing, and a lookup is cheap.
+func (c *core) update(p peer.ID, pw *peerWants, w *want, e message.Entry) {
+	changed := w.wantType != e.WantType || w.sendDontHave != e.SendDontHave
+	w.wantType, w.sendDontHave = e.WantType, e.SendDontHave
+	if w.priority != e.Priority {
+		w.priority = e.Priority
+		if w.index >= 0 {
+			heap.Fix(&pw.unchecked, w.index)
+		}
+	}
+	if !changed && w.state != wantParked {
+		return
+	}
+	switch w.state {
+	case wantQueued:
+		c.tq.remove(p, w.cid)
+		pw.active--
+	case wantChecking:
+		// The lookup result will be ignored: it carries the old seq.
+		pw.active--
+	case wantUnchecked:
+		return
+	}
+	c.seq++
+	w.seq = c.seq
+	w.dontHaveSent = false
+	w.state = wantUnchecked
+	heap.Push(&pw.unchecked, w)
+}
+
+// cancel forgets p's want for k.
+func (c *core) cancel(p peer.ID, pw *peerWants, k cid.Cid) {
+	w := pw.wants[k]
+	if w == nil {
+		return
+	}
+	switch w.state {
+	case wantQueued:
+		c.tq.remove(p, k)
+		pw.active--
+	case wantChecking:
+		pw.active--
+	case wantUnchecked:
+		heap.Remove(&pw.unchecked, w.index)
+	}
+	c.forget(p, pw, w)
+}
+
+// forget drops w from p's wantlist and the hash index.
+func (c *core) forget(p peer.ID, pw *peerWants, w *want) {
+	delete(pw.wants, w.cid)
+	c.total--
+	h := string(w.cid.Hash())
+	refs := c.byHash[h]
+	for i, r := range refs {
+		if r.peer == p && r.cid == w.cid {
+			refs[i] = refs[len(refs)-1]
+			refs = refs[:len(refs)-1]
+			break
+		}
+	}
+	if len(refs) == 0 {
+		delete(c.byHash, h)
+	} else {
+		c.byHash[h] = refs
+	}
+}
+
+// nextLookups moves up to max of p's unchecked wants, highest priority
+// first, to checking, as far as p's active cap allows.
+func (c *core) nextLookups(p peer.ID, max int) []lookup {
+	pw := c.peers[p]
+	if pw == nil {
+		return nil
+	}
+	n := min(c.maxActivePerPeer-pw.active, len(pw.unchecked), max)
+	if n <= 0 {
+		return nil
+	}
+	out := make([]lookup, 0, n)
+	for range n {
+		w := heap.Pop(&pw.unchecked).(*want)
+		w.state = wantChecking
+		pw.active++
+		out = append(out, lookup{cid: w.cid, seq: w.seq})
+	}
+	return out
+}
+
+// lookupDone decides, for each looked-up want still current, what to send:
+// the block, HAVE or DONT_HAVE; or parks it. It reports whether tasks were
+// queued.
+func (c *core) lookupDone(p peer.ID, results []lookupResult) bool {
+	pw := c.peers[p]
+	if pw == nil {
+		return false
+	}
+	queued := false
+	for _, r := range results {
+		w := pw.wants[r.cid]
+		if w == nil || w.seq != r.seq || w.state != wantChecking {
+			continue // cancelled or changed while we looked
+		}
+		if r.err != nil {
+			c.blockstoreErr++
+		}
+		t := &task{cid: w.cid, priority: w.priority, seq: w.seq}
+		switch {
+		case r.have && (w.wantType == message.WantBlock || r.size <= c.maxReplaceSize):
+			// Size at least 1 so an empty block still counts as in flight.
+			t.kind, t.size = sendBlock, max(r.size, 1)
+		case r.have:
+			t.kind, t.size = sendHave, w.cid.ByteLen()
+		case r.err == nil && w.sendDontHave && !w.dontHaveSent:
+			t.kind, t.size = sendDontHave, w.cid.ByteLen()
+		default:
+			// Keep the want: NotifyNewBlocks may bring the block later.
+			w.state = wantParked
+			pw.active--
+			continue
+		}
+		w.state = wantQueued
+		c.tq.push(p, t)
+		queued = true
+	}
+	return queued
+}
+
+// pop takes the next peer's turn from the task queue and settles the wants
+// it answers: served wants leave the wantlist, a DONT_HAVE parks its want.
+func (c *core) pop(target int) (p peer.ID, tasks []*task, pending int, ok bool) {
+	p, tasks, pending, ok = c.tq.pop(target)
+	if !ok {
+		return
+	}
+	pw := c.peers[p]
+	for _, t := range tasks {
+		w := pw.wants[t.cid]
+		if w == nil || w.seq != t.seq {
+			continue // cannot happen: cancels and updates unqueue their task
+		}
+		pw.active--
+		if t.kind == sendDontHave {
+			w.state = wantParked
+			w.dontHaveSent = true
+			continue
+		}
+		c.forget(p, pw, w)
+	}
+	c.gcPeer(p, pw)
+	return
+}
+
+// done reports that popped tasks were sent (sent=true) or failed. After
+// repeated failures the peer's wantlist is dropped; otherwise the wants of a
+// failed send are restored so that nothing the peer asked for is lost.
+func (c *core) done(p peer.ID, tasks []*task, sent bool) (requeued bool) {
+	c.tq.done(p, tasks)
+	pw := c.peers[p]
+	if pw == nil {
+		return false // the peer left while we were sending
+	}
+	if sent {
+		pw.sendFailures = 0
+		c.gcPeer(p, pw)
+		return false
+	}
+	pw.sendFailures++
+	if pw.sendFailures >= c.maxSendFailures {
+		c.removePeer(p)
+		return false
+	}
+	for _, t := range tasks {
+		e := message.Entry{Cid: t.cid, Priority: t.priority, WantType: message.WantBlock}
+		if t.kind == sendHave {
+			e.WantType = message.WantHave
+		}
+		if t.kind == sendDontHave {
+			e.SendDontHave = true
+			if w := pw.wants[t.cid]; w != nil && w.state == wantParked {
+				e.WantType = w.wantType
+				w.dontHaveSent = false
+			}
+		}
+		requeued = c.receive(p, false, []message.Entry{e}) || requeued
+	}
+	return requeued
+}
+
+// blocksArrived wakes parked wants for the given blocks and returns the
+// peers that now have lookups to do.
+func (c *core) blocksArrived(keys []cid.Cid) []peer.ID {
+	var out []peer.ID
+	seen := make(map[peer.ID]struct{})
+	for _, k := range keys {
+		for _, r := range c.byHash[string(k.Hash())] {
+			pw := c.peers[r.peer]
+			w := pw.wants[r.cid]
+			if w.state != wantParked {
+				continue
+			}
+			c.seq++
+			w.seq = c.seq
+			w.state = wantUnchecked
+			w.dontHaveSent = false
+			heap.Push(&pw.unchecked, w)
+			if _, ok := seen[r.peer]; !ok {
+				seen[r.peer] = struct{}{}
+				out = append(out, r.peer)
+			}
+		}
+	}
+	return out
+}
+
+// removePeer forgets everything about p.
+func (c *core) removePeer(p peer.ID) {
+	pw := c.peers[p]
+	if pw != nil {
+		for _, w := range pw.wants {
+			c.forget(p, pw, w)
+		}
+		delete(c.peers, p)
+	}
+	c.tq.clear(p)
+}
+
+// gcPeer forgets p once it wants nothing and nothing of it is in flight
+// (a failed send must still find the peer to restore its wants).
+func (c *core) gcPeer(p peer.ID, pw *peerWants) {
+	if len(pw.wants) == 0 && pw.active == 0 && pw.sendFailures == 0 && c.tq.peers[p] == nil {
+		delete(c.peers, p)
+	}
+}
+
+// wantlist returns the CIDs p currently wants from us.
+func (c *core) wantlist(p peer.ID) []cid.Cid {
+	pw := c.peers[p]
+	if pw == nil {
+		return nil
+	}
+	out := make([]cid.Cid, 0, len(pw.wants))
+	for k := range pw.wants {
+		out = append(out, k)
+	}
+	return out
+}
+
+// wantHeap orders unchecked wants by priority (higher first), then arrival.
+type wantHeap []*want
+
+func (h wantHeap) Len() int { return len(h) }
+func (h wantHeap) Less(i, j int) bool {
+	if h[i].priority != h[j].priority {
+		return h[i].priority > h[j].priority
+	}
+	return h[i].seq < h[j].seq
+}
+func (h wantHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index = i
+	h[j].index = j
+}
+func (h *wantHeap) Push(x any) {
+	w := x.(*want)
+	w.index = len(*h)
+	*h = append(*h, w)
+}
+func (h *wantHeap) Pop() any {
+	old := *h
+	w := old[len(old)-1]
+	old[len(old)-1] = nil
+	w.index = -1
+	*h = old[:len(old)-1]
+	return w
+}

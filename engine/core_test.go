@@ -1,0 +1,382 @@
+package engine
+
+import (
+	"fmt"
+	"testing"
+
+	cid "github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+	mh "github.com/multiformats/go-multihash"
+
+	"github.com/gobitswap/bitswap/message"
+)
+
+// These tests drive the server's decision logic step by step: messages in,
+// lookups answered by a map standing in for the blockstore, tasks out.
+
+func testCid(t testing.TB, i int) cid.Cid {
+	t.Helper()
+	h, err := mh.Sum([]byte(fmt.Sprintf("block %d", i)), mh.SHA2_256, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cid.NewCidV1(cid.Raw, h)
+}
+
+func defaultLimits() limits {
+	return limits{
+		maxWantsPerPeer:  DefaultMaxWantsPerPeer,
+		maxWantsTotal:    DefaultMaxWantsTotal,
+		maxActivePerPeer: DefaultMaxActiveWantsPerPeer,
+		maxCidSize:       DefaultMaxCidSize,
+		maxReplaceSize:   DefaultMaxReplaceSize,
+		maxOutstanding:   DefaultMaxOutstandingBytes,
+		maxSendFailures:  defaultMaxSendFailures,
+	}
+}
+
+// harness runs core against a map of block sizes, the way Engine does, but
+// synchronously.
+type harness struct {
+	t     *testing.T
+	c     *core
+	sizes map[cid.Cid]int // what the "blockstore" holds
+}
+
+func newHarness(t *testing.T, l limits) *harness {
+	return &harness{t: t, c: newCore(l), sizes: make(map[cid.Cid]int)}
+}
+
+func (h *harness) receive(p peer.ID, full bool, entries ...message.Entry) {
+	if h.c.receive(p, full, entries) {
+		h.lookups(p)
+	}
+}
+
+func (h *harness) lookups(p peer.ID) {
+	for {
+		todo := h.c.nextLookups(p, 1<<30)
+		if len(todo) == 0 {
+			return
+		}
+		res := make([]lookupResult, len(todo))
+		for i, l := range todo {
+			size, ok := h.sizes[l.cid]
+			res[i] = lookupResult{lookup: l, have: ok, size: size}
+		}
+		h.c.lookupDone(p, res)
+	}
+}
+
+// popAll pops one turn and completes it, then refills like a worker does.
+func (h *harness) pop(target int) (peer.ID, []*task, bool) {
+	p, tasks, _, ok := h.c.pop(target)
+	if ok {
+		h.c.done(p, tasks, true)
+		h.lookups(p)
+	}
+	return p, tasks, ok
+}
+
+func wantEntry(c cid.Cid, wt message.WantType, sendDontHave bool) message.Entry {
+	return message.Entry{Cid: c, Priority: 1, WantType: wt, SendDontHave: sendDontHave}
+}
+
+func kinds(tasks []*task) string {
+	s := ""
+	for _, t := range tasks {
+		s += [...]string{"block ", "have ", "dont-have "}[t.kind]
+	}
+	return s
+}
+
+func TestCoreAnswers(t *testing.T) {
+	const p = peer.ID("peer")
+	small, big, missing := testCid(t, 1), testCid(t, 2), testCid(t, 3)
+	cases := []struct {
+		name  string
+		entry message.Entry
+		want  string // kinds of tasks queued
+		kept  bool   // the want stays in the wantlist afterwards
+	}{
+		{"want-block for a block we have gets the block", wantEntry(big, message.WantBlock, false), "block ", false},
+		{"want-have for a small block gets the block itself", wantEntry(small, message.WantHave, false), "block ", false},
+		{"want-have for a large block gets HAVE", wantEntry(big, message.WantHave, false), "have ", false},
+		{"want-have with sendDontHave for a missing block gets DONT_HAVE", wantEntry(missing, message.WantHave, true), "dont-have ", true},
+		{"want-block with sendDontHave for a missing block gets DONT_HAVE", wantEntry(missing, message.WantBlock, true), "dont-have ", true},
+		{"want-block for a missing block waits silently", wantEntry(missing, message.WantBlock, false), "", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, defaultLimits())
+			h.sizes[small] = 1024
+			h.sizes[big] = 1025
+			h.receive(p, false, tc.entry)
+			_, tasks, _ := h.pop(1 << 20)
+			if got := kinds(tasks); got != tc.want {
+				t.Fatalf("tasks = %q, want %q", got, tc.want)
+			}
+			if kept := len(h.c.wantlist(p)) == 1; kept != tc.kept {
+				t.Fatalf("want kept = %v, want %v", kept, tc.kept)
+			}
+		})
+	}
+}
+
+func TestCoreServesBlockThatArrivesLater(t *testing.T) {
+	const p = peer.ID("peer")
+	c := testCid(t, 1)
+	h := newHarness(t, defaultLimits())
+	h.receive(p, false, wantEntry(c, message.WantHave, true))
+	if _, tasks, _ := h.pop(1 << 20); kinds(tasks) != "dont-have " {
+		t.Fatalf("first answer = %q, want DONT_HAVE", kinds(tasks))
+	}
+	// Nothing more is said while the block is missing.
+	if _, _, ok := h.pop(1 << 20); ok {
+		t.Fatal("a second answer was queued for a block that is still missing")
+	}
+	h.sizes[c] = 5000
+	for _, p := range h.c.blocksArrived([]cid.Cid{c}) {
+		h.lookups(p)
+	}
+	if _, tasks, _ := h.pop(1 << 20); kinds(tasks) != "have " {
+		t.Fatalf("answer after arrival = %q, want HAVE", kinds(tasks))
+	}
+	if n := len(h.c.wantlist(p)); n != 0 {
+		t.Fatalf("wantlist holds %d entries after HAVE, want 0", n)
+	}
+}
+
+func TestCoreArrivalUnderOtherCidVersionServesWant(t *testing.T) {
+	const p = peer.ID("peer")
+	v1 := testCid(t, 1)
+	v0 := cid.NewCidV0(v1.Hash())
+	h := newHarness(t, defaultLimits())
+	h.receive(p, false, wantEntry(v0, message.WantBlock, false))
+	h.sizes[v0] = 10 // the blockstore keys by multihash
+	peers := h.c.blocksArrived([]cid.Cid{v1})
+	if len(peers) != 1 || peers[0] != p {
+		t.Fatalf("blocksArrived woke %v, want [%s]", peers, p)
+	}
+	h.lookups(p)
+	_, tasks, _ := h.pop(1 << 20)
+	if len(tasks) != 1 || !tasks[0].cid.Equals(v0) {
+		t.Fatalf("served %v, want the block under the CID asked for (%s)", tasks, v0)
+	}
+}
+
+func TestCoreCancelAndFullWantlist(t *testing.T) {
+	const p = peer.ID("peer")
+	a, b, c := testCid(t, 1), testCid(t, 2), testCid(t, 3)
+	h := newHarness(t, defaultLimits())
+	h.receive(p, false, wantEntry(a, message.WantBlock, false), wantEntry(b, message.WantBlock, false))
+
+	// A cancel removes a want even after its task was queued.
+	h.sizes[a] = 100
+	h.receive(p, false, wantEntry(a, message.WantBlock, false))
+	h.receive(p, false, message.Entry{Cid: a, Cancel: true})
+	if _, _, ok := h.pop(1 << 20); ok {
+		t.Fatal("a cancelled want was still served")
+	}
+
+	// A full wantlist replaces everything before it.
+	h.receive(p, true, wantEntry(c, message.WantBlock, false))
+	got := h.c.wantlist(p)
+	if len(got) != 1 || !got[0].Equals(c) {
+		t.Fatalf("wantlist after full update = %v, want [%s]", got, c)
+	}
+	if h.c.total != 1 || len(h.c.byHash) != 1 {
+		t.Fatalf("index holds %d wants / %d hashes, want 1/1", h.c.total, len(h.c.byHash))
+	}
+}
+
+func TestCoreLimits(t *testing.T) {
+	l := defaultLimits()
+	l.maxWantsPerPeer, l.maxWantsTotal, l.maxCidSize = 3, 5, 40
+	h := newHarness(t, l)
+	var entries []message.Entry
+	for i := range 10 {
+		entries = append(entries, wantEntry(testCid(t, i), message.WantBlock, false))
+	}
+	h.receive("a", false, entries...)
+	h.receive("b", false, entries...)
+	h.receive("c", false, entries...)
+	if n := len(h.c.wantlist("a")); n != 3 {
+		t.Fatalf("peer a holds %d wants, want the per-peer cap 3", n)
+	}
+	if h.c.total != 5 {
+		t.Fatalf("total wants held = %d, want the global cap 5", h.c.total)
+	}
+	if h.c.droppedWants != 25 {
+		t.Fatalf("dropped = %d, want 25", h.c.droppedWants)
+	}
+
+	long, _ := mh.Sum([]byte("x"), mh.SHA2_512, -1) // CID of 4+64 bytes > 40
+	h.receive("d", false, wantEntry(cid.NewCidV1(cid.Raw, long), message.WantBlock, false))
+	if n := len(h.c.wantlist("d")); n != 0 {
+		t.Fatalf("a CID over the size limit was accepted")
+	}
+}
+
+// A peer that asks for far more than the active cap, with the first wants
+// naming blocks we lack, is still served everything we have.
+func TestCoreOverflowNeverWedges(t *testing.T) {
+	const p = peer.ID("flood")
+	l := defaultLimits()
+	l.maxActivePerPeer = 100
+	h := newHarness(t, l)
+	var entries []message.Entry
+	for i := range 5000 {
+		c := testCid(t, i)
+		if i >= 200 { // the first 200 (two full windows) are missing
+			h.sizes[c] = 4096
+		}
+		entries = append(entries, message.Entry{Cid: c, Priority: int32(5000 - i), WantType: message.WantBlock})
+	}
+	h.receive(p, false, entries...)
+	if a := h.c.peers[p].active; a > 100 {
+		t.Fatalf("%d wants active, cap is 100", a)
+	}
+	served := 0
+	for {
+		_, tasks, ok := h.pop(16 << 10)
+		if !ok {
+			break
+		}
+		served += len(tasks)
+	}
+	if served != 4800 {
+		t.Fatalf("served %d blocks, want 4800", served)
+	}
+	if n := len(h.c.wantlist(p)); n != 200 {
+		t.Fatalf("%d wants left, want the 200 missing ones", n)
+	}
+}
+
+func TestCoreSendFailureRestoresWants(t *testing.T) {
+	const p = peer.ID("peer")
+	c := testCid(t, 1)
+	h := newHarness(t, defaultLimits())
+	h.sizes[c] = 10
+	h.receive(p, false, wantEntry(c, message.WantBlock, false))
+	for i := 1; i <= defaultMaxSendFailures; i++ {
+		p2, tasks, _, ok := h.c.pop(1 << 20)
+		if !ok || p2 != p {
+			t.Fatalf("attempt %d: nothing to send", i)
+		}
+		if h.c.done(p, tasks, false) {
+			h.lookups(p)
+		}
+		restored := len(h.c.wantlist(p)) == 1
+		if i < defaultMaxSendFailures && !restored {
+			t.Fatalf("after failure %d the want was lost", i)
+		}
+		if i == defaultMaxSendFailures && restored {
+			t.Fatalf("after %d failures the peer's wants were kept", i)
+		}
+	}
+}
+
+func TestCorePeerRemovedWhileSending(t *testing.T) {
+	const p = peer.ID("peer")
+	c := testCid(t, 1)
+	h := newHarness(t, defaultLimits())
+	h.sizes[c] = 10
+	h.receive(p, false, wantEntry(c, message.WantBlock, false))
+	_, tasks, _, _ := h.c.pop(1 << 20)
+	h.c.removePeer(p)
+	h.c.done(p, tasks, false)
+	if len(h.c.peers) != 0 || len(h.c.tq.peers) != 0 {
+		t.Fatal("state for a disconnected peer came back after its send failed")
+	}
+}
+
+func TestTaskQueueTakesTurnsAcrossPeers(t *testing.T) {
+	q := newTaskQueue(1 << 20)
+	for i := range 100 {
+		q.push("a", &task{cid: testCid(t, i), size: 4096, seq: uint64(i)})
+		q.push("b", &task{cid: testCid(t, 1000+i), size: 4096, seq: uint64(1000 + i)})
+	}
+	var order []peer.ID
+	for {
+		p, tasks, _, ok := q.pop(4096)
+		if !ok {
+			break
+		}
+		q.done(p, tasks)
+		order = append(order, p)
+	}
+	if len(order) != 200 {
+		t.Fatalf("%d turns, want 200", len(order))
+	}
+	for i := 1; i < len(order); i++ {
+		if order[i] == order[i-1] {
+			t.Fatalf("peer %s served twice in a row at turn %d: %v", order[i], i, order)
+		}
+	}
+}
+
+func TestTaskQueueNewcomerServedPromptly(t *testing.T) {
+	q := newTaskQueue(1 << 20)
+	for i := range 1024 {
+		q.push("busy", &task{cid: testCid(t, i), size: 256 << 10, priority: 100, seq: uint64(i)})
+	}
+	// The busy peer is mid-transfer: some of its work is in flight.
+	p, inflight, _, _ := q.pop(16 << 10)
+	if p != "busy" {
+		t.Fatal("expected busy peer first")
+	}
+	q.push("new", &task{cid: testCid(t, 5000), size: 256 << 10, priority: 1, seq: 5000})
+	for turn := 1; turn <= 2; turn++ {
+		p, tasks, _, ok := q.pop(16 << 10)
+		if !ok {
+			t.Fatal("queue stalled")
+		}
+		q.done(p, tasks)
+		if p == "new" {
+			q.done("busy", inflight)
+			return
+		}
+	}
+	t.Fatal("the new peer was not served within 2 turns")
+}
+
+func TestTaskQueueOutstandingCap(t *testing.T) {
+	q := newTaskQueue(100 << 10)
+	for i := range 10 {
+		q.push("a", &task{cid: testCid(t, i), size: 64 << 10, seq: uint64(i)})
+	}
+	p, first, _, _ := q.pop(16 << 10)
+	if _, _, _, ok := q.pop(16 << 10); !ok {
+		t.Fatal("second 64 KiB task refused while only 64 KiB of 100 KiB is in flight")
+	}
+	if _, _, _, ok := q.pop(16 << 10); ok {
+		t.Fatal("third task popped with 128 KiB in flight over a 100 KiB cap")
+	}
+	q.done(p, first)
+	if !q.ready() {
+		t.Fatal("peer not ready after its in-flight work completed")
+	}
+
+	// A task larger than the cap still goes when nothing else is in flight.
+	q2 := newTaskQueue(1 << 20)
+	q2.push("a", &task{cid: testCid(t, 1), size: 2 << 20})
+	if _, tasks, _, ok := q2.pop(16 << 10); !ok || len(tasks) != 1 {
+		t.Fatal("a 2 MiB block never fits under a 1 MiB cap and must go alone")
+	}
+}
+
+func TestTaskQueueHonoursPriority(t *testing.T) {
+	q := newTaskQueue(1 << 20)
+	for i, prio := range []int32{1, 5, 3} {
+		q.push("a", &task{cid: testCid(t, i), priority: prio, size: 10, seq: uint64(i)})
+	}
+	_, tasks, _, _ := q.pop(1 << 20)
+	var got []int32
+	for _, t := range tasks {
+		got = append(got, t.priority)
+	}
+	if fmt.Sprint(got) != "[5 3 1]" {
+		t.Fatalf("popped priorities %v, want [5 3 1]", got)
+	}
+}

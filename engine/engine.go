@@ -1,0 +1,384 @@
+// Package engine is the Bitswap server. It owns every peer's inbound
+// wantlist, the task queue that decides whose turn it is, and the workers
+// that read the blockstore and send blocks, HAVEs and DONT_HAVEs.
+//
+// It never touches client state (our own wants, sessions), never verifies or
+// stores incoming blocks (the BlockRouter does, then calls NotifyNewBlocks),
+// and never talks to libp2p directly: it sends through a Sender, usually the
+// network package's Network. Its decisions live in core, plain data without
+// I/O, locks or clocks; Engine adds the locking, the blockstore reads and the
+// sends.
+package engine
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+
+	blocks "github.com/ipfs/go-block-format"
+	cid "github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/gobitswap/bitswap/ledger"
+	"github.com/gobitswap/bitswap/message"
+)
+
+// Blockstore is what the Engine reads. blockstore.Blockstore satisfies it.
+// Missing blocks must be reported with an ipld.ErrNotFound error.
+type Blockstore interface {
+	Get(context.Context, cid.Cid) (blocks.Block, error)
+	GetSize(context.Context, cid.Cid) (int, error)
+}
+
+// Sender sends a message to a peer. network.Network satisfies it. It must
+// time out on its own: a worker waits for it.
+type Sender interface {
+	SendMessage(ctx context.Context, p peer.ID, msg *message.Message) error
+}
+
+// PeerBlockRequestFilter decides whether p may have the block c. A refused
+// block is treated as one we do not have.
+type PeerBlockRequestFilter func(p peer.ID, c cid.Cid) bool
+
+// Defaults for the options.
+const (
+	DefaultTaskWorkerCount       = 8
+	DefaultTargetMessageSize     = 16 << 10
+	DefaultMaxOutstandingBytes   = 1 << 20
+	DefaultMaxActiveWantsPerPeer = 1024
+	DefaultMaxWantsPerPeer       = 32768
+	DefaultMaxWantsTotal         = 262144
+	DefaultMaxCidSize            = 168
+	DefaultMaxReplaceSize        = 1024
+	defaultMaxSendFailures       = 3
+)
+
+// Option configures an Engine.
+type Option func(*config)
+
+type config struct {
+	limits
+	workers int
+	target  int
+	filter  PeerBlockRequestFilter
+	logger  *slog.Logger
+}
+
+// WithTaskWorkerCount sets how many workers read blocks and send messages
+// in parallel (default 8).
+func WithTaskWorkerCount(n int) Option { return func(c *config) { c.workers = max(n, 1) } }
+
+// WithTargetMessageSize sets how many bytes of blocks and presences a worker
+// packs into one message (default 16 KiB; one larger block still goes alone).
+func WithTargetMessageSize(n int) Option { return func(c *config) { c.target = max(n, 1) } }
+
+// WithMaxOutstandingBytesPerPeer caps the bytes popped for one peer and not
+// yet sent (default 1 MiB), so that one fast-asking peer cannot hold every
+// worker.
+func WithMaxOutstandingBytesPerPeer(n int) Option {
+	return func(c *config) { c.maxOutstanding = max(n, 1) }
+}
+
+// WithMaxActiveWantsPerPeer caps, per peer, the wants being looked up or
+// queued for sending (default 1,024). More wants are still held, unchecked,
+// up to WithMaxWantsPerPeer, and become active as earlier ones are served.
+func WithMaxActiveWantsPerPeer(n int) Option {
+	return func(c *config) { c.maxActivePerPeer = max(n, 1) }
+}
+
+// WithMaxWantsPerPeer caps the wantlist entries held for one peer (default
+// 32,768). Wants beyond it are dropped and counted in Stat.WantsDropped.
+func WithMaxWantsPerPeer(n int) Option { return func(c *config) { c.maxWantsPerPeer = max(n, 1) } }
+
+// WithMaxWantsTotal caps the wantlist entries held for all peers together
+// (default 262,144).
+func WithMaxWantsTotal(n int) Option { return func(c *config) { c.maxWantsTotal = max(n, 1) } }
+
+// WithMaxCidSize sets the largest CID, in bytes, a want may name (default
+// 168: a CIDv1 header plus a 128-byte digest).
+func WithMaxCidSize(n int) Option { return func(c *config) { c.maxCidSize = n } }
+
+// WithMaxReplaceSize sets the largest block sent in place of a HAVE to a
+// want-have (default 1,024 bytes; 0 always sends HAVE).
+func WithMaxReplaceSize(n int) Option { return func(c *config) { c.maxReplaceSize = n } }
+
+// WithPeerBlockRequestFilter lets the application refuse blocks to peers.
+func WithPeerBlockRequestFilter(f PeerBlockRequestFilter) Option {
+	return func(c *config) { c.filter = f }
+}
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// Stat counts what the Engine has done.
+type Stat struct {
+	BlocksSent    uint64
+	DataSent      uint64 // block bytes
+	HavesSent     uint64
+	DontHavesSent uint64
+	MessagesSent  uint64
+	SendErrors    uint64
+	WantsDropped  uint64 // wants refused by a limit (CID size, per-peer or total cap)
+	BlockstoreErr uint64 // blockstore failures other than not-found
+	Peers         int    // peers with wants held
+	Wants         int    // wants held across peers
+}
+
+// Engine serves blocks to peers. Create it with New, then Start it.
+type Engine struct {
+	cfg    config
+	bs     Blockstore
+	send   Sender
+	ledger *ledger.Ledger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// mu guards core, closed and the counters below; cond wakes workers
+	// when the task queue may have work.
+	mu     sync.Mutex
+	cond   *sync.Cond
+	core   *core
+	closed bool
+	stat   Stat
+}
+
+// New creates an Engine that reads bs, sends with s and records what it sends
+// in l. Call Start to run its workers.
+func New(bs Blockstore, s Sender, l *ledger.Ledger, opts ...Option) *Engine {
+	cfg := config{
+		limits: limits{
+			maxWantsPerPeer:  DefaultMaxWantsPerPeer,
+			maxWantsTotal:    DefaultMaxWantsTotal,
+			maxActivePerPeer: DefaultMaxActiveWantsPerPeer,
+			maxCidSize:       DefaultMaxCidSize,
+			maxReplaceSize:   DefaultMaxReplaceSize,
+			maxOutstanding:   DefaultMaxOutstandingBytes,
+			maxSendFailures:  defaultMaxSendFailures,
+		},
+		workers: DefaultTaskWorkerCount,
+		target:  DefaultTargetMessageSize,
+		logger:  slog.Default(),
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &Engine{cfg: cfg, bs: bs, send: s, ledger: l, ctx: ctx, cancel: cancel, core: newCore(cfg.limits)}
+	e.cond = sync.NewCond(&e.mu)
+	return e
+}
+
+// Start runs the task workers. They stop when Close is called.
+func (e *Engine) Start() {
+	for range e.cfg.workers {
+		e.wg.Add(1)
+		go e.worker()
+	}
+}
+
+// Close stops the workers, waits for them and drops all peer state.
+func (e *Engine) Close() {
+	e.mu.Lock()
+	e.closed = true
+	e.cond.Broadcast()
+	e.mu.Unlock()
+	e.cancel()
+	e.wg.Wait()
+}
+
+// MessageReceived applies the wantlist of a message from p and looks up the
+// newly active wants. Blocks and presences in msg are not the Engine's
+// business. It blocks the caller for the lookups, which paces a flooding
+// peer by its own stream, not everyone's.
+func (e *Engine) MessageReceived(ctx context.Context, p peer.ID, msg *message.Message) {
+	if len(msg.Wantlist) == 0 && !msg.Full {
+		return
+	}
+	e.mu.Lock()
+	before := e.core.droppedWants
+	pending := e.core.receive(p, msg.Full, msg.Wantlist)
+	dropped := e.core.droppedWants - before
+	e.mu.Unlock()
+	if dropped > 0 {
+		e.cfg.logger.Debug("bitswap engine: dropped wants over a limit", "peer", p, "count", dropped)
+	}
+	if pending {
+		e.refill(ctx, p)
+	}
+}
+
+// NotifyNewBlocks serves peers waiting for these blocks. The blocks must
+// already be in the blockstore.
+func (e *Engine) NotifyNewBlocks(ctx context.Context, blks ...blocks.Block) {
+	keys := make([]cid.Cid, len(blks))
+	for i, b := range blks {
+		keys[i] = b.Cid()
+	}
+	e.mu.Lock()
+	peers := e.core.blocksArrived(keys)
+	e.mu.Unlock()
+	for _, p := range peers {
+		e.refill(ctx, p)
+	}
+}
+
+// PeerDisconnected frees everything held for p.
+func (e *Engine) PeerDisconnected(p peer.ID) {
+	e.mu.Lock()
+	e.core.removePeer(p)
+	e.mu.Unlock()
+}
+
+// WantlistForPeer returns the CIDs p currently wants from us.
+func (e *Engine) WantlistForPeer(p peer.ID) []cid.Cid {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.core.wantlist(p)
+}
+
+// Stat returns the Engine's counters.
+func (e *Engine) Stat() Stat {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.stat
+	s.WantsDropped = e.core.droppedWants
+	s.BlockstoreErr = e.core.blockstoreErr
+	s.Peers = len(e.core.peers)
+	s.Wants = e.core.total
+	return s
+}
+
+// refill looks up p's next unchecked wants, as many as its active cap
+// allows, and queues what to send. Lookups run without the lock.
+func (e *Engine) refill(ctx context.Context, p peer.ID) {
+	for {
+		e.mu.Lock()
+		todo := e.core.nextLookups(p, e.cfg.maxActivePerPeer)
+		e.mu.Unlock()
+		if len(todo) == 0 {
+			return
+		}
+		results := make([]lookupResult, len(todo))
+		for i, l := range todo {
+			results[i] = e.lookup(ctx, p, l)
+		}
+		e.mu.Lock()
+		if e.core.lookupDone(p, results) {
+			e.cond.Broadcast()
+		}
+		e.mu.Unlock()
+	}
+}
+
+func (e *Engine) lookup(ctx context.Context, p peer.ID, l lookup) lookupResult {
+	r := lookupResult{lookup: l}
+	if e.cfg.filter != nil && !e.cfg.filter(p, l.cid) {
+		return r
+	}
+	size, err := e.bs.GetSize(ctx, l.cid)
+	switch {
+	case err == nil:
+		r.have, r.size = true, size
+	case !ipld.IsNotFound(err):
+		r.err = err
+		e.cfg.logger.Warn("bitswap engine: blockstore lookup failed", "cid", l.cid, "peer", p, "err", err)
+	}
+	return r
+}
+
+func (e *Engine) worker() {
+	defer e.wg.Done()
+	for {
+		e.mu.Lock()
+		for !e.closed && !e.core.tq.ready() {
+			e.cond.Wait()
+		}
+		if e.closed {
+			e.mu.Unlock()
+			return
+		}
+		p, tasks, pending, _ := e.core.pop(e.cfg.target)
+		e.mu.Unlock()
+
+		msg, blockBytes := e.build(p, tasks, pending)
+		err := errEmpty
+		if msg != nil {
+			err = e.send.SendMessage(e.ctx, p, msg)
+		}
+
+		e.mu.Lock()
+		switch {
+		case err == nil:
+			e.stat.MessagesSent++
+			e.stat.BlocksSent += uint64(len(msg.Blocks))
+			e.stat.DataSent += uint64(blockBytes)
+			for _, bp := range msg.BlockPresences {
+				if bp.Type == message.Have {
+					e.stat.HavesSent++
+				} else {
+					e.stat.DontHavesSent++
+				}
+			}
+		case err != errEmpty:
+			e.stat.SendErrors++
+		}
+		requeued := e.core.done(p, tasks, err == nil || err == errEmpty)
+		e.cond.Broadcast() // outstanding bytes went down: a capped peer may go again
+		e.mu.Unlock()
+
+		if err == nil {
+			for _, b := range msg.Blocks {
+				e.ledger.SentBlock(p, len(b.RawData()))
+			}
+		} else if err != errEmpty && e.ctx.Err() == nil {
+			e.cfg.logger.Debug("bitswap engine: send failed", "peer", p, "err", err)
+		}
+		if requeued || err == nil {
+			e.refill(e.ctx, p)
+		}
+	}
+}
+
+var errEmpty = errors.New("nothing to send")
+
+// build reads the blocks for tasks and packs one message. It returns nil when
+// nothing is left to send (every block vanished and no DONT_HAVE is due).
+func (e *Engine) build(p peer.ID, tasks []*task, pending int) (*message.Message, int) {
+	msg := &message.Message{PendingBytes: int32(min(pending, 1<<31-1))}
+	blockBytes := 0
+	for _, t := range tasks {
+		switch t.kind {
+		case sendBlock:
+			b, err := e.bs.Get(e.ctx, t.cid)
+			if err != nil {
+				// Deleted since the lookup, or the store failed: the peer
+				// hears nothing for this CID and may ask again.
+				if !ipld.IsNotFound(err) && e.ctx.Err() == nil {
+					e.cfg.logger.Warn("bitswap engine: blockstore read failed", "cid", t.cid, "peer", p, "err", err)
+				}
+				continue
+			}
+			if !b.Cid().Equals(t.cid) {
+				// Answer under the CID the peer asked for (v0 vs v1).
+				if b, err = blocks.NewBlockWithCid(b.RawData(), t.cid); err != nil {
+					e.cfg.logger.Warn("bitswap engine: re-addressing block", "cid", t.cid, "err", err)
+					continue
+				}
+			}
+			msg.Blocks = append(msg.Blocks, b)
+			blockBytes += len(b.RawData())
+		case sendHave:
+			msg.BlockPresences = append(msg.BlockPresences, message.BlockPresence{Cid: t.cid, Type: message.Have})
+		case sendDontHave:
+			msg.BlockPresences = append(msg.BlockPresences, message.BlockPresence{Cid: t.cid, Type: message.DontHave})
+		}
+	}
+	if len(msg.Blocks) == 0 && len(msg.BlockPresences) == 0 {
+		return nil, 0
+	}
+	return msg, blockBytes
+}
