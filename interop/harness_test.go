@@ -1,0 +1,151 @@
+package interop
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	boxobs "github.com/ipfs/boxo/bitswap"
+	bsnet "github.com/ipfs/boxo/bitswap/network/bsnet"
+	boxobstore "github.com/ipfs/boxo/blockstore"
+	blocks "github.com/ipfs/go-block-format"
+	cid "github.com/ipfs/go-cid"
+	ds "github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	mh "github.com/multiformats/go-multihash"
+
+	bitswap "github.com/gobitswap/bitswap"
+	"github.com/gobitswap/bitswap/blockstore"
+	"github.com/gobitswap/bitswap/message"
+	"github.com/gobitswap/bitswap/network"
+)
+
+var versions = []message.Version{message.V100, message.V110, message.V120}
+
+// boxoProtocols are the protocol IDs boxo offers for one of our versions.
+func boxoProtocols(v message.Version) []protocol.ID {
+	switch v {
+	case message.V100:
+		return []protocol.ID{bsnet.ProtocolBitswapOneZero, bsnet.ProtocolBitswapNoVers}
+	case message.V110:
+		return []protocol.ID{bsnet.ProtocolBitswapOneOne}
+	default:
+		return []protocol.ID{bsnet.ProtocolBitswap}
+	}
+}
+
+func newHost(t *testing.T) host.Host {
+	t.Helper()
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+// ourNode is our Bitswap on a real libp2p host.
+type ourNode struct {
+	h  host.Host
+	bs blockstore.Blockstore
+	b  *bitswap.Bitswap
+}
+
+func startOurs(t *testing.T, ctx context.Context, netOpts []network.Option, opts ...bitswap.Option) *ourNode {
+	t.Helper()
+	h := newHost(t)
+	bs := blockstore.NewMemory()
+	b := bitswap.New(ctx, network.NewFromHost(h, netOpts...), bs, opts...)
+	t.Cleanup(func() { b.Close() })
+	return &ourNode{h: h, bs: bs, b: b}
+}
+
+// boxoNode is boxo's Bitswap on a real libp2p host.
+type boxoNode struct {
+	h  host.Host
+	bs boxobstore.Blockstore
+	b  *boxobs.Bitswap
+}
+
+func startBoxo(t *testing.T, ctx context.Context, protos []protocol.ID, opts ...boxobs.Option) *boxoNode {
+	t.Helper()
+	h := newHost(t)
+	var netOpts []bsnet.NetOpt
+	if protos != nil {
+		netOpts = append(netOpts, bsnet.SupportedProtocols(protos))
+	}
+	bs := boxobstore.NewBlockstore(dssync.MutexWrap(ds.NewMapDatastore()))
+	b := boxobs.New(ctx, bsnet.NewFromIpfsHost(h, netOpts...), nil, bs, opts...)
+	t.Cleanup(func() { b.Close() })
+	return &boxoNode{h: h, bs: bs, b: b}
+}
+
+func connect(t *testing.T, ctx context.Context, from, to host.Host) {
+	t.Helper()
+	if err := from.Connect(ctx, peer.AddrInfo{ID: to.ID(), Addrs: to.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// mixedBlocks makes n blocks of every kind the issue names: raw and dag-pb,
+// CIDv0 and CIDv1, sizes from 1 byte to 2 MiB. Most are small so the suite
+// stays quick; every 100th is large, and the extremes are always present.
+func mixedBlocks(t *testing.T, seed uint64, n int) []blocks.Block {
+	t.Helper()
+	r := rand.New(rand.NewPCG(seed, seed))
+	out := make([]blocks.Block, 0, n)
+	for i := range n {
+		var size int
+		switch {
+		case i == 0:
+			size = 1
+		case i == 1:
+			size = message.MaxBlockSize
+		case i%100 == 50:
+			size = 256<<10 + r.IntN(message.MaxBlockSize-256<<10)
+		default:
+			size = 1 + r.IntN(64<<10)
+		}
+		data := make([]byte, size)
+		for j := range data {
+			data[j] = byte(r.Uint32())
+		}
+		// Make every block unique even when sizes repeat.
+		copy(data, fmt.Sprintf("%d/%d", seed, i))
+		data = data[:size]
+		sum := sha256.Sum256(data)
+		h, err := mh.Encode(sum[:], mh.SHA2_256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c cid.Cid
+		switch i % 3 {
+		case 0:
+			c = cid.NewCidV0(h)
+		case 1:
+			c = cid.NewCidV1(cid.DagProtobuf, h)
+		default:
+			c = cid.NewCidV1(cid.Raw, h)
+		}
+		b, err := blocks.NewBlockWithCid(data, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+func cidsOf(bs []blocks.Block) []cid.Cid {
+	out := make([]cid.Cid, len(bs))
+	for i, b := range bs {
+		out[i] = b.Cid()
+	}
+	return out
+}

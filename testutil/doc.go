@@ -1,0 +1,13 @@
+// Package testutil provides helpers for tests of the other packages:
+// deterministic block generators, deterministic peer IDs, and an in-memory
+// virtual network whose peers implement network.Network, with per-link
+// latency and bandwidth, usable under testing/synctest so that protocol
+// behaviour over slow links is tested in virtual time.
+//
+// It owns only test scaffolding. It must never be imported by non-test code
+// of the library, and it never reaches into the state of the packages it
+// helps test: messages cross the virtual network as the same framed wire
+// bytes the libp2p network writes, encoded and decoded only through the
+// message package, and peers see only the network.Receiver calls a real
+// network would make.
+package testutil
