@@ -98,7 +98,10 @@ func connect(t *testing.T, ctx context.Context, from, to host.Host) {
 // stays quick; every 100th is large, and the extremes are always present.
 func mixedBlocks(t *testing.T, seed uint64, n int) []blocks.Block {
 	t.Helper()
-	r := rand.New(rand.NewPCG(seed, seed))
+	var key [32]byte
+	key[0] = byte(seed)
+	src := rand.NewChaCha8(key)
+	r := rand.New(src)
 	out := make([]blocks.Block, 0, n)
 	for i := range n {
 		var size int
@@ -113,9 +116,7 @@ func mixedBlocks(t *testing.T, seed uint64, n int) []blocks.Block {
 			size = 1 + r.IntN(64<<10)
 		}
 		data := make([]byte, size)
-		for j := range data {
-			data[j] = byte(r.Uint32())
-		}
+		_, _ = src.Read(data)
 		// Make every block unique even when sizes repeat.
 		copy(data, fmt.Sprintf("%d/%d", seed, i))
 		data = data[:size]

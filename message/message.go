@@ -78,16 +78,24 @@ const (
 
 // Entry is one wantlist entry.
 type Entry struct {
-	Cid          cid.Cid
-	Priority     int32
-	Cancel       bool
-	WantType     WantType
+	// Cid is the block wanted (or no longer wanted).
+	Cid cid.Cid
+	// Priority orders the sender's wants; higher is more urgent.
+	Priority int32
+	// Cancel revokes an earlier want for Cid instead of adding one.
+	Cancel bool
+	// WantType says whether the block or only a HAVE is wanted.
+	WantType WantType
+	// SendDontHave asks for a DONT_HAVE answer when the peer lacks the
+	// block, instead of silence (1.2.0+).
 	SendDontHave bool
 }
 
 // BlockPresence is a HAVE or DONT_HAVE for one CID.
 type BlockPresence struct {
-	Cid  cid.Cid
+	// Cid is the block the answer is about.
+	Cid cid.Cid
+	// Type is Have or DontHave.
 	Type PresenceType
 }
 
@@ -97,11 +105,16 @@ type BlockPresence struct {
 type Message struct {
 	// Full marks Wantlist as the sender's complete wantlist, replacing any
 	// earlier one.
-	Full           bool
-	Wantlist       []Entry
-	Blocks         []blocks.Block
+	Full bool
+	// Wantlist holds wants and cancels, in sending order.
+	Wantlist []Entry
+	// Blocks holds blocks sent to the peer.
+	Blocks []blocks.Block
+	// BlockPresences holds HAVE and DONT_HAVE answers (1.2.0+).
 	BlockPresences []BlockPresence
-	PendingBytes   int32
+	// PendingBytes is how many more bytes of wanted blocks the sender has
+	// queued for the receiver but not yet sent.
+	PendingBytes int32
 }
 
 // Errors returned (wrapped, with details) by decoding. Use errors.Is.
@@ -110,4 +123,7 @@ var (
 	ErrMalformed = errors.New("malformed bitswap message")
 	// ErrTooLarge marks a message or frame over the size limit.
 	ErrTooLarge = errors.New("bitswap message too large")
+	// ErrIncomplete marks a buffer that does not yet hold a whole frame;
+	// ParseFrame returns it so that the caller reads more and tries again.
+	ErrIncomplete = errors.New("incomplete bitswap frame")
 )

@@ -17,7 +17,7 @@ import (
 )
 
 // Network is what the rest of Bitswap needs from the transport. The libp2p
-// implementation is built by New; testutil provides an in-memory one.
+// implementation is built by NewFromHost; testutil provides an in-memory one.
 type Network interface {
 	// Self is the local peer ID.
 	Self() peer.ID
@@ -26,8 +26,8 @@ type Network interface {
 	// It must be called once, before any message is sent.
 	Start(r Receiver)
 
-	// Stop closes every stream and sender and stops delivering events. Once
-	// it returns, r receives no more calls.
+	// Stop resets every stream, drops every sender and stops delivering
+	// events. Once it returns, r receives no more calls.
 	Stop()
 
 	// SendMessage sends msg to p, reusing the peer's outbound stream and
