@@ -54,16 +54,23 @@ type Network interface {
 	Stats() Stats
 }
 
-// Receiver is told about inbound messages and peer connectivity. Calls for
-// one peer are made in order; calls for different peers may be concurrent.
-// Implementations must not block for long: a slow ReceiveMessage delays only
-// the stream it came from, but a blocked PeerConnected delays every event.
+// Receiver is told about inbound messages and peer connectivity. Messages
+// from one stream arrive one at a time, in order, after PeerConnected for
+// their peer; a peer using several streams at once (old peers open one per
+// message) may have its messages delivered concurrently. Connection events
+// come one at a time, in order. Calls for different peers may be
+// concurrent. Implementations must not block for long: a slow
+// ReceiveMessage delays only the stream it came from, but a blocked
+// PeerConnected delays every event and every new inbound stream.
 type Receiver interface {
-	// ReceiveMessage is called with each decoded inbound message.
+	// ReceiveMessage is called with each decoded inbound message. ctx is
+	// cancelled when the network stops.
 	ReceiveMessage(ctx context.Context, from peer.ID, msg *message.Message)
-	// ReceiveError is called when an inbound stream fails or carries a
-	// message that does not decode; the stream is reset and the error says
-	// which peer and why.
+	// ReceiveError is called when an inbound stream fails in the middle of
+	// a message, or carries a message that is over the size limit
+	// (message.ErrTooLarge) or does not decode (message.ErrMalformed); the
+	// stream is reset and the error says which peer and why. A stream that
+	// ends or is reset between messages is not an error.
 	ReceiveError(from peer.ID, err error)
 	// PeerConnected is called when p becomes connected.
 	PeerConnected(p peer.ID)

@@ -1,0 +1,62 @@
+package network_test
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/gobitswap/bitswap/message"
+	"github.com/gobitswap/bitswap/network"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// printer is a Receiver that hands inbound messages to a channel.
+type printer struct{ msgs chan *message.Message }
+
+func (p printer) ReceiveMessage(_ context.Context, _ peer.ID, m *message.Message) { p.msgs <- m }
+func (p printer) ReceiveError(peer.ID, error)                                     {}
+func (p printer) PeerConnected(peer.ID)                                           {}
+func (p printer) PeerDisconnected(peer.ID)                                        {}
+
+func ExampleNewFromHost() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	// Two libp2p hosts, each with a Bitswap network on top.
+	h1, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		panic(err)
+	}
+	defer h1.Close()
+	h2, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		panic(err)
+	}
+	defer h2.Close()
+
+	n1 := network.NewFromHost(h1)
+	n1.Start(printer{make(chan *message.Message, 1)})
+	defer n1.Stop()
+	n2 := network.NewFromHost(h2, network.WithProtocols(message.V110))
+	inbox := make(chan *message.Message, 1)
+	n2.Start(printer{inbox})
+	defer n2.Stop()
+
+	// n1 sends n2 a block; n2 only speaks 1.1.0, so that is what is used.
+	if err := n1.Connect(ctx, peer.AddrInfo{ID: h2.ID(), Addrs: h2.Addrs()}); err != nil {
+		panic(err)
+	}
+	blk := blocks.NewBlock([]byte("hello"))
+	if err := n1.SendMessage(ctx, h2.ID(), &message.Message{Blocks: []blocks.Block{blk}}); err != nil {
+		panic(err)
+	}
+	v, _ := n1.Version(ctx, h2.ID())
+	m := <-inbox
+	fmt.Println("version:", v)
+	fmt.Println("received:", string(m.Blocks[0].RawData()))
+	// Output:
+	// version: 1.1.0
+	// received: hello
+}

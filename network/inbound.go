@@ -1,0 +1,136 @@
+package network
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/gobitswap/bitswap/message"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// handleStream is the stream handler for every enabled protocol. It runs in
+// the goroutine libp2p starts for the stream and reads messages from it
+// until the remote closes or resets it, or the network stops.
+func (n *Libp2pNetwork) handleStream(s network.Stream) {
+	n.mu.Lock()
+	if n.state != stateStarted {
+		n.mu.Unlock()
+		_ = s.Reset()
+		return
+	}
+	n.inbound[s] = struct{}{}
+	n.wg.Add(1)
+	n.mu.Unlock()
+	defer n.wg.Done()
+
+	from := s.Conn().RemotePeer()
+	if !n.awaitReported(from) {
+		n.resetInbound(s)
+		return
+	}
+	n.readLoop(s, from)
+}
+
+// readLoop reads uvarint-framed messages from s and hands them to the
+// Receiver. It owns s until it returns, then either s is reset or its close
+// has been handed to another goroutine.
+func (n *Libp2pNetwork) readLoop(s network.Stream, from peer.ID) {
+	br := bufio.NewReader(s)
+	limit := uint64(n.cfg.maxMessageSize)
+	for {
+		// Between frames, the end of the stream is the normal way for a
+		// peer to stop, and a reset is not worth reporting (it is what a
+		// closing connection does to its streams).
+		if _, err := br.ReadByte(); err != nil {
+			if errors.Is(err, io.EOF) {
+				n.closeInboundAsync(s)
+			} else {
+				n.resetInbound(s)
+			}
+			return
+		}
+		_ = br.UnreadByte()
+
+		size, err := binary.ReadUvarint(br)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				err = fmt.Errorf("%w: %w", message.ErrMalformed, err) // varint overflow
+			}
+			n.failInbound(s, from, fmt.Errorf("bitswap: reading frame length from %s: %w", from, err))
+			return
+		}
+		if size > limit {
+			n.failInbound(s, from, fmt.Errorf("bitswap: frame of %d bytes from %s is over the %d-byte limit: %w",
+				size, from, limit, message.ErrTooLarge))
+			return
+		}
+		// A fresh buffer per message: Unmarshal may keep sub-slices of it.
+		body := make([]byte, size)
+		if _, err := io.ReadFull(br, body); err != nil {
+			n.failInbound(s, from, fmt.Errorf("bitswap: reading %d-byte message from %s: %w", size, from, err))
+			return
+		}
+		msg, err := message.Unmarshal(body)
+		if err != nil {
+			n.failInbound(s, from, fmt.Errorf("bitswap: decoding %d-byte message from %s: %w", size, from, err))
+			return
+		}
+		n.msgsRecv.Add(1)
+		n.bytesRecv.Add(uint64(uvarintLen(size)) + size)
+		if n.ctx.Err() != nil {
+			n.resetInbound(s)
+			return
+		}
+		n.receiver.ReceiveMessage(n.ctx, from, msg)
+	}
+}
+
+// failInbound resets s and reports err, unless the failure is Stop's doing.
+func (n *Libp2pNetwork) failInbound(s network.Stream, from peer.ID, err error) {
+	n.resetInbound(s)
+	if n.ctx.Err() == nil {
+		n.receiver.ReceiveError(from, err)
+	}
+}
+
+// resetInbound resets s and forgets it.
+func (n *Libp2pNetwork) resetInbound(s network.Stream) {
+	_ = s.Reset()
+	n.forgetInbound(s)
+}
+
+func (n *Libp2pNetwork) forgetInbound(s network.Stream) {
+	n.mu.Lock()
+	delete(n.inbound, s)
+	n.mu.Unlock()
+}
+
+// closeInboundAsync closes s from a goroutine of its own, so that a close
+// that has to wait for the remote never holds up the read loop. The close
+// is bounded by a deadline of the send timeout base, and Stop resets the
+// stream (it stays in n.inbound until closed) if it is still pending.
+func (n *Libp2pNetwork) closeInboundAsync(s network.Stream) {
+	ok := n.goTracked(func() {
+		_ = s.SetDeadline(time.Now().Add(n.cfg.sendBase))
+		_ = s.Close()
+		n.forgetInbound(s)
+	})
+	if !ok { // stopping: Stop resets what it found in n.inbound
+		n.resetInbound(s)
+	}
+}
+
+// uvarintLen is the length of x encoded as a uvarint.
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
+	}
+	return n
+}

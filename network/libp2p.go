@@ -1,0 +1,276 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobitswap/bitswap/message"
+	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
+)
+
+// Bitswap protocol IDs. V100 is served under two IDs.
+const (
+	ProtocolBitswap        protocol.ID = "/ipfs/bitswap/1.2.0" // message.V120
+	ProtocolBitswapOneOne  protocol.ID = "/ipfs/bitswap/1.1.0" // message.V110
+	ProtocolBitswapOneZero protocol.ID = "/ipfs/bitswap/1.0.0" // message.V100
+	ProtocolBitswapNoVers  protocol.ID = "/ipfs/bitswap"       // message.V100
+)
+
+// ErrStopped is returned by operations on a Libp2pNetwork after Stop.
+var ErrStopped = errors.New("bitswap network stopped")
+
+// protocolIDs returns the protocol IDs for vs, keeping the order of vs.
+func protocolIDs(vs []message.Version) []protocol.ID {
+	var ids []protocol.ID
+	for _, v := range vs {
+		switch v {
+		case message.V120:
+			ids = append(ids, ProtocolBitswap)
+		case message.V110:
+			ids = append(ids, ProtocolBitswapOneOne)
+		case message.V100:
+			ids = append(ids, ProtocolBitswapOneZero, ProtocolBitswapNoVers)
+		}
+	}
+	return ids
+}
+
+// versionOf maps a negotiated protocol ID to its message version.
+func versionOf(id protocol.ID) (message.Version, bool) {
+	switch id {
+	case ProtocolBitswap:
+		return message.V120, true
+	case ProtocolBitswapOneOne:
+		return message.V110, true
+	case ProtocolBitswapOneZero, ProtocolBitswapNoVers:
+		return message.V100, true
+	}
+	return 0, false
+}
+
+// Lifecycle states of a Libp2pNetwork.
+const (
+	stateNew = iota
+	stateStarted
+	stateStopped
+)
+
+// Libp2pNetwork is the Network over a libp2p host.
+//
+// Inbound: every stream on an enabled Bitswap protocol is read frame after
+// frame until the remote closes it, so both peers that send many messages
+// on one stream (recent Kubo) and peers that open a stream per message
+// (older ones) work. Outbound: one sender per peer keeps one stream open and
+// reuses it for every message; sends to one peer are serialised, sends to
+// different peers run in parallel.
+//
+// Connection events follow one rule: a peer is reported by PeerConnected
+// once it has a direct (not limited) connection and is known to speak an
+// enabled Bitswap protocol, either because identify says so (peerstore
+// protocols, checked on EvtPeerIdentificationCompleted,
+// EvtPeerProtocolsUpdated and connection notifications) or because a
+// Bitswap stream was opened in either direction. PeerConnected always comes
+// before the first ReceiveMessage of the stream that triggered it. A
+// reported peer is reported by PeerDisconnected when its last connection
+// closes; a protocol removal alone does not disconnect it. Events are
+// level-triggered: a disconnect and reconnect that both happen before the
+// event goroutine looks at the peer are seen as no change. Peers connected
+// before Start are examined at Start.
+//
+// A message already read from a stream when the peer's last connection
+// closes may still reach ReceiveMessage after PeerDisconnected. Messages on
+// different streams from the same peer are delivered concurrently, one call
+// at a time per stream.
+type Libp2pNetwork struct {
+	host   host.Host
+	cfg    config
+	protos []protocol.ID // enabled protocol IDs, newest first; immutable
+
+	// ctx is cancelled by Stop. Every blocking operation watches it, so
+	// Stop never waits longer than an operation takes to notice.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// wg counts the goroutines we start and the stream handlers running in
+	// libp2p's goroutines; Stop waits for it. Add is only called under mu
+	// while the state is not stopped, so it never races with Wait.
+	wg sync.WaitGroup
+
+	// events is the queue between libp2p notifications and the event
+	// goroutine; it has its own lock.
+	events eventQueue
+
+	msgsSent, msgsRecv, bytesSent, bytesRecv atomic.Uint64
+
+	// mu guards the fields below. It is held only for map and state
+	// updates, never across I/O or a Receiver call.
+	mu       sync.Mutex
+	state    int
+	receiver Receiver                    // set once by Start, before anything reads it
+	sub      event.Subscription          // identify events; nil before Start
+	senders  map[peer.ID]*sender         // one per peer we send to
+	inbound  map[network.Stream]struct{} // inbound streams being read or closed
+}
+
+var _ Network = (*Libp2pNetwork)(nil)
+
+// NewFromHost returns a Network that moves Bitswap messages over h. It
+// registers nothing with h until Start. Invalid options panic (see
+// WithProtocols).
+func NewFromHost(h host.Host, opts ...Option) *Libp2pNetwork {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &Libp2pNetwork{
+		host:    h,
+		cfg:     cfg,
+		protos:  protocolIDs(cfg.versions),
+		ctx:     ctx,
+		cancel:  cancel,
+		senders: make(map[peer.ID]*sender),
+		inbound: make(map[network.Stream]struct{}),
+	}
+	n.events.init()
+	return n
+}
+
+// Self returns the host's peer ID.
+func (n *Libp2pNetwork) Self() peer.ID { return n.host.ID() }
+
+// Start subscribes to identify events and connection notifications, starts
+// the event goroutine, looks at the peers already connected and registers a
+// stream handler per enabled protocol. It panics if called twice or after
+// Stop.
+func (n *Libp2pNetwork) Start(r Receiver) {
+	n.mu.Lock()
+	if n.state != stateNew {
+		n.mu.Unlock()
+		panic("network: Start called twice or after Stop")
+	}
+	n.state = stateStarted
+	n.receiver = r
+	n.mu.Unlock()
+
+	// Subscribe before taking stock of current peers, so that a peer whose
+	// identify finishes in between is seen by one or the other.
+	sub, err := n.host.EventBus().Subscribe(
+		[]any{new(event.EvtPeerIdentificationCompleted), new(event.EvtPeerProtocolsUpdated)},
+		eventbus.Name("gobitswap/network"),
+	)
+	if err == nil {
+		n.mu.Lock()
+		n.sub = sub
+		n.mu.Unlock()
+		n.goTracked(func() { n.readBus(sub) })
+	}
+	// Without the subscription (it only fails for invalid event types),
+	// peers are still found by connection notifications and streams.
+	n.host.Network().Notify((*notifiee)(n))
+	for _, p := range n.host.Network().Peers() {
+		n.events.mark(p, false, nil)
+	}
+	n.goTracked(n.runEvents)
+	for _, id := range n.protos {
+		n.host.SetStreamHandler(id, n.handleStream)
+	}
+}
+
+// Stop removes the stream handlers, stops the notifications, resets every
+// stream, waits for every goroutine of this network to return, and leaves
+// senders unusable (SendMessage and Version return ErrStopped). Once it
+// returns the Receiver gets no more calls. It must not be called from a
+// Receiver method, which Stop would wait for. Calling it again is a no-op.
+func (n *Libp2pNetwork) Stop() {
+	n.mu.Lock()
+	if n.state == stateStopped {
+		n.mu.Unlock()
+		return
+	}
+	started := n.state == stateStarted
+	n.state = stateStopped
+	senders := n.senders
+	n.senders = make(map[peer.ID]*sender)
+	inbound := make([]network.Stream, 0, len(n.inbound))
+	for s := range n.inbound {
+		inbound = append(inbound, s)
+	}
+	sub := n.sub
+	n.mu.Unlock()
+
+	if started {
+		for _, id := range n.protos {
+			n.host.RemoveStreamHandler(id)
+		}
+		n.host.Network().StopNotify((*notifiee)(n))
+	}
+	// Cancelling first makes every operation that holds a sender lock give
+	// up (stream opens, writes, closes), so the lock waits below are short.
+	n.cancel()
+	for _, s := range inbound {
+		_ = s.Reset()
+	}
+	if sub != nil {
+		_ = sub.Close() // ends readBus
+	}
+	for _, s := range senders {
+		s.lock <- struct{}{}
+		s.discard()
+		<-s.lock
+	}
+	n.wg.Wait()
+}
+
+// goTracked runs f in a goroutine counted by wg, unless the network is
+// stopped, in which case it returns false and does nothing.
+func (n *Libp2pNetwork) goTracked(f func()) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.state == stateStopped {
+		return false
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// Connect dials p unless it is this node or already connected.
+func (n *Libp2pNetwork) Connect(ctx context.Context, ai peer.AddrInfo) error {
+	if ai.ID == n.host.ID() {
+		return nil
+	}
+	return n.host.Connect(ctx, ai)
+}
+
+// DisconnectFrom closes every connection to p.
+func (n *Libp2pNetwork) DisconnectFrom(_ context.Context, p peer.ID) error {
+	return n.host.Network().ClosePeer(p)
+}
+
+// Latency returns the peerstore's moving average of the latency to p (fed
+// by libp2p's ping and identify), or 0 if none was measured.
+func (n *Libp2pNetwork) Latency(p peer.ID) time.Duration {
+	return n.host.Peerstore().LatencyEWMA(p)
+}
+
+// Stats returns the traffic counters. Each field is read atomically; the
+// four are not a single snapshot.
+func (n *Libp2pNetwork) Stats() Stats {
+	return Stats{
+		MessagesSent:     n.msgsSent.Load(),
+		MessagesReceived: n.msgsRecv.Load(),
+		BytesSent:        n.bytesSent.Load(),
+		BytesReceived:    n.bytesRecv.Load(),
+	}
+}
