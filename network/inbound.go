@@ -70,8 +70,8 @@ func (n *Libp2pNetwork) readLoop(s network.Stream, from peer.ID) {
 			return
 		}
 		// A fresh buffer per message: Unmarshal may keep sub-slices of it.
-		body := make([]byte, size)
-		if _, err := io.ReadFull(br, body); err != nil {
+		body, err := readBody(br, int(size))
+		if err != nil {
 			n.failInbound(s, from, fmt.Errorf("bitswap: reading %d-byte message from %s: %w", size, from, err))
 			return
 		}
@@ -133,4 +133,32 @@ func uvarintLen(x uint64) int {
 		n++
 	}
 	return n
+}
+
+// bodyChunk is how much of a message body is allocated before its bytes
+// arrive.
+const bodyChunk = 64 << 10
+
+// readBody reads a size-byte body, growing its buffer as bytes arrive
+// rather than trusting the length prefix: a peer that announces 4 MiB on
+// many streams and then trickles bytes can only make us hold what it has
+// actually sent.
+func readBody(r io.Reader, size int) ([]byte, error) {
+	if size <= bodyChunk {
+		body := make([]byte, size)
+		_, err := io.ReadFull(r, body)
+		return body, err
+	}
+	body := make([]byte, 0, bodyChunk)
+	for len(body) < size {
+		if len(body) == cap(body) {
+			body = append(body, make([]byte, min(cap(body), size-len(body)))...)[:len(body)]
+		}
+		n, err := io.ReadFull(r, body[len(body):min(cap(body), size)])
+		body = body[:len(body)+n]
+		if err != nil {
+			return nil, err
+		}
+	}
+	return body, nil
 }

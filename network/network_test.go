@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -554,5 +555,30 @@ func TestStopWithoutStart(t *testing.T) {
 	n.Stop()
 	if err := n.SendMessage(context.Background(), "someone", &message.Message{}); !errors.Is(err, ErrStopped) {
 		t.Errorf("SendMessage after Stop = %v, want ErrStopped", err)
+	}
+}
+
+func TestReadBodyGrowsWithArrivingBytes(t *testing.T) {
+	for _, size := range []int{0, 1, bodyChunk, bodyChunk + 1, 3*bodyChunk + 17, 4 << 20} {
+		data := make([]byte, size)
+		for i := range data {
+			data[i] = byte(i * 7)
+		}
+		got, err := readBody(bytes.NewReader(data), size)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("size %d: err %v, equal %v", size, err, bytes.Equal(got, data))
+		}
+	}
+	// A peer that announces 4 MiB and sends 10 bytes costs one chunk, not 4 MiB.
+	_, err := readBody(bytes.NewReader(make([]byte, 10)), 4<<20)
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("truncated body: err = %v, want unexpected EOF", err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, _ = readBody(bytes.NewReader(make([]byte, 10)), 4<<20)
+	runtime.ReadMemStats(&after)
+	if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
+		t.Fatalf("a 10-byte trickle announced as 4 MiB allocated %d bytes", n)
 	}
 }

@@ -1,0 +1,249 @@
+// Package blockrouter is where every incoming block goes first. It keeps
+// the index of which Session wants which CID, stores only blocks some
+// Session wanted, delivers each to every Session that wants it, records it
+// in the Ledger, and hands it to the Engine so that peers waiting for it are
+// served.
+//
+// Blocks are verified before they reach it: message.Unmarshal derives each
+// block's CID by hashing its data (CID prefix + data on 1.1.0+, sha2-256 on
+// 1.0.0), so a block can never disagree with its CID. A peer that sends
+// wrong data therefore sends a block nobody asked for; it is dropped,
+// counted, and charged to that peer. The BlockRouter never sends anything
+// and never decides what to want.
+package blockrouter
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+
+	blocks "github.com/ipfs/go-block-format"
+	cid "github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/gobitswap/bitswap/ledger"
+)
+
+// Blockstore is where wanted blocks are stored.
+type Blockstore interface {
+	PutMany(context.Context, []blocks.Block) error
+	Has(context.Context, cid.Cid) (bool, error)
+}
+
+// Sink receives the blocks a Session wanted. It must not block.
+type Sink interface {
+	ReceiveBlocks(from peer.ID, blks []blocks.Block)
+}
+
+// Notifier is told about blocks newly stored (the Engine).
+type Notifier interface {
+	NotifyNewBlocks(ctx context.Context, blks ...blocks.Block)
+}
+
+// Stat counts incoming blocks.
+type Stat struct {
+	BlocksReceived   uint64 // every block that arrived
+	DataReceived     uint64
+	DupBlksReceived  uint64 // arrived after it was no longer wanted and was already stored
+	DupDataReceived  uint64
+	UnwantedBlocks   uint64 // never wanted (or wrong data for a wanted CID): dropped
+	UnwantedData     uint64
+	BlockstoreErrors uint64
+}
+
+// BlockRouter routes incoming blocks. Create it with New.
+type BlockRouter struct {
+	bs     Blockstore
+	ledger *ledger.Ledger
+	notify Notifier
+	logger *slog.Logger
+
+	mu     sync.Mutex
+	sinks  map[uint64]Sink
+	wanted map[string]map[uint64]cid.Cid // multihash -> session -> CID it asked for
+	stat   Stat
+	// charged counts unwanted blocks per peer; bounded like the ledger by
+	// only holding peers that misbehaved, reset by Forget.
+	charged map[peer.ID]uint64
+}
+
+// New returns a BlockRouter that stores into bs, records in l and tells n.
+func New(bs Blockstore, l *ledger.Ledger, n Notifier, logger *slog.Logger) *BlockRouter {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &BlockRouter{
+		bs: bs, ledger: l, notify: n, logger: logger,
+		sinks:   make(map[uint64]Sink),
+		wanted:  make(map[string]map[uint64]cid.Cid),
+		charged: make(map[peer.ID]uint64),
+	}
+}
+
+// Register adds a Session's sink.
+func (r *BlockRouter) Register(id uint64, s Sink) {
+	r.mu.Lock()
+	r.sinks[id] = s
+	r.mu.Unlock()
+}
+
+// Unregister removes a Session's sink. Its owner withdraws its wants with
+// Unwant first.
+func (r *BlockRouter) Unregister(id uint64) {
+	r.mu.Lock()
+	delete(r.sinks, id)
+	r.mu.Unlock()
+}
+
+// Want records that Session id wants cids. A block arriving under another
+// CID version of the same multihash is delivered under the CID asked for.
+func (r *BlockRouter) Want(id uint64, cids []cid.Cid) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range cids {
+		k := string(c.Hash())
+		set := r.wanted[k]
+		if set == nil {
+			set = make(map[uint64]cid.Cid, 1)
+			r.wanted[k] = set
+		}
+		set[id] = c
+	}
+}
+
+// Unwant withdraws Session id's wants.
+func (r *BlockRouter) Unwant(id uint64, cids []cid.Cid) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range cids {
+		k := string(c.Hash())
+		if set := r.wanted[k]; set != nil {
+			delete(set, id)
+			if len(set) == 0 {
+				delete(r.wanted, k)
+			}
+		}
+	}
+}
+
+// IsWanted reports whether any Session wants c.
+func (r *BlockRouter) IsWanted(c cid.Cid) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.wanted[string(c.Hash())]) > 0
+}
+
+// ReceiveBlocks handles the blocks of one message from a peer.
+func (r *BlockRouter) ReceiveBlocks(ctx context.Context, from peer.ID, blks []blocks.Block) {
+	if len(blks) == 0 {
+		return
+	}
+	type delivery struct {
+		sink Sink
+		blks []blocks.Block
+	}
+	var store []blocks.Block
+	var unwanted []blocks.Block
+	per := make(map[uint64]*delivery)
+
+	r.mu.Lock()
+	for _, b := range blks {
+		r.stat.BlocksReceived++
+		r.stat.DataReceived += uint64(len(b.RawData()))
+		k := string(b.Cid().Hash())
+		set := r.wanted[k]
+		if len(set) == 0 {
+			unwanted = append(unwanted, b)
+			continue
+		}
+		store = append(store, b)
+		for id, want := range set {
+			s := r.sinks[id]
+			if s == nil {
+				continue
+			}
+			d := per[id]
+			if d == nil {
+				d = &delivery{sink: s}
+				per[id] = d
+			}
+			if !want.Equals(b.Cid()) {
+				// Same bytes, other CID version: hand it over as asked.
+				if rb, err := blocks.NewBlockWithCid(b.RawData(), want); err == nil {
+					d.blks = append(d.blks, rb)
+					continue
+				}
+			}
+			d.blks = append(d.blks, b)
+		}
+		// The block satisfies every Session: later copies are duplicates.
+		delete(r.wanted, k)
+	}
+	r.mu.Unlock()
+
+	for _, b := range blks {
+		r.ledger.ReceivedBlock(from, len(b.RawData()))
+	}
+	if len(store) > 0 {
+		if err := r.bs.PutMany(ctx, store); err != nil {
+			// Sessions still get the blocks; the application sees them even
+			// if the store could not keep them.
+			r.count(func(s *Stat) { s.BlockstoreErrors++ })
+			r.logger.Warn("bitswap: storing received blocks failed", "peer", from, "blocks", len(store), "err", err)
+		}
+	}
+	for _, d := range per {
+		d.sink.ReceiveBlocks(from, d.blks)
+	}
+	if len(store) > 0 && r.notify != nil {
+		r.notify.NotifyNewBlocks(ctx, store...)
+	}
+	for _, b := range unwanted {
+		have, err := r.bs.Has(ctx, b.Cid())
+		n := uint64(len(b.RawData()))
+		r.count(func(s *Stat) {
+			if err == nil && have {
+				s.DupBlksReceived++
+				s.DupDataReceived += n
+			} else {
+				s.UnwantedBlocks++
+				s.UnwantedData += n
+			}
+		})
+		if err != nil || !have {
+			r.mu.Lock()
+			r.charged[from]++
+			r.mu.Unlock()
+			r.logger.Debug("bitswap: dropped unrequested block", "peer", from, "cid", b.Cid())
+		}
+	}
+}
+
+func (r *BlockRouter) count(f func(*Stat)) {
+	r.mu.Lock()
+	f(&r.stat)
+	r.mu.Unlock()
+}
+
+// Stat returns the counters.
+func (r *BlockRouter) Stat() Stat {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stat
+}
+
+// Unrequested returns how many blocks nobody asked for p has sent us since
+// it connected.
+func (r *BlockRouter) Unrequested(p peer.ID) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.charged[p]
+}
+
+// Forget drops what is recorded about p (call on disconnect), keeping the
+// charged map bounded by connected peers.
+func (r *BlockRouter) Forget(p peer.ID) {
+	r.mu.Lock()
+	delete(r.charged, p)
+	r.mu.Unlock()
+}
