@@ -1,8 +1,17 @@
 // Package testutil provides helpers for tests of the other packages:
 // deterministic block generators, deterministic peer IDs, and an in-memory
-// virtual network whose peers implement network.Network, with per-link
-// latency and bandwidth, usable under testing/synctest so that protocol
-// behaviour over slow links is tested in virtual time.
+// virtual network whose peers implement network.Network, usable under
+// testing/synctest so that protocol behaviour over slow links is tested in
+// virtual time.
+//
+// The virtual network has per-link latency and bandwidth (WithLatency,
+// WithBandwidth, SetLink), seeded message loss (WithLoss, WithSeed,
+// SetLoss), churn (Disconnect, Reconnect, ScheduleChurn), peers that never
+// answer (SetUnresponsive), and accounting of everything its links carried
+// (Traffic, TrafficFrom, TrafficTo, TrafficBetween, Dropped). ContentRouter
+// is a fake content routing system for its peers, and NewSwarm, SwarmOf and
+// ConnectPairs build topologies. Nothing in it reads the wall clock or uses
+// real randomness, so runs under synctest are reproducible.
 //
 // It owns only test scaffolding. It must never be imported by non-test code
 // of the library, and it never reaches into the state of the packages it

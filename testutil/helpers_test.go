@@ -18,6 +18,7 @@ type recorder struct {
 	mu     sync.Mutex
 	events []string
 	msgs   []received
+	errs   []error
 }
 
 type received struct {
@@ -51,7 +52,16 @@ func (r *recorder) ReceiveMessage(ctx context.Context, from peer.ID, msg *messag
 }
 
 func (r *recorder) ReceiveError(from peer.ID, err error) {
-	r.add(fmt.Sprintf("error from %s: %v", r.name(from), err))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, fmt.Sprintf("error from %s: %v", r.name(from), err))
+	r.errs = append(r.errs, err)
+}
+
+func (r *recorder) Errors() []error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]error(nil), r.errs...)
 }
 
 func (r *recorder) PeerConnected(p peer.ID) { r.add("connected " + r.name(p)) }

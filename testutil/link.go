@@ -19,8 +19,29 @@ const (
 
 type item struct {
 	ev        event
-	frame     []byte    // evMessage: one length-prefixed message
-	deliverAt time.Time // evMessage: when the last byte arrives
+	frame     []byte           // evMessage: one length-prefixed message
+	msg       *message.Message // evMessage: frame decoded, or nil
+	err       error            // evMessage: why frame does not decode
+	counts    Counts           // evMessage: what frame carries
+	lost      bool             // evMessage: lost on the way (see WithLoss)
+	deliverAt time.Time        // evMessage: when the last byte arrives
+}
+
+// messageItem decodes a frame as the libp2p network's stream reader would,
+// once, at the sender, so that Traffic can count what it carries; the
+// receiver is handed the decoded message (or the error) on delivery.
+func messageItem(frame []byte) item {
+	it := item{ev: evMessage, frame: frame}
+	body, rest, err := message.ParseFrame(frame, message.MaxMessageSize)
+	if err == nil && len(rest) != 0 {
+		err = fmt.Errorf("%d bytes after the frame", len(rest))
+	}
+	if err == nil {
+		it.msg, err = message.Unmarshal(body)
+	}
+	it.err = err
+	it.counts = countFrame(len(frame), it.msg)
+	return it
 }
 
 // link is one direction of a connection, from one peer to another. A single
@@ -31,7 +52,8 @@ type item struct {
 // reconnections.
 type link struct {
 	from, to *VirtualPeer
-	prev     *link // previous link from the same peer to the same peer, or nil
+	prev     *link    // previous link from the same peer to the same peer, or nil
+	tr       *Traffic // of the directed pair, guarded by vn.tmu
 
 	mu        sync.Mutex
 	queue     []item
@@ -51,6 +73,7 @@ func (vp *VirtualPeer) newLink(to *VirtualPeer) *link {
 		from:    vp,
 		to:      to,
 		prev:    vp.lastOut[to.id],
+		tr:      vp.vn.trafficOf(vp.id, to.id),
 		queue:   []item{{ev: evConnected}},
 		wake:    make(chan struct{}, 1),
 		closing: make(chan struct{}),
@@ -66,26 +89,36 @@ func (vp *VirtualPeer) newLink(to *VirtualPeer) *link {
 	return l
 }
 
-// enqueue queues a message frame and reports whether the link was open. The
-// frame starts onto the link when the link is free, takes size/bandwidth to
-// send, and arrives latency later. Messages queue behind each other for
-// bandwidth, but their latencies overlap, as on a real pipe.
-func (l *link) enqueue(frame []byte, p linkParams) bool {
+// enqueue queues a message item (see messageItem) and reports whether the
+// link was open. The frame starts onto the link when the link is free, takes
+// size/bandwidth to send, and arrives latency later. Messages queue behind
+// each other for bandwidth, but their latencies overlap, as on a real pipe.
+func (l *link) enqueue(it item, p linkParams) bool {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
 		return false
 	}
 	start := later(time.Now(), l.busyUntil)
-	l.busyUntil = start.Add(p.serialisation(len(frame)))
+	l.busyUntil = start.Add(p.serialisation(len(it.frame)))
 	// If SetLink lowered the latency, a new message must still not overtake
 	// an earlier one.
 	at := later(l.busyUntil.Add(p.latency), l.lastAt)
 	l.lastAt = at
-	l.queue = append(l.queue, item{ev: evMessage, frame: frame, deliverAt: at})
+	it.deliverAt = at
+	l.queue = append(l.queue, it)
+	l.account(func(t *Traffic) { t.Sent.add(it.counts) })
 	l.mu.Unlock()
 	l.signal()
 	return true
+}
+
+// account updates the traffic of the link's directed pair.
+func (l *link) account(f func(*Traffic)) {
+	vn := l.from.vn
+	vn.tmu.Lock()
+	f(l.tr)
+	vn.tmu.Unlock()
 }
 
 // close shuts the link: queued messages are dropped and, if notify is set,
@@ -99,15 +132,22 @@ func (l *link) close(notify bool) {
 	}
 	l.closed = true
 	var kept []item
-	if notify {
-		for _, it := range l.queue {
-			if it.ev != evMessage {
-				kept = append(kept, it)
-			}
+	aborted := 0
+	for _, it := range l.queue {
+		switch {
+		case it.ev == evMessage:
+			aborted++
+		case notify:
+			kept = append(kept, it)
 		}
+	}
+	if notify {
 		kept = append(kept, item{ev: evDisconnected})
 	}
 	l.queue = kept
+	if aborted > 0 {
+		l.account(func(t *Traffic) { t.Aborted += uint64(aborted) })
+	}
 	l.mu.Unlock()
 	close(l.closing)
 	l.signal()
@@ -158,7 +198,7 @@ func (l *link) isClosed() bool {
 }
 
 // run is the link's goroutine: the one place where anything is delivered to
-// the receiving peer. Loss and churn, when added, hook in here.
+// the receiving peer, and where each message meets its fate (see Traffic).
 func (l *link) run() {
 	defer l.to.links.Done()
 	defer l.from.links.Done()
@@ -188,10 +228,16 @@ func (l *link) run() {
 			return
 		}
 		if it.ev == evMessage && !l.sleepUntil(it.deliverAt) {
-			continue // the connection closed while the message was in flight
+			// The connection closed while the message was in flight.
+			l.account(func(t *Traffic) { t.Aborted++ })
+			continue
 		}
 		if l.to.stopping.Load() {
-			continue // drain without delivering; Stop is waiting for us
+			// Drain without delivering; Stop is waiting for us.
+			if it.ev == evMessage {
+				l.account(func(t *Traffic) { t.Aborted++ })
+			}
+			continue
 		}
 		switch it.ev {
 		case evConnected:
@@ -199,7 +245,15 @@ func (l *link) run() {
 		case evDisconnected:
 			r.PeerDisconnected(from)
 		case evMessage:
-			l.deliver(it.frame)
+			switch {
+			case it.lost:
+				l.account(func(t *Traffic) { t.Dropped++ })
+				r.ReceiveError(from, fmt.Errorf("testutil: message from %s: %w (%w)", from, ErrMessageLost, message.ErrIncomplete))
+			case l.to.unresponsive.Load():
+				l.account(func(t *Traffic) { t.Swallowed++ })
+			default:
+				l.deliver(it)
+			}
 		}
 	}
 }
@@ -218,23 +272,17 @@ func (l *link) sleepUntil(t time.Time) bool {
 	return !l.isClosed()
 }
 
-// deliver decodes a frame as the libp2p network's stream reader would, and
-// hands the message, or the error, to the receiver.
-func (l *link) deliver(frame []byte) {
+// deliver hands the decoded message, or the decoding error, to the
+// receiver, as the libp2p network's stream reader would.
+func (l *link) deliver(it item) {
 	to, from := l.to, l.from.id
-	to.bytesRecv.Add(uint64(len(frame)))
-	body, rest, err := message.ParseFrame(frame, message.MaxMessageSize)
-	if err == nil && len(rest) != 0 {
-		err = fmt.Errorf("%d bytes after the frame", len(rest))
-	}
-	var msg *message.Message
-	if err == nil {
-		msg, err = message.Unmarshal(body)
-	}
-	if err != nil {
-		to.receiver.ReceiveError(from, fmt.Errorf("testutil: message from %s: %w", from, err))
+	to.bytesRecv.Add(uint64(len(it.frame)))
+	if it.err != nil {
+		l.account(func(t *Traffic) { t.Delivered.Bytes += uint64(len(it.frame)) })
+		to.receiver.ReceiveError(from, fmt.Errorf("testutil: message from %s: %w", from, it.err))
 		return
 	}
 	to.msgsRecv.Add(1)
-	to.receiver.ReceiveMessage(to.ctx, from, msg)
+	l.account(func(t *Traffic) { t.Delivered.add(it.counts) })
+	to.receiver.ReceiveMessage(to.ctx, from, it.msg)
 }

@@ -34,6 +34,13 @@ type VirtualPeer struct {
 	startedOK bool
 	out       map[peer.ID]*link // current outbound link to each connected peer
 	lastOut   map[peer.ID]*link // newest outbound link ever made to each peer
+	offline   int               // churn absences in progress; reachable only at 0
+	rejoin    []peer.ID         // peers to reconnect to when offline returns to 0
+
+	// down is closed by Stop, ending the peer's churn schedules.
+	down chan struct{}
+	// unresponsive makes deliveries to this peer swallow messages.
+	unresponsive atomic.Bool
 
 	// stopping is set at the start of Stop, so that link goroutines stop
 	// delivering to this peer at once.
@@ -53,6 +60,7 @@ func newVirtualPeer(vn *VirtualNetwork, id peer.ID) *VirtualPeer {
 		id:      id,
 		version: message.V120,
 		started: make(chan struct{}),
+		down:    make(chan struct{}),
 		out:     make(map[peer.ID]*link),
 		lastOut: make(map[peer.ID]*link),
 	}
@@ -91,6 +99,7 @@ func (vp *VirtualPeer) Stop() {
 	vn.mu.Lock()
 	if !vp.stopped {
 		vp.stopped = true
+		close(vp.down)
 		for id := range vp.out {
 			vn.disconnectLocked(vp, vn.peers[id])
 		}
@@ -106,13 +115,15 @@ func (vp *VirtualPeer) Stop() {
 // prefixed frame, and queues it on the link, connecting first if needed (as
 // libp2p dials). It returns once the message is queued, not delivered. It
 // fails, naming the peer, if p is unknown or stopped, if this peer is
-// stopped, or if the message is over message.MaxMessageSize (ErrTooLarge),
-// as the libp2p network does.
+// stopped, if a dial is needed and the two are kept apart (ErrUnreachable:
+// see VirtualNetwork.Disconnect and ScheduleChurn), or if the message is
+// over message.MaxMessageSize (ErrTooLarge), as the libp2p network does.
+// On a lossy link (WithLoss) the message may be lost after it is queued.
 func (vp *VirtualPeer) SendMessage(ctx context.Context, p peer.ID, msg *message.Message) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	l, v, params, err := vp.outbound(p)
+	l, v, err := vp.outbound(p)
 	if err != nil {
 		return fmt.Errorf("testutil: sending message from %s to %s: %w", vp.id, p, err)
 	}
@@ -120,26 +131,31 @@ func (vp *VirtualPeer) SendMessage(ctx context.Context, p peer.ID, msg *message.
 		return fmt.Errorf("testutil: sending message from %s to %s: %d bytes is over the %d-byte limit: %w",
 			vp.id, p, size, message.MaxMessageSize, message.ErrTooLarge)
 	}
-	frame := message.AppendFrame(nil, msg, v)
-	if !l.enqueue(frame, params) {
+	it := messageItem(message.AppendFrame(nil, msg, v))
+	vn := vp.vn
+	vn.mu.Lock()
+	params := vn.paramsLocked(vp.id, p)
+	it.lost = vn.loseLocked(vp.id, p)
+	vn.mu.Unlock()
+	if !l.enqueue(it, params) {
 		return fmt.Errorf("testutil: sending message from %s to %s: %w", vp.id, p, ErrNotConnected)
 	}
 	vp.msgsSent.Add(1)
-	vp.bytesSent.Add(uint64(len(frame)))
+	vp.bytesSent.Add(uint64(len(it.frame)))
 	return nil
 }
 
 // outbound returns the link to p, connecting if needed, with the link's
-// version and current parameters.
-func (vp *VirtualPeer) outbound(p peer.ID) (*link, message.Version, linkParams, error) {
+// version.
+func (vp *VirtualPeer) outbound(p peer.ID) (*link, message.Version, error) {
 	vn := vp.vn
 	vn.mu.Lock()
 	defer vn.mu.Unlock()
 	other, err := vp.dialLocked(p)
 	if err != nil {
-		return nil, 0, linkParams{}, err
+		return nil, 0, err
 	}
-	return vp.out[p], min(vp.version, other.version), vn.paramsLocked(vp.id, p), nil
+	return vp.out[p], min(vp.version, other.version), nil
 }
 
 // dialLocked connects to p if needed and returns it.
@@ -154,13 +170,19 @@ func (vp *VirtualPeer) dialLocked(p peer.ID) (*VirtualPeer, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, ok := vp.out[p]; !ok {
+		if err := vp.vn.reachableLocked(vp, other); err != nil {
+			return nil, err
+		}
+	}
 	vp.vn.connectLocked(vp, other)
 	return other, nil
 }
 
 // Connect connects to ai.ID if not connected. Both sides' receivers get
 // PeerConnected. It fails, naming the peer, if ai.ID is unknown, stopped or
-// this peer itself, or if this peer is stopped.
+// this peer itself, if this peer is stopped, or if the two are kept apart
+// (ErrUnreachable: see VirtualNetwork.Disconnect and ScheduleChurn).
 func (vp *VirtualPeer) Connect(ctx context.Context, ai peer.AddrInfo) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -185,7 +207,8 @@ func (vp *VirtualPeer) DisconnectFrom(ctx context.Context, p peer.ID) error {
 }
 
 // Version returns the protocol version of the link to p: the lower of the
-// two peers' versions. Like the libp2p network, it connects to find out.
+// two peers' versions. Like the libp2p network, it connects to find out, and
+// fails as Connect does.
 func (vp *VirtualPeer) Version(ctx context.Context, p peer.ID) (message.Version, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -215,7 +238,8 @@ func (vp *VirtualPeer) Latency(p peer.ID) time.Duration {
 // Stats returns the messages and framed bytes (length prefixes included)
 // this peer has sent (queued) and received (delivered) so far. Bytes of an
 // inbound frame that fails to decode count as received; the message does
-// not.
+// not. Messages lost (WithLoss), swallowed (SetUnresponsive) or cut off in
+// flight count as sent but not received; VirtualNetwork.Traffic says which.
 func (vp *VirtualPeer) Stats() network.Stats {
 	return network.Stats{
 		MessagesSent:     vp.msgsSent.Load(),

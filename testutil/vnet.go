@@ -3,6 +3,8 @@ package testutil
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -22,6 +24,14 @@ var (
 	// ErrNotConnected means the connection closed while a message was being
 	// queued on it.
 	ErrNotConnected = errors.New("peer not connected")
+	// ErrUnreachable means a dial failed because the two peers are kept
+	// apart: by VirtualNetwork.Disconnect until Reconnect, or because one of
+	// them has left the network (see ScheduleChurn).
+	ErrUnreachable = errors.New("peer unreachable")
+	// ErrMessageLost is wrapped by the error a Receiver gets, at the time the
+	// message would have arrived, for each message lost on a lossy link (see
+	// WithLoss). It also wraps message.ErrIncomplete.
+	ErrMessageLost = errors.New("message lost: stream reset mid-message")
 )
 
 // PeerID returns the i-th deterministic test peer ID: the sha2-256
@@ -49,9 +59,42 @@ func WithBandwidth(bytesPerSecond int) VNetOption {
 	return func(vn *VirtualNetwork) { vn.defaults.bandwidth = bytesPerSecond }
 }
 
-// linkParams describe one directed link. Loss and churn, when added, belong
-// here (per-link drop probability) and in VirtualNetwork (peer up/down
-// schedules), applied at the single delivery point, link.run.
+// WithLoss sets the default loss probability of every link: each message is
+// lost with probability p (0 <= p <= 1), independently, drawn from the
+// network's seeded generator (see WithSeed). SetLoss overrides it per pair.
+//
+// libp2p streams are reliable: bytes are never silently lost, so a lost
+// message here models a stream reset in the middle of a message. As the
+// libp2p network does then, the receiver's ReceiveError is called, at the
+// time the message would have arrived, with an error wrapping
+// ErrMessageLost (and message.ErrIncomplete); the message itself is never
+// delivered. The sender is not told: SendMessage returned when the message
+// was queued, as a write returns once buffered. A lost message still takes
+// its full time on the link, and the messages after it are unaffected. Lost
+// messages are counted by Dropped and Traffic.
+func WithLoss(p float64) VNetOption {
+	checkLoss(p)
+	return func(vn *VirtualNetwork) { vn.defaultLoss = p }
+}
+
+// WithSeed seeds the generator that decides which messages are lost (the
+// default seed is 0). Each directed link draws from its own stream, derived
+// from the seed and the two peer IDs, one draw per message sent on a lossy
+// link, so with the same seed the same messages are lost on every run as
+// long as each link's messages are sent in the same order, whatever the
+// interleaving of other links.
+func WithSeed(seed int64) VNetOption {
+	return func(vn *VirtualNetwork) { vn.seed = seed }
+}
+
+func checkLoss(p float64) {
+	if !(p >= 0 && p <= 1) {
+		panic(fmt.Sprintf("testutil: loss probability %v is not in [0, 1]", p))
+	}
+}
+
+// linkParams describe one directed link. Loss is kept apart (see
+// VirtualNetwork.loss), so that SetLink and SetLoss do not undo each other.
 type linkParams struct {
 	latency   time.Duration // one way
 	bandwidth int           // bytes/s, 0 = unlimited
@@ -66,27 +109,54 @@ func (p linkParams) serialisation(size int) time.Duration {
 }
 
 // VirtualNetwork is an in-memory network of VirtualPeers. Messages between
-// peers travel as framed wire bytes over links with latency and bandwidth;
-// each directed link delivers in order from its own goroutine using only
-// timers, so a VirtualNetwork created inside a testing/synctest bubble runs
-// in virtual time (create it inside the bubble, so that its goroutines and
-// channels belong to it). Link queues are unbounded, so SendMessage never
-// blocks. Its methods are safe for concurrent use. Call Close, or Stop every
-// peer, before the test ends, or the link goroutines remain.
+// peers travel as framed wire bytes over links with latency, bandwidth and
+// optional loss; each directed link delivers in order from its own goroutine
+// using only timers, so a VirtualNetwork created inside a testing/synctest
+// bubble runs in virtual time (create it inside the bubble, so that its
+// goroutines and channels belong to it). Link queues are unbounded, so
+// SendMessage never blocks. Its methods are safe for concurrent use.
+//
+// Faults can be injected: message loss (WithLoss, SetLoss), cut connections
+// (Disconnect, Reconnect), peers leaving and returning (ScheduleChurn) and
+// peers that never answer (SetUnresponsive). Traffic reports what the links
+// carried. Nothing uses the wall clock or real randomness, so a run under
+// synctest is reproducible.
+//
+// Call Close before the test ends: it stops every peer and waits for every
+// goroutine of the network (links, churn schedules, content router
+// queries). Stopping every peer instead ends the link and churn goroutines,
+// but not pending ContentRouter queries.
 type VirtualNetwork struct {
-	mu       sync.Mutex
-	defaults linkParams
-	links    map[[2]peer.ID]linkParams // by ordered pair, see pairKey
-	peers    map[peer.ID]*VirtualPeer
-	order    []*VirtualPeer // in creation order
+	mu          sync.Mutex
+	defaults    linkParams
+	links       map[[2]peer.ID]linkParams // by ordered pair, see pairKey
+	defaultLoss float64
+	loss        map[[2]peer.ID]float64 // by ordered pair
+	seed        int64
+	rngs        map[[2]peer.ID]*rand.Rand // by directed pair (from, to)
+	cut         map[[2]peer.ID]bool       // by ordered pair: kept apart by Disconnect
+	peers       map[peer.ID]*VirtualPeer
+	order       []*VirtualPeer // in creation order
+
+	closed bool
+	done   chan struct{}  // closed by Close
+	bg     sync.WaitGroup // churn and content-router goroutines; Add under mu while !closed
+
+	tmu     sync.Mutex              // guards traffic; taken after mu or a link's mu, never before
+	traffic map[[2]peer.ID]*Traffic // by directed pair (from, to)
 }
 
 // NewVirtualNetwork returns an empty network: no latency and unlimited
 // bandwidth unless options say otherwise.
 func NewVirtualNetwork(opts ...VNetOption) *VirtualNetwork {
 	vn := &VirtualNetwork{
-		links: make(map[[2]peer.ID]linkParams),
-		peers: make(map[peer.ID]*VirtualPeer),
+		links:   make(map[[2]peer.ID]linkParams),
+		loss:    make(map[[2]peer.ID]float64),
+		rngs:    make(map[[2]peer.ID]*rand.Rand),
+		cut:     make(map[[2]peer.ID]bool),
+		peers:   make(map[peer.ID]*VirtualPeer),
+		done:    make(chan struct{}),
+		traffic: make(map[[2]peer.ID]*Traffic),
 	}
 	for _, o := range opts {
 		o(vn)
@@ -128,29 +198,97 @@ func (vn *VirtualNetwork) SetLink(a, b peer.ID, latency time.Duration, bandwidth
 	vn.links[pairKey(a, b)] = linkParams{latency: latency, bandwidth: bandwidth}
 }
 
-// ConnectAll connects every pair of peers that are not stopped. Peers need
-// not be started: events wait for their receiver.
+// SetLoss sets the loss probability p (0 <= p <= 1) of the link between a
+// and b, in both directions, overriding the network default (see WithLoss
+// for what a lost message is). It applies to messages sent from now on.
+func (vn *VirtualNetwork) SetLoss(a, b peer.ID, p float64) {
+	checkLoss(p)
+	vn.mu.Lock()
+	defer vn.mu.Unlock()
+	vn.loss[pairKey(a, b)] = p
+}
+
+// ConnectAll connects every pair of peers that are not stopped, except
+// pairs kept apart by Disconnect and peers that have left (ScheduleChurn).
+// Peers need not be started: events wait for their receiver.
 func (vn *VirtualNetwork) ConnectAll() {
 	vn.mu.Lock()
 	defer vn.mu.Unlock()
 	for i, a := range vn.order {
 		for _, b := range vn.order[i+1:] {
-			if !a.stopped && !b.stopped {
+			if vn.reachableLocked(a, b) == nil {
 				vn.connectLocked(a, b)
 			}
 		}
 	}
 }
 
-// Close stops every peer (see VirtualPeer.Stop) and returns when all of the
-// network's goroutines have exited.
+// ConnectPairs connects a to each of bs, as a.Connect would, and returns
+// the first error, naming the peer (the others are still tried).
+func (vn *VirtualNetwork) ConnectPairs(a peer.ID, bs ...peer.ID) error {
+	vn.mu.Lock()
+	defer vn.mu.Unlock()
+	vp, err := vn.lookupLocked(a)
+	if err != nil {
+		return err
+	}
+	var first error
+	for _, b := range bs {
+		if _, err := vp.dialLocked(b); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Peer returns the peer with ID id, stopped or not, or nil if there is none
+// on this network.
+func (vn *VirtualNetwork) Peer(id peer.ID) *VirtualPeer {
+	vn.mu.Lock()
+	defer vn.mu.Unlock()
+	return vn.peers[id]
+}
+
+// Peers returns every peer of the network, stopped or not, in creation
+// order.
+func (vn *VirtualNetwork) Peers() []*VirtualPeer {
+	vn.mu.Lock()
+	defer vn.mu.Unlock()
+	return append([]*VirtualPeer(nil), vn.order...)
+}
+
+// Close stops every peer (see VirtualPeer.Stop), cancels churn schedules and
+// pending ContentRouter queries (their channels close), and returns when all
+// of the network's goroutines have exited. It may be called more than once.
+// Peers created after Close are not tracked by it.
 func (vn *VirtualNetwork) Close() {
 	vn.mu.Lock()
+	if !vn.closed {
+		vn.closed = true
+		close(vn.done)
+	}
 	ps := append([]*VirtualPeer(nil), vn.order...)
 	vn.mu.Unlock()
 	for _, p := range ps {
 		p.Stop()
 	}
+	vn.bg.Wait()
+}
+
+// background runs f on a goroutine that Close waits for, and reports
+// whether it did: once the network is closed it does not.
+func (vn *VirtualNetwork) background(f func()) bool {
+	vn.mu.Lock()
+	defer vn.mu.Unlock()
+	if vn.closed {
+		return false
+	}
+	vn.bg.Add(1)
+	go func() {
+		defer vn.bg.Done()
+		f()
+	}()
+	return true
 }
 
 // NewSwarm adds n peers to vn, with opts, and connects them pairwise. They
@@ -171,6 +309,19 @@ func NewSwarm(vn *VirtualNetwork, n int, opts ...PeerOption) []*VirtualPeer {
 	return ps
 }
 
+// SwarmOf adds n peers to vn with opts, connects them pairwise (see
+// NewSwarm), and builds one node on each with build, in order, returning the
+// nodes. build typically constructs the component under test over the
+// peer, which is its network.Network, and so starts the peer.
+func SwarmOf[T any](vn *VirtualNetwork, n int, build func(i int, p *VirtualPeer) T, opts ...PeerOption) []T {
+	ps := NewSwarm(vn, n, opts...)
+	out := make([]T, n)
+	for i, p := range ps {
+		out[i] = build(i, p)
+	}
+	return out
+}
+
 func pairKey(a, b peer.ID) [2]peer.ID {
 	if b < a {
 		a, b = b, a
@@ -184,6 +335,52 @@ func (vn *VirtualNetwork) paramsLocked(a, b peer.ID) linkParams {
 		return p
 	}
 	return vn.defaults
+}
+
+// lossLocked returns the loss probability of the link between a and b.
+func (vn *VirtualNetwork) lossLocked(a, b peer.ID) float64 {
+	if p, ok := vn.loss[pairKey(a, b)]; ok {
+		return p
+	}
+	return vn.defaultLoss
+}
+
+// loseLocked decides whether the next message from one peer to another is
+// lost, drawing from that directed link's own stream.
+func (vn *VirtualNetwork) loseLocked(from, to peer.ID) bool {
+	p := vn.lossLocked(from, to)
+	if p <= 0 {
+		return false
+	}
+	k := [2]peer.ID{from, to}
+	rng, ok := vn.rngs[k]
+	if !ok {
+		h := fnv.New64a()
+		h.Write([]byte(from))
+		h.Write([]byte{0})
+		h.Write([]byte(to))
+		rng = rand.New(rand.NewPCG(uint64(vn.seed), h.Sum64()))
+		vn.rngs[k] = rng
+	}
+	return rng.Float64() < p
+}
+
+// reachableLocked returns nil if a and b, both live, may connect: neither
+// has left the network and the pair is not kept apart by Disconnect.
+func (vn *VirtualNetwork) reachableLocked(a, b *VirtualPeer) error {
+	switch {
+	case a.stopped:
+		return fmt.Errorf("testutil: peer %s: %w", a.id, ErrPeerStopped)
+	case b.stopped:
+		return fmt.Errorf("testutil: peer %s: %w", b.id, ErrPeerStopped)
+	case a.offline > 0:
+		return fmt.Errorf("testutil: peer %s has left the network: %w", a.id, ErrUnreachable)
+	case b.offline > 0:
+		return fmt.Errorf("testutil: peer %s has left the network: %w", b.id, ErrUnreachable)
+	case vn.cut[pairKey(a.id, b.id)]:
+		return fmt.Errorf("testutil: peers %s and %s are disconnected: %w", a.id, b.id, ErrUnreachable)
+	}
+	return nil
 }
 
 // lookupLocked returns the live peer p, or an error naming it.
