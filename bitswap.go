@@ -2,27 +2,37 @@
 // block-exchange protocol of IPFS, wire-compatible with boxo, Kubo, Helia and
 // Iroh on /ipfs/bitswap/1.2.0, 1.1.0 and 1.0.0.
 //
-// Bitswap is a thin facade: it wires the network to the Engine (the server,
-// which answers other peers' wants from the blockstore) and shares one Ledger
-// between them. It holds no protocol logic of its own. The client half
-// (sessions, GetBlocks) plugs into the same receiver.
+// Bitswap is a thin facade that wires the components together and holds no
+// protocol logic: GetBlocks calls become Sessions, which decide where to send
+// wants and hand them to the WantManager; incoming messages go to the Engine
+// (the server: other peers' wants), the BlockRouter (blocks, to the Sessions
+// and the blockstore) and the PeerRouter (HAVE/DONT_HAVE, connections). The
+// Ledger is shared. *Bitswap has the method set of boxo's exchange.Interface,
+// and a Session that of exchange.Fetcher.
 package bitswap
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	blocks "github.com/ipfs/go-block-format"
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/routing"
 
+	"github.com/gobitswap/bitswap/blockrouter"
 	"github.com/gobitswap/bitswap/blockstore"
 	"github.com/gobitswap/bitswap/engine"
 	"github.com/gobitswap/bitswap/ledger"
 	"github.com/gobitswap/bitswap/message"
 	"github.com/gobitswap/bitswap/network"
+	"github.com/gobitswap/bitswap/peerrouter"
+	"github.com/gobitswap/bitswap/session"
+	"github.com/gobitswap/bitswap/wantmanager"
 )
 
 // Option configures a Bitswap instance.
@@ -30,7 +40,52 @@ type Option func(*config)
 
 type config struct {
 	engineOpts []engine.Option
+	wmOpts     []wantmanager.Option
+	session    session.Config
+	routing    routing.ContentRouting
 	logger     *slog.Logger
+}
+
+// Client defaults (see the With... options).
+const (
+	DefaultPeerTimeout            = time.Second
+	DefaultRebroadcastInterval    = 10 * time.Second
+	DefaultProviderSearchDelay    = 500 * time.Millisecond
+	DefaultPeerWantWindow         = wantmanager.DefaultPeerWindow
+	DefaultProviderSearchInterval = 10 * time.Second
+)
+
+// WithContentRouting lets Sessions ask r for providers of blocks that no
+// connected peer has (e.g. a go-libp2p-kad-dht). Without it, only connected
+// peers are asked.
+func WithContentRouting(r routing.ContentRouting) Option { return func(c *config) { c.routing = r } }
+
+// WithProviderSearchDelay sets how long a want may go unanswered by any HAVE
+// before content routing is asked (default 500 ms; boxo waits 1 s). When
+// every connected peer has said DONT_HAVE the search starts at once.
+func WithProviderSearchDelay(d time.Duration) Option {
+	return func(c *config) { c.session.ProviderSearchDelay = d }
+}
+
+// WithRebroadcastInterval sets how often wants that no peer is working on
+// are asked again of every connected peer (default 10 s).
+func WithRebroadcastInterval(d time.Duration) Option {
+	return func(c *config) { c.session.RebroadcastInterval = d }
+}
+
+// WithPeerTimeout sets the least time a peer with our wants outstanding may
+// stay silent before they are moved to other peers (default 1 s; it grows
+// with the peer's measured latency and per-block time).
+func WithPeerTimeout(d time.Duration) Option {
+	return func(c *config) { c.session.PeerTimeout = d }
+}
+
+// WithPeerWantWindow caps the wants outstanding at one peer (default 512).
+// Servers in the wild hold at most 1,024 wants per peer and drop the rest
+// silently, so more would stall; the rest wait here and go out as answers
+// come back.
+func WithPeerWantWindow(n int) Option {
+	return func(c *config) { c.wmOpts = append(c.wmOpts, wantmanager.WithPeerWindow(n)) }
 }
 
 // WithTaskWorkerCount sets how many server workers read blocks and send them
@@ -81,6 +136,7 @@ func WithLogger(l *slog.Logger) Option {
 	return func(c *config) {
 		c.logger = l
 		c.engineOpts = append(c.engineOpts, engine.WithLogger(l))
+		c.wmOpts = append(c.wmOpts, wantmanager.WithLogger(l))
 	}
 }
 
@@ -90,43 +146,172 @@ func engineOption(o engine.Option) Option {
 
 // Bitswap exchanges blocks with peers over a Network.
 type Bitswap struct {
-	net    network.Network
-	bs     blockstore.Blockstore
-	ledger *ledger.Ledger
-	engine *engine.Engine
-	logger *slog.Logger
+	net         network.Network
+	bs          blockstore.Blockstore
+	ledger      *ledger.Ledger
+	engine      *engine.Engine
+	wm          *wantmanager.WantManager
+	peerRouter  *peerrouter.PeerRouter
+	blockRouter *blockrouter.BlockRouter
+	sessionCfg  session.Config
+	providers   session.ProviderFinder
+	logger      *slog.Logger
 
+	// ctx lives until Close; Sessions run under it.
+	ctx       context.Context
+	cancel    context.CancelFunc
 	stopOnCtx func() bool
 	closeOnce sync.Once
 
 	messagesReceived atomic.Uint64
 	receiveErrors    atomic.Uint64
+	nextSession      atomic.Uint64
 
-	mu    sync.Mutex // guards peers
-	peers map[peer.ID]struct{}
+	mu       sync.Mutex // guards peers and sessions
+	peers    map[peer.ID]struct{}
+	sessions map[*session.Session]struct{}
 }
 
 // New starts Bitswap on net, serving blocks from bs. It runs until Close is
 // called or ctx is cancelled. net is started here and stopped by Close; use
 // network.NewFromHost to build one from a libp2p host.
 func New(ctx context.Context, net network.Network, bs blockstore.Blockstore, opts ...Option) *Bitswap {
-	cfg := config{logger: slog.Default()}
+	cfg := config{logger: slog.Default(), session: session.DefaultConfig()}
 	for _, o := range opts {
 		o(&cfg)
 	}
 	l := ledger.New()
 	b := &Bitswap{
-		net:    net,
-		bs:     bs,
-		ledger: l,
-		engine: engine.New(bs, net, l, cfg.engineOpts...),
-		logger: cfg.logger,
-		peers:  make(map[peer.ID]struct{}),
+		net:        net,
+		bs:         bs,
+		ledger:     l,
+		engine:     engine.New(bs, net, l, cfg.engineOpts...),
+		wm:         wantmanager.New(net, cfg.wmOpts...),
+		peerRouter: peerrouter.New(),
+		sessionCfg: cfg.session,
+		logger:     cfg.logger,
+		peers:      make(map[peer.ID]struct{}),
+		sessions:   make(map[*session.Session]struct{}),
 	}
+	b.blockRouter = blockrouter.New(bs, l, b.engine, cfg.logger)
+	if cfg.routing != nil {
+		b.providers = &providerFinder{r: cfg.routing, net: net}
+	}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.engine.Start()
 	net.Start((*receiver)(b))
 	b.stopOnCtx = context.AfterFunc(ctx, func() { _ = b.Close() })
 	return b
+}
+
+// GetBlock fetches one block, from the blockstore if it is there, else from
+// peers.
+func (b *Bitswap) GetBlock(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	s, err := b.newSession(true)
+	if err != nil {
+		return nil, err
+	}
+	return s.GetBlock(ctx, c)
+}
+
+// GetBlocks fetches blocks, each once, in arrival order. Blocks already in
+// the blockstore come without the network. The channel closes when all have
+// been delivered or ctx ends. Each call runs its own Session.
+func (b *Bitswap) GetBlocks(ctx context.Context, cids []cid.Cid) (<-chan blocks.Block, error) {
+	s, err := b.newSession(true)
+	if err != nil {
+		return nil, err
+	}
+	ch, err := s.GetBlocks(ctx, cids)
+	if err != nil {
+		s.Close()
+	}
+	return ch, err
+}
+
+// NewSession returns a Session for related requests (the blocks of one DAG,
+// say): peers that served one request are asked first for the next. It ends
+// when ctx is cancelled or Bitswap closes.
+func (b *Bitswap) NewSession(ctx context.Context) *session.Session {
+	s, err := b.newSession(false)
+	if err != nil {
+		// Closed: a Session that ends at once and fails every request.
+		s = session.New(ctx, 0, b.sessionDeps(nil), b.sessionCfg, false)
+		s.Close()
+		return s
+	}
+	stop := context.AfterFunc(ctx, s.Close)
+	go func() { <-s.Done(); stop() }()
+	return s
+}
+
+// ErrClosed is returned by requests made after Close.
+var ErrClosed = errors.New("bitswap closed")
+
+func (b *Bitswap) newSession(oneOff bool) (*session.Session, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ctx.Err() != nil {
+		return nil, ErrClosed
+	}
+	var s *session.Session
+	s = session.New(b.ctx, b.nextSession.Add(1), b.sessionDeps(func() {
+		b.mu.Lock()
+		delete(b.sessions, s)
+		b.mu.Unlock()
+	}), b.sessionCfg, oneOff)
+	b.sessions[s] = struct{}{}
+	return s, nil
+}
+
+func (b *Bitswap) sessionDeps(onClose func()) session.Deps {
+	return session.Deps{
+		WantManager: b.wm,
+		BlockRouter: blockRouterAdapter{b.blockRouter},
+		PeerRouter:  b.peerRouter,
+		Blockstore:  b.bs,
+		Providers:   b.providers,
+		Latency:     b.net.Latency,
+		OnClose:     onClose,
+	}
+}
+
+// blockRouterAdapter lets the session package name the sink interface
+// without importing blockrouter.
+type blockRouterAdapter struct{ *blockrouter.BlockRouter }
+
+func (a blockRouterAdapter) Register(id uint64, s interface {
+	ReceiveBlocks(peer.ID, []blocks.Block)
+}) {
+	a.BlockRouter.Register(id, s)
+}
+
+// providerFinder finds providers through content routing and connects to
+// them.
+type providerFinder struct {
+	r   routing.ContentRouting
+	net network.Network
+}
+
+func (f *providerFinder) FindProviders(ctx context.Context, c cid.Cid) <-chan peer.ID {
+	out := make(chan peer.ID)
+	go func() {
+		defer close(out)
+		for ai := range f.r.FindProvidersAsync(ctx, c, 10) {
+			if ai.ID == f.net.Self() {
+				continue
+			}
+			if err := f.net.Connect(ctx, ai); err != nil {
+				continue
+			}
+			select {
+			case out <- ai.ID:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
 }
 
 // NotifyNewBlocks tells Bitswap that these blocks are now in the blockstore,
@@ -148,15 +333,28 @@ func (b *Bitswap) WantlistForPeer(p peer.ID) []cid.Cid {
 	return b.engine.WantlistForPeer(p)
 }
 
-// Stat is a snapshot of Bitswap's counters.
+// Stat is a snapshot of Bitswap's counters. The first fields have the names
+// and meaning of boxo's bitswap.Stat.
 type Stat struct {
+	// Wantlist is what our Sessions currently want.
+	Wantlist []cid.Cid
 	// Peers are the connected Bitswap peers.
 	Peers            []string
+	BlocksReceived   uint64
+	DataReceived     uint64
+	DupBlksReceived  uint64
+	DupDataReceived  uint64
+	MessagesReceived uint64
 	BlocksSent       uint64
 	DataSent         uint64
-	MessagesReceived uint64
+	// Sessions is the number of Sessions running.
+	Sessions int
 	// Server holds the server's detailed counters.
 	Server engine.Stat
+	// Client holds the incoming-block counters.
+	Client blockrouter.Stat
+	// Wants holds the WantManager's counters.
+	Wants wantmanager.Stat
 	// Network holds the transport's counters.
 	Network network.Stats
 }
@@ -164,17 +362,26 @@ type Stat struct {
 // Stat returns a snapshot of Bitswap's counters.
 func (b *Bitswap) Stat() (*Stat, error) {
 	es := b.engine.Stat()
+	cs := b.blockRouter.Stat()
 	s := &Stat{
+		Wantlist:         b.wm.Wantlist(),
+		BlocksReceived:   cs.BlocksReceived,
+		DataReceived:     cs.DataReceived,
+		DupBlksReceived:  cs.DupBlksReceived,
+		DupDataReceived:  cs.DupDataReceived,
+		MessagesReceived: b.messagesReceived.Load(),
 		BlocksSent:       es.BlocksSent,
 		DataSent:         es.DataSent,
-		MessagesReceived: b.messagesReceived.Load(),
 		Server:           es,
+		Client:           cs,
+		Wants:            b.wm.Stat(),
 		Network:          b.net.Stats(),
 	}
 	b.mu.Lock()
 	for p := range b.peers {
 		s.Peers = append(s.Peers, p.String())
 	}
+	s.Sessions = len(b.sessions)
 	b.mu.Unlock()
 	return s, nil
 }
@@ -186,7 +393,18 @@ func (b *Bitswap) Close() error {
 		if b.stopOnCtx != nil {
 			b.stopOnCtx()
 		}
+		b.mu.Lock()
+		b.cancel()
+		open := make([]*session.Session, 0, len(b.sessions))
+		for s := range b.sessions {
+			open = append(open, s)
+		}
+		b.mu.Unlock()
+		for _, s := range open {
+			s.Close()
+		}
 		b.net.Stop()
+		b.wm.Close()
 		b.engine.Close()
 	})
 	return nil
@@ -199,8 +417,26 @@ type receiver Bitswap
 func (r *receiver) ReceiveMessage(ctx context.Context, from peer.ID, msg *message.Message) {
 	r.messagesReceived.Add(1)
 	r.engine.MessageReceived(ctx, from, msg)
-	// Incoming blocks and presences belong to the client half (BlockRouter),
-	// which is not wired yet; the server has no use for them.
+	if len(msg.Blocks) == 0 && len(msg.BlockPresences) == 0 {
+		return
+	}
+	var haves, dontHaves []cid.Cid
+	for _, bp := range msg.BlockPresences {
+		if bp.Type == message.Have {
+			haves = append(haves, bp.Cid)
+		} else {
+			dontHaves = append(dontHaves, bp.Cid)
+		}
+	}
+	keys := make([]cid.Cid, len(msg.Blocks))
+	for i, blk := range msg.Blocks {
+		keys[i] = blk.Cid()
+	}
+	// The WantManager hears first, so that it knows the sender has forgotten
+	// these wants before Sessions cancel them everywhere.
+	r.wm.ReceivedFrom(from, keys, haves, dontHaves)
+	r.blockRouter.ReceiveBlocks(ctx, from, msg.Blocks)
+	r.peerRouter.ReceivePresences(from, haves, dontHaves)
 }
 
 func (r *receiver) ReceiveError(from peer.ID, err error) {
@@ -212,11 +448,16 @@ func (r *receiver) PeerConnected(p peer.ID) {
 	r.mu.Lock()
 	r.peers[p] = struct{}{}
 	r.mu.Unlock()
+	r.wm.PeerConnected(p)
+	r.peerRouter.PeerConnected(p)
 }
 
 func (r *receiver) PeerDisconnected(p peer.ID) {
 	r.mu.Lock()
 	delete(r.peers, p)
 	r.mu.Unlock()
+	r.peerRouter.PeerDisconnected(p)
+	r.wm.PeerDisconnected(p)
 	r.engine.PeerDisconnected(p)
+	r.blockRouter.Forget(p)
 }

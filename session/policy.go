@@ -1,0 +1,572 @@
+package session
+
+import (
+	"slices"
+	"time"
+
+	cid "github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Config holds a Session's timing knobs. The zero value is not valid: start
+// from DefaultConfig.
+type Config struct {
+	// PeerTimeout is the least time a peer with wants outstanding may go
+	// without answering anything before its wants are moved elsewhere. The
+	// timeout actually used grows with the peer's measured latency and
+	// per-block service time.
+	PeerTimeout time.Duration
+	// RebroadcastInterval is how often wants that no peer is working on are
+	// asked again of every connected peer.
+	RebroadcastInterval time.Duration
+	// ProviderSearchDelay is how long a want may go without any peer saying
+	// HAVE before content routing is asked for providers. When every
+	// connected peer has said DONT_HAVE the search starts at once.
+	ProviderSearchDelay time.Duration
+	// ProviderSearchInterval is the least time between two provider searches
+	// of one session.
+	ProviderSearchInterval time.Duration
+	// DefaultLatency is assumed for a peer until it has been measured.
+	DefaultLatency time.Duration
+}
+
+// DefaultConfig returns the defaults: 1 s peer timeout, 10 s rebroadcast,
+// 500 ms provider search delay (boxo waits 1 s; we also search at once when
+// every connected peer said DONT_HAVE), 10 s between searches, 100 ms
+// assumed latency.
+func DefaultConfig() Config {
+	return Config{
+		PeerTimeout:            time.Second,
+		RebroadcastInterval:    10 * time.Second,
+		ProviderSearchDelay:    500 * time.Millisecond,
+		ProviderSearchInterval: 10 * time.Second,
+		DefaultLatency:         100 * time.Millisecond,
+	}
+}
+
+// Actions is what a Policy step asks the Session to do. Maps are keyed by
+// peer; slices keep the order in which CIDs were first wanted.
+type Actions struct {
+	WantBlocks map[peer.ID][]cid.Cid // want-block (with sendDontHave) to one peer each
+	WantHaves  map[peer.ID][]cid.Cid // want-have (with sendDontHave)
+	Cancels    map[peer.ID][]cid.Cid // no longer want these from this peer
+	CancelAll  []cid.Cid             // no longer want these from anyone
+	Received   []cid.Cid             // wants satisfied
+	FindProvs  []cid.Cid             // ask content routing
+}
+
+func (a *Actions) add(m *map[peer.ID][]cid.Cid, p peer.ID, c cid.Cid) {
+	if *m == nil {
+		*m = make(map[peer.ID][]cid.Cid)
+	}
+	(*m)[p] = append((*m)[p], c)
+}
+
+// Empty reports whether there is nothing to do.
+func (a *Actions) Empty() bool {
+	return len(a.WantBlocks) == 0 && len(a.WantHaves) == 0 && len(a.Cancels) == 0 &&
+		len(a.CancelAll) == 0 && len(a.Received) == 0 && len(a.FindProvs) == 0
+}
+
+type wantInfo struct {
+	c         cid.Cid
+	seq       uint64
+	added     time.Time
+	assigned  peer.ID // peer asked for the block, "" if none
+	sentAt    time.Time
+	haves     map[peer.ID]struct{}
+	dontHaves map[peer.ID]struct{} // said DONT_HAVE, or timed out
+	askedHave map[peer.ID]time.Time
+	// lastBroadcast is when want-haves for this CID last went to peers
+	// beyond the one asked for the block.
+	lastBroadcast time.Time
+}
+
+type peerInfo struct {
+	id           peer.ID
+	useful       bool // said HAVE or sent a block in this session
+	inflight     int  // want-blocks assigned and unanswered
+	latency      time.Duration
+	serviceTime  time.Duration // EWMA of the gap between its blocks while busy
+	lastProgress time.Time
+	lastBlock    time.Time
+	suspended    bool // timed out; not asked again until it answers
+	answered     bool // has answered anything at all
+}
+
+// Policy is a Session's decision logic over plain data: which peer to ask
+// for which block, when to widen the search, when a peer has timed out. It
+// does no I/O, takes no locks and reads no clock: every input carries the
+// time, and every step returns Actions. Tests drive it step by step.
+//
+// The strategy, in short:
+//   - Each want is asked of exactly one peer at a time with want-block and
+//     sendDontHave, so duplicates only arise when a peer is presumed dead
+//     and later answers anyway.
+//   - The peer is chosen by expected delivery time: measured latency plus
+//     its queue of our wants times its per-block service time. Peers that
+//     said HAVE for the CID come first, then peers useful to this session,
+//     then other connected peers, spread evenly: asking an unknown peer for
+//     a block costs one DONT_HAVE, no more than a want-have.
+//   - Want-haves go out only while the session knows no useful peer and its
+//     want-blocks do not already reach every connected peer (one GetBlock
+//     among many peers), and in periodic rebroadcasts of stuck wants.
+//   - A DONT_HAVE or a timeout moves the want to the next peer; when every
+//     connected peer has declined, content routing is asked at once.
+type Policy struct {
+	cfg   Config
+	wants map[cid.Cid]*wantInfo
+	queue []*wantInfo // wants in seq order, compacted lazily
+	peers map[peer.ID]*peerInfo
+	seq   uint64
+
+	lastSearch time.Time
+	act        Actions
+}
+
+// NewPolicy returns an empty Policy.
+func NewPolicy(cfg Config) *Policy {
+	return &Policy{cfg: cfg, wants: make(map[cid.Cid]*wantInfo), peers: make(map[peer.ID]*peerInfo)}
+}
+
+func (p *Policy) take() Actions {
+	a := p.act
+	p.act = Actions{}
+	return a
+}
+
+// Wants returns the number of CIDs still wanted.
+func (p *Policy) Wants() int { return len(p.wants) }
+
+// Has reports whether c is still wanted.
+func (p *Policy) Has(c cid.Cid) bool { _, ok := p.wants[c]; return ok }
+
+// Assigned returns the peer c is currently asked of, if any.
+func (p *Policy) Assigned(c cid.Cid) peer.ID {
+	if w := p.wants[c]; w != nil {
+		return w.assigned
+	}
+	return ""
+}
+
+// PeerConnected adds a peer the session may ask.
+func (p *Policy) PeerConnected(now time.Time, id peer.ID, latency time.Duration) Actions {
+	if _, ok := p.peers[id]; !ok {
+		p.peers[id] = &peerInfo{id: id, latency: latency}
+	}
+	p.schedule(now)
+	return p.take()
+}
+
+// PeerDisconnected forgets a peer; its wants move elsewhere.
+func (p *Policy) PeerDisconnected(now time.Time, id peer.ID) Actions {
+	pi := p.peers[id]
+	if pi == nil {
+		return Actions{}
+	}
+	for _, w := range p.wants {
+		if w.assigned == id {
+			w.assigned = ""
+		}
+		delete(w.haves, id)
+		delete(w.askedHave, id)
+	}
+	delete(p.peers, id)
+	p.schedule(now)
+	return p.take()
+}
+
+// Add wants cids (already-wanted ones are ignored).
+func (p *Policy) Add(now time.Time, cids []cid.Cid) Actions {
+	for _, c := range cids {
+		if _, ok := p.wants[c]; ok {
+			continue
+		}
+		p.seq++
+		w := &wantInfo{c: c, seq: p.seq, added: now}
+		p.wants[c] = w
+		p.queue = append(p.queue, w)
+	}
+	p.schedule(now)
+	return p.take()
+}
+
+// Remove stops wanting cids (the caller gave up on them).
+func (p *Policy) Remove(now time.Time, cids []cid.Cid) Actions {
+	for _, c := range cids {
+		if w := p.wants[c]; w != nil {
+			p.drop(w)
+			p.act.CancelAll = append(p.act.CancelAll, c)
+		}
+	}
+	p.schedule(now)
+	return p.take()
+}
+
+func (p *Policy) drop(w *wantInfo) {
+	if w.assigned != "" {
+		if pi := p.peers[w.assigned]; pi != nil {
+			pi.inflight--
+		}
+	}
+	delete(p.wants, w.c)
+}
+
+// BlocksReceived records blocks that arrived from a peer.
+func (p *Policy) BlocksReceived(now time.Time, from peer.ID, cids []cid.Cid) Actions {
+	pi := p.peers[from]
+	for _, c := range cids {
+		w := p.wants[c]
+		if w == nil {
+			continue
+		}
+		if w.assigned == from && pi != nil {
+			p.sample(pi, now.Sub(w.sentAt))
+			// The gap since the previous block is the peer's time per block
+			// only if this want was already waiting at the peer then;
+			// otherwise the gap includes idle time and the round trip.
+			if !pi.lastBlock.IsZero() && w.sentAt.Add(pi.latency/2).Before(pi.lastBlock) {
+				pi.serviceTime = ewma(pi.serviceTime, now.Sub(pi.lastBlock))
+			}
+			pi.lastBlock = now
+		}
+		p.drop(w)
+		p.act.Received = append(p.act.Received, c)
+		p.act.CancelAll = append(p.act.CancelAll, c)
+	}
+	if pi != nil {
+		pi.useful = true
+		p.progress(pi, now)
+	}
+	p.schedule(now)
+	return p.take()
+}
+
+// Presences records HAVEs and DONT_HAVEs from a peer.
+func (p *Policy) Presences(now time.Time, from peer.ID, haves, dontHaves []cid.Cid) Actions {
+	pi := p.peers[from]
+	if pi == nil {
+		// Not connected as far as we know (events can race); a presence
+		// proves it is reachable.
+		pi = &peerInfo{id: from}
+		p.peers[from] = pi
+	}
+	for _, c := range haves {
+		w := p.wants[c]
+		if w == nil {
+			continue
+		}
+		if t, ok := w.askedHave[from]; ok {
+			p.sample(pi, now.Sub(t))
+			delete(w.askedHave, from)
+		}
+		if w.haves == nil {
+			w.haves = make(map[peer.ID]struct{})
+		}
+		w.haves[from] = struct{}{}
+		delete(w.dontHaves, from)
+		pi.useful = true
+	}
+	for _, c := range dontHaves {
+		w := p.wants[c]
+		if w == nil {
+			continue
+		}
+		if t, ok := w.askedHave[from]; ok {
+			p.sample(pi, now.Sub(t))
+			delete(w.askedHave, from)
+		}
+		if w.dontHaves == nil {
+			w.dontHaves = make(map[peer.ID]struct{})
+		}
+		w.dontHaves[from] = struct{}{}
+		delete(w.haves, from)
+		if w.assigned == from {
+			p.sample(pi, now.Sub(w.sentAt))
+			w.assigned = ""
+			pi.inflight--
+			// The server holds a DONT_HAVE'd want until it is cancelled.
+			p.act.add(&p.act.Cancels, from, c)
+		}
+	}
+	p.progress(pi, now)
+	p.schedule(now)
+	if len(dontHaves) > 0 {
+		p.searchProviders(now)
+	}
+	return p.take()
+}
+
+// ProvidersFound records that content routing named these peers as
+// providers of c; they are treated as having said HAVE.
+func (p *Policy) ProvidersFound(now time.Time, c cid.Cid, provs []peer.ID) Actions {
+	w := p.wants[c]
+	for _, id := range provs {
+		if _, ok := p.peers[id]; !ok {
+			p.peers[id] = &peerInfo{id: id}
+		}
+		if w != nil {
+			if w.haves == nil {
+				w.haves = make(map[peer.ID]struct{})
+			}
+			w.haves[id] = struct{}{}
+			delete(w.dontHaves, id)
+		}
+	}
+	p.schedule(now)
+	return p.take()
+}
+
+// Tick handles time passing: peer timeouts, rebroadcasts, provider search.
+func (p *Policy) Tick(now time.Time) Actions {
+	for _, pi := range p.peers {
+		if pi.inflight > 0 && !pi.suspended && now.Sub(pi.lastProgress) > p.timeout(pi) {
+			pi.suspended = true
+			for _, w := range p.wants {
+				if w.assigned == pi.id {
+					w.assigned = ""
+					pi.inflight--
+					if w.dontHaves == nil {
+						w.dontHaves = make(map[peer.ID]struct{})
+					}
+					w.dontHaves[pi.id] = struct{}{}
+					p.act.add(&p.act.Cancels, pi.id, w.c)
+				}
+			}
+		}
+	}
+	p.compact()
+	for _, w := range p.queue {
+		if w.assigned != "" || now.Sub(w.lastBroadcast) < p.cfg.RebroadcastInterval || now.Sub(w.added) < p.cfg.RebroadcastInterval {
+			continue
+		}
+		// Nobody is working on it: forget old refusals and ask everyone.
+		w.lastBroadcast = now
+		clear(w.dontHaves)
+		for id, pi := range p.peers {
+			if !pi.suspended {
+				p.askHave(w, id, now)
+			}
+		}
+	}
+	p.searchProviders(now)
+	p.schedule(now)
+	return p.take()
+}
+
+// timeout is how long pi may stay silent with wants outstanding.
+func (p *Policy) timeout(pi *peerInfo) time.Duration {
+	return max(p.cfg.PeerTimeout, 3*p.lat(pi)+4*pi.serviceTime)
+}
+
+// lat is pi's measured latency, or the configured default.
+func (p *Policy) lat(pi *peerInfo) time.Duration {
+	if pi.latency == 0 {
+		return p.cfg.DefaultLatency
+	}
+	return pi.latency
+}
+
+func (p *Policy) progress(pi *peerInfo, now time.Time) {
+	pi.lastProgress = now
+	pi.suspended = false
+	pi.answered = true
+}
+
+func (p *Policy) sample(pi *peerInfo, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	pi.latency = ewma(pi.latency, d)
+}
+
+func ewma(old, sample time.Duration) time.Duration {
+	if old == 0 {
+		return sample
+	}
+	return (3*old + sample) / 4
+}
+
+// searchProviders asks content routing about the oldest want that no peer
+// said HAVE for and no serving peer is working on, once the delay has passed
+// or every connected peer has declined it. One search per interval: the
+// providers of one block of a DAG usually have the rest.
+func (p *Policy) searchProviders(now time.Time) {
+	if !p.lastSearch.IsZero() && now.Sub(p.lastSearch) < p.cfg.ProviderSearchInterval {
+		return
+	}
+	for _, w := range p.queue {
+		if len(w.haves) > 0 {
+			continue
+		}
+		if pi := p.peers[w.assigned]; pi != nil && pi.useful {
+			continue // asked of a peer that has been serving this session
+		}
+		if now.Sub(w.added) >= p.cfg.ProviderSearchDelay || p.allDeclined(w) {
+			p.lastSearch = now
+			p.act.FindProvs = append(p.act.FindProvs, w.c)
+			return
+		}
+	}
+}
+
+func (p *Policy) allDeclined(w *wantInfo) bool {
+	for id, pi := range p.peers {
+		if _, no := w.dontHaves[id]; !no && !pi.suspended {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *Policy) compact() {
+	q := p.queue[:0]
+	for _, w := range p.queue {
+		if p.wants[w.c] == w {
+			q = append(q, w)
+		}
+	}
+	clear(p.queue[len(q):])
+	p.queue = q
+}
+
+// schedule asks a peer for every want that has none, and, while the session
+// is still discovering who has its data, asks the other peers want-have.
+func (p *Policy) schedule(now time.Time) {
+	p.compact()
+	useful := false
+	for _, pi := range p.peers {
+		if pi.useful && !pi.suspended {
+			useful = true
+			break
+		}
+	}
+	// While peers are still answering their first wants, a want that one
+	// peer declined waits for them (for at most two of their round trips):
+	// they will most likely name holders within the same round trip, and
+	// the wants then spread over all of them instead of piling onto the
+	// first to answer, or going to unknown peers one message at a time.
+	probing := false
+	for _, pi := range p.peers {
+		if pi.inflight > 0 && !pi.answered && !pi.suspended && now.Sub(pi.lastProgress) < 2*p.lat(pi) {
+			probing = true
+			break
+		}
+	}
+	var discovering []*wantInfo
+	for _, w := range p.queue {
+		if w.assigned != "" {
+			continue
+		}
+		pi := p.pick(w, useful)
+		if pi == nil || (probing && len(w.dontHaves) > 0) {
+			continue
+		}
+		if !pi.useful {
+			discovering = append(discovering, w)
+		}
+		w.assigned = pi.id
+		w.sentAt = now
+		if pi.inflight == 0 {
+			pi.lastProgress = now // the timeout runs from the first want
+		}
+		pi.inflight++
+		delete(w.askedHave, pi.id)
+		p.act.add(&p.act.WantBlocks, pi.id, w.c)
+	}
+	// When the session's want-blocks cannot reach every peer (a single
+	// GetBlock among many peers), ask the rest whether they have it, so that
+	// one round trip finds a holder instead of one per peer. With at least
+	// as many wants as peers, the want-blocks themselves probe every peer.
+	if useful || len(discovering) == 0 || len(p.wants) >= len(p.peers) {
+		return
+	}
+	for _, w := range discovering {
+		if !w.lastBroadcast.IsZero() {
+			continue
+		}
+		w.lastBroadcast = now
+		for id, pi := range p.peers {
+			if id != w.assigned && !pi.suspended {
+				if _, no := w.dontHaves[id]; !no {
+					p.askHave(w, id, now)
+				}
+			}
+		}
+	}
+}
+
+func (p *Policy) askHave(w *wantInfo, id peer.ID, now time.Time) {
+	if _, asked := w.askedHave[id]; asked {
+		return
+	}
+	if w.askedHave == nil {
+		w.askedHave = make(map[peer.ID]time.Time)
+	}
+	w.askedHave[id] = now
+	p.act.add(&p.act.WantHaves, id, w.c)
+}
+
+// pick chooses the peer to ask for w's block: the one expected to deliver
+// soonest among those that said HAVE; failing that among the session's
+// useful peers; failing that (only while no peer is useful) among all.
+func (p *Policy) pick(w *wantInfo, useful bool) *peerInfo {
+	var best *peerInfo
+	var bestScore time.Duration
+	consider := func(pi *peerInfo) {
+		if pi.suspended {
+			return
+		}
+		if _, no := w.dontHaves[pi.id]; no {
+			return
+		}
+		s := p.score(pi)
+		if best == nil || s < bestScore || (s == bestScore && pi.id < best.id) {
+			best, bestScore = pi, s
+		}
+	}
+	for id := range w.haves {
+		if pi := p.peers[id]; pi != nil {
+			consider(pi)
+		}
+	}
+	if best != nil {
+		return best
+	}
+	for _, pi := range p.peers {
+		if pi.useful || !useful {
+			consider(pi)
+		}
+	}
+	if best == nil && useful {
+		// Every useful peer declined this CID: try the others.
+		for _, pi := range p.peers {
+			if !pi.useful {
+				consider(pi)
+			}
+		}
+	}
+	return best
+}
+
+// score is the expected time until pi delivers one more block: a round trip
+// plus its queue of our wants at its per-block service time. Unmeasured
+// peers queue by count alone, which spreads a first wave evenly.
+func (p *Policy) score(pi *peerInfo) time.Duration {
+	lat := p.lat(pi)
+	st := pi.serviceTime
+	if st == 0 {
+		st = time.Microsecond
+	}
+	return lat + time.Duration(pi.inflight)*st
+}
+
+// peersOf lists the peers in a map in a stable order (for tests and logs).
+func peersOf[M ~map[peer.ID]V, V any](m M) []peer.ID {
+	out := make([]peer.ID, 0, len(m))
+	for id := range m {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,238 @@
+package session
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	cid "github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+	mh "github.com/multiformats/go-multihash"
+)
+
+// These tests drive the Policy step by step with a fake clock: each input,
+// then the Actions it must produce.
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func cids(t testing.TB, n int) []cid.Cid {
+	t.Helper()
+	out := make([]cid.Cid, n)
+	for i := range out {
+		h, err := mh.Sum([]byte(fmt.Sprint("block ", i)), mh.SHA2_256, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = cid.NewCidV1(cid.Raw, h)
+	}
+	return out
+}
+
+func peers(n int) []peer.ID {
+	out := make([]peer.ID, n)
+	for i := range out {
+		out[i] = peer.ID(fmt.Sprintf("peer-%03d", i))
+	}
+	return out
+}
+
+func withPeers(ps []peer.ID) *Policy {
+	p := NewPolicy(DefaultConfig())
+	for _, id := range ps {
+		p.PeerConnected(t0, id, 50*time.Millisecond)
+	}
+	return p
+}
+
+func count(m map[peer.ID][]cid.Cid) int {
+	n := 0
+	for _, v := range m {
+		n += len(v)
+	}
+	return n
+}
+
+func TestPolicyOnePeerGetsEveryWantAtOnce(t *testing.T) {
+	ps := peers(1)
+	p := withPeers(ps)
+	a := p.Add(t0, cids(t, 1000))
+	if n := len(a.WantBlocks[ps[0]]); n != 1000 {
+		t.Fatalf("%d want-blocks to the only peer, want all 1000 in the first step", n)
+	}
+	if len(a.WantHaves) != 0 {
+		t.Fatal("want-haves sent although the want-blocks reach every peer")
+	}
+}
+
+func TestPolicySpreadsFirstWaveEvenlyWithoutWantHaves(t *testing.T) {
+	ps := peers(10)
+	p := withPeers(ps)
+	a := p.Add(t0, cids(t, 1000))
+	for _, id := range ps {
+		if n := len(a.WantBlocks[id]); n != 100 {
+			t.Fatalf("peer %s asked for %d blocks, want 100 each", id, n)
+		}
+	}
+	if count(a.WantBlocks) != 1000 || len(a.WantHaves) != 0 {
+		t.Fatalf("%d want-blocks and %d want-haves; each CID must be asked of exactly one peer", count(a.WantBlocks), count(a.WantHaves))
+	}
+}
+
+func TestPolicySingleWantAmongManyPeersAsksTheRestWantHave(t *testing.T) {
+	ps := peers(100)
+	p := withPeers(ps)
+	c := cids(t, 1)
+	a := p.Add(t0, c)
+	if count(a.WantBlocks) != 1 || count(a.WantHaves) != 99 {
+		t.Fatalf("%d want-blocks, %d want-haves; want 1 and 99", count(a.WantBlocks), count(a.WantHaves))
+	}
+	asked := p.Assigned(c[0])
+	holder := ps[42]
+	if asked == holder {
+		holder = ps[43]
+	}
+	// The peer asked for the block lacks it; another says HAVE.
+	p.Presences(t0.Add(50*time.Millisecond), holder, c, nil)
+	a = p.Presences(t0.Add(51*time.Millisecond), asked, nil, c)
+	if got := a.WantBlocks[holder]; len(got) != 1 {
+		t.Fatalf("after DONT_HAVE from %s and HAVE from %s: want-blocks %v", asked, holder, a.WantBlocks)
+	}
+	if got := a.Cancels[asked]; len(got) != 1 {
+		t.Fatalf("the DONT_HAVE'd want-block was not cancelled at %s (servers hold it until cancelled)", asked)
+	}
+}
+
+func TestPolicyUsefulPeersAreAskedFirst(t *testing.T) {
+	ps := peers(100)
+	p := withPeers(ps)
+	first := cids(t, 1)
+	p.Add(t0, first)
+	server := p.Assigned(first[0])
+	p.BlocksReceived(t0.Add(60*time.Millisecond), server, first)
+
+	more := cids(t, 51)[1:]
+	a := p.Add(t0.Add(61*time.Millisecond), more)
+	if n := len(a.WantBlocks[server]); n != 50 || count(a.WantBlocks) != 50 || len(a.WantHaves) != 0 {
+		t.Fatalf("after %s served us: want-blocks %d to it, %d in all, %d want-haves; want all 50 to it and nothing else",
+			server, n, count(a.WantBlocks), count(a.WantHaves))
+	}
+}
+
+func TestPolicyBlockReceivedCancelsEverywhere(t *testing.T) {
+	ps := peers(2)
+	p := withPeers(ps)
+	c := cids(t, 1)
+	p.Add(t0, c)
+	a := p.BlocksReceived(t0.Add(time.Millisecond), p.Assigned(c[0]), c)
+	if len(a.Received) != 1 || len(a.CancelAll) != 1 || p.Wants() != 0 {
+		t.Fatalf("received %v, cancel-all %v, %d wants left", a.Received, a.CancelAll, p.Wants())
+	}
+}
+
+func TestPolicySilentPeerIsBypassedAfterItsTimeout(t *testing.T) {
+	ps := peers(2)
+	p := withPeers(ps)
+	c := cids(t, 10)
+	p.Add(t0, c)
+	// ps[1] answers everything it was asked; ps[0] stays silent.
+	var silent []cid.Cid
+	for _, x := range c {
+		if p.Assigned(x) == ps[1] {
+			p.BlocksReceived(t0.Add(60*time.Millisecond), ps[1], []cid.Cid{x})
+		} else {
+			silent = append(silent, x)
+		}
+	}
+	timeout := p.timeout(p.peers[ps[0]])
+	if a := p.Tick(t0.Add(timeout - time.Millisecond)); count(a.WantBlocks) != 0 {
+		t.Fatal("wants moved before the timeout")
+	}
+	a := p.Tick(t0.Add(timeout + time.Millisecond))
+	if len(a.WantBlocks[ps[1]]) != len(silent) || len(a.Cancels[ps[0]]) != len(silent) {
+		t.Fatalf("after %v: moved %d of %d wants to %s, cancelled %d at the silent peer",
+			timeout, len(a.WantBlocks[ps[1]]), len(silent), ps[1], len(a.Cancels[ps[0]]))
+	}
+	if timeout != DefaultConfig().PeerTimeout {
+		t.Fatalf("timeout %v for a 50 ms peer, want the 1 s floor", timeout)
+	}
+}
+
+func TestPolicySearchesProvidersAtOnceWhenEveryPeerDeclined(t *testing.T) {
+	ps := peers(3)
+	p := withPeers(ps)
+	c := cids(t, 1)
+	p.Add(t0, c)
+	now := t0.Add(10 * time.Millisecond)
+	var a Actions
+	for i, id := range ps {
+		a = p.Presences(now, id, nil, c)
+		if i < len(ps)-1 && len(a.FindProvs) != 0 {
+			t.Fatalf("searched after %d of %d peers declined", i+1, len(ps))
+		}
+	}
+	if len(a.FindProvs) != 1 || !a.FindProvs[0].Equals(c[0]) {
+		t.Fatalf("FindProvs = %v after every connected peer said DONT_HAVE", a.FindProvs)
+	}
+	prov := peer.ID("provider")
+	a = p.ProvidersFound(now.Add(time.Millisecond), c[0], []peer.ID{prov})
+	if len(a.WantBlocks[prov]) != 1 {
+		t.Fatalf("the provider was not asked for the block: %v", a.WantBlocks)
+	}
+}
+
+func TestPolicySearchesProvidersAfterDelayWithoutAnyHave(t *testing.T) {
+	p := withPeers(peers(2))
+	p.Add(t0, cids(t, 1))
+	if a := p.Tick(t0.Add(DefaultConfig().ProviderSearchDelay - time.Millisecond)); len(a.FindProvs) != 0 {
+		t.Fatal("searched before the delay although peers may still answer")
+	}
+	if a := p.Tick(t0.Add(DefaultConfig().ProviderSearchDelay)); len(a.FindProvs) != 1 {
+		t.Fatal("no search after the delay")
+	}
+	if a := p.Tick(t0.Add(DefaultConfig().ProviderSearchDelay + time.Second)); len(a.FindProvs) != 0 {
+		t.Fatal("searched again before the search interval")
+	}
+}
+
+func TestPolicyRebroadcastsStuckWants(t *testing.T) {
+	ps := peers(2)
+	p := withPeers(ps)
+	c := cids(t, 1)
+	p.Add(t0, c)
+	for _, id := range ps {
+		p.Presences(t0.Add(time.Millisecond), id, nil, c)
+	}
+	cfg := DefaultConfig()
+	if a := p.Tick(t0.Add(cfg.RebroadcastInterval - time.Millisecond)); count(a.WantHaves)+count(a.WantBlocks) != 0 {
+		t.Fatal("rebroadcast before the interval")
+	}
+	a := p.Tick(t0.Add(cfg.RebroadcastInterval))
+	if count(a.WantHaves) != 2 {
+		t.Fatalf("rebroadcast asked %d peers want-have, want both", count(a.WantHaves))
+	}
+	if count(a.WantBlocks) != 1 {
+		t.Fatalf("after the rebroadcast the want must be asked of one peer again, got %d", count(a.WantBlocks))
+	}
+}
+
+func TestPolicyDisconnectMovesWants(t *testing.T) {
+	ps := peers(2)
+	p := withPeers(ps)
+	c := cids(t, 20)
+	p.Add(t0, c)
+	a := p.PeerDisconnected(t0.Add(time.Millisecond), ps[0])
+	if n := len(a.WantBlocks[ps[1]]); n != 10 {
+		t.Fatalf("%d wants moved to the remaining peer, want 10", n)
+	}
+}
+
+func TestPolicyPrefersFasterPeer(t *testing.T) {
+	ps := peers(2)
+	p := NewPolicy(DefaultConfig())
+	p.PeerConnected(t0, ps[0], 10*time.Millisecond)
+	p.PeerConnected(t0, ps[1], 500*time.Millisecond)
+	c := cids(t, 1)
+	if a := p.Add(t0, c); len(a.WantBlocks[ps[0]]) != 1 {
+		t.Fatalf("want went to %v, want the 10 ms peer", a.WantBlocks)
+	}
+}

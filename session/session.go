@@ -1,0 +1,459 @@
+// Package session fetches blocks for one request (a GetBlocks call) or one
+// long-lived Session from NewSession. It owns every decision about where and
+// when to send wants: the Policy decides over plain data, and the Session
+// carries its Actions out through the WantManager and content routing, and
+// delivers blocks to the callers.
+//
+// A Session never touches per-peer send queues (the WantManager's), never
+// talks to the network, and never stores blocks (the BlockRouter does,
+// before handing them to the Session).
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	blocks "github.com/ipfs/go-block-format"
+	cid "github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/gobitswap/bitswap/peerrouter"
+	"github.com/gobitswap/bitswap/wantmanager"
+)
+
+// WantManager sends our wants. *wantmanager.WantManager satisfies it.
+type WantManager interface {
+	WantBlocks(s wantmanager.SessionID, p peer.ID, cids []cid.Cid)
+	WantHaves(s wantmanager.SessionID, p peer.ID, cids []cid.Cid)
+	Cancel(s wantmanager.SessionID, p peer.ID, cids []cid.Cid)
+	CancelAll(s wantmanager.SessionID, cids []cid.Cid)
+}
+
+// BlockRouter delivers wanted blocks to the Session's ReceiveBlocks.
+// *blockrouter.BlockRouter satisfies it.
+type BlockRouter interface {
+	Register(id uint64, s interface {
+		ReceiveBlocks(from peer.ID, blks []blocks.Block)
+	})
+	Unregister(id uint64)
+	Want(id uint64, cids []cid.Cid)
+	Unwant(id uint64, cids []cid.Cid)
+}
+
+// PeerRouter delivers peer events and presences.
+// *peerrouter.PeerRouter satisfies it.
+type PeerRouter interface {
+	Register(id uint64, s peerrouter.Sink) []peer.ID
+	Unregister(id uint64)
+	Interest(id uint64, cids []cid.Cid)
+	Uninterest(id uint64, cids []cid.Cid)
+}
+
+// Getter reads the local blockstore.
+type Getter interface {
+	Get(context.Context, cid.Cid) (blocks.Block, error)
+}
+
+// ProviderFinder finds and connects to providers of c; the channel closes
+// when the search ends.
+type ProviderFinder interface {
+	FindProviders(ctx context.Context, c cid.Cid) <-chan peer.ID
+}
+
+// Deps are what a Session works with.
+type Deps struct {
+	WantManager WantManager
+	BlockRouter BlockRouter
+	PeerRouter  PeerRouter
+	Blockstore  Getter
+	Providers   ProviderFinder // nil: no content routing
+	// Latency returns a peer's measured latency, or 0.
+	Latency func(peer.ID) time.Duration
+	// OnClose, if set, is called once the Session has ended.
+	OnClose func()
+}
+
+// ErrClosed is returned by a Session that has ended.
+var ErrClosed = errors.New("bitswap session closed")
+
+// Session fetches blocks. Its methods are safe for concurrent use; all of
+// its state is owned by one goroutine, fed through an inbox.
+type Session struct {
+	id     uint64
+	deps   Deps
+	policy *Policy
+	ctx    context.Context
+	cancel context.CancelFunc
+	oneOff bool // ends with its first request
+	done   chan struct{}
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex // guards inbox and closed
+	inbox  []event
+	closed bool
+	wake   chan struct{}
+
+	// owned by the run goroutine
+	requests map[*request]struct{}
+	byCid    map[cid.Cid][]*request
+	tick     *time.Timer
+	served   bool // a request has been added
+}
+
+type request struct {
+	ctx       context.Context
+	out       chan blocks.Block
+	remaining map[cid.Cid]struct{}
+	stop      func() bool
+}
+
+type event struct {
+	kind      int
+	req       *request
+	cids      []cid.Cid
+	from      peer.ID
+	blks      []blocks.Block
+	haves     []cid.Cid
+	dontHaves []cid.Cid
+}
+
+const (
+	evRequest = iota
+	evCancelRequest
+	evBlocks
+	evPresences
+	evConnected
+	evDisconnected
+	evProviders
+)
+
+// New starts a Session. It ends when ctx is cancelled or Close is called;
+// a oneOff Session also ends once its first request is done.
+func New(ctx context.Context, id uint64, deps Deps, cfg Config, oneOff bool) *Session {
+	ctx, cancel := context.WithCancel(ctx)
+	s := &Session{
+		id: id, deps: deps, policy: NewPolicy(cfg), ctx: ctx, cancel: cancel, oneOff: oneOff,
+		done: make(chan struct{}), wake: make(chan struct{}, 1),
+		requests: make(map[*request]struct{}), byCid: make(map[cid.Cid][]*request),
+	}
+	deps.BlockRouter.Register(id, s)
+	peers := deps.PeerRouter.Register(id, s)
+	for _, p := range peers {
+		s.post(event{kind: evConnected, from: p})
+	}
+	go s.run()
+	return s
+}
+
+// GetBlock fetches one block.
+func (s *Session) GetBlock(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	ch, err := s.GetBlocks(ctx, []cid.Cid{c})
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case b, ok := <-ch:
+		if ok {
+			return b, nil
+		}
+	case <-ctx.Done():
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("bitswap: getting %s: %w", c, err)
+	}
+	return nil, fmt.Errorf("bitswap: getting %s: %w", c, ErrClosed)
+}
+
+// GetBlocks fetches blocks. The channel yields each block once, in arrival
+// order, and closes when all have been delivered, ctx ends or the Session
+// ends. Blocks already in the blockstore come without the network.
+func (s *Session) GetBlocks(ctx context.Context, cids []cid.Cid) (<-chan blocks.Block, error) {
+	uniq := make(map[cid.Cid]struct{}, len(cids))
+	list := make([]cid.Cid, 0, len(cids))
+	for _, c := range cids {
+		if !c.Defined() {
+			return nil, errors.New("bitswap: GetBlocks: undefined CID")
+		}
+		if _, dup := uniq[c]; !dup {
+			uniq[c] = struct{}{}
+			list = append(list, c)
+		}
+	}
+	// The buffer holds every block, so delivering never blocks the Session
+	// on a slow reader; it is bounded by the request itself.
+	r := &request{ctx: ctx, out: make(chan blocks.Block, len(list)), remaining: uniq}
+	if len(list) == 0 {
+		close(r.out)
+		return r.out, nil
+	}
+	// Registered before the request is posted, so the run goroutine sees
+	// r.stop; if ctx is already done, addRequest notices.
+	r.stop = context.AfterFunc(ctx, func() { s.post(event{kind: evCancelRequest, req: r}) })
+	if !s.post(event{kind: evRequest, req: r, cids: list}) {
+		r.stop()
+		return nil, ErrClosed
+	}
+	return r.out, nil
+}
+
+// Close ends the Session: wants are cancelled and open requests' channels
+// closed. It waits for the Session's goroutines.
+func (s *Session) Close() {
+	s.cancel()
+	<-s.done
+	s.wg.Wait()
+}
+
+// Done is closed when the Session has ended.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// ReceiveBlocks implements the BlockRouter sink.
+func (s *Session) ReceiveBlocks(from peer.ID, blks []blocks.Block) {
+	s.post(event{kind: evBlocks, from: from, blks: blks})
+}
+
+// Presences implements peerrouter.Sink.
+func (s *Session) Presences(from peer.ID, haves, dontHaves []cid.Cid) {
+	s.post(event{kind: evPresences, from: from, haves: haves, dontHaves: dontHaves})
+}
+
+// PeerConnected implements peerrouter.Sink.
+func (s *Session) PeerConnected(p peer.ID) { s.post(event{kind: evConnected, from: p}) }
+
+// PeerDisconnected implements peerrouter.Sink.
+func (s *Session) PeerDisconnected(p peer.ID) { s.post(event{kind: evDisconnected, from: p}) }
+
+func (s *Session) post(e event) bool {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return false
+	}
+	s.inbox = append(s.inbox, e)
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+func (s *Session) run() {
+	defer close(s.done)
+	if s.deps.OnClose != nil {
+		defer s.deps.OnClose()
+	}
+	s.tick = time.NewTimer(time.Hour)
+	s.tick.Stop()
+	defer s.tick.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			s.shutdown()
+			return
+		case <-s.wake:
+			s.mu.Lock()
+			evs := s.inbox
+			s.inbox = nil
+			s.mu.Unlock()
+			for _, e := range evs {
+				s.handle(e)
+			}
+		case <-s.tick.C:
+			s.apply(s.policy.Tick(time.Now()))
+		}
+		if s.policy.Wants() > 0 {
+			s.tick.Reset(s.tickInterval())
+		} else {
+			s.tick.Stop()
+		}
+		if s.oneOff && s.served && len(s.requests) == 0 {
+			s.cancel()
+		}
+	}
+}
+
+// tickInterval is how often time-based decisions are revisited while wants
+// are open: often enough to notice a peer timeout promptly.
+func (s *Session) tickInterval() time.Duration {
+	return max(s.policy.cfg.PeerTimeout/4, 10*time.Millisecond)
+}
+
+func (s *Session) handle(e event) {
+	now := time.Now()
+	switch e.kind {
+	case evRequest:
+		s.addRequest(e.req, e.cids)
+	case evCancelRequest:
+		s.endRequest(e.req)
+	case evBlocks:
+		cids := make([]cid.Cid, len(e.blks))
+		for i, b := range e.blks {
+			cids[i] = b.Cid()
+		}
+		s.apply(s.policy.BlocksReceived(now, e.from, cids))
+		for _, b := range e.blks {
+			s.deliver(b)
+		}
+	case evPresences:
+		s.apply(s.policy.Presences(now, e.from, e.haves, e.dontHaves))
+	case evConnected:
+		var lat time.Duration
+		if s.deps.Latency != nil {
+			lat = s.deps.Latency(e.from)
+		}
+		s.apply(s.policy.PeerConnected(now, e.from, lat))
+	case evDisconnected:
+		s.apply(s.policy.PeerDisconnected(now, e.from))
+	case evProviders:
+		if len(e.cids) == 1 {
+			s.apply(s.policy.ProvidersFound(now, e.cids[0], []peer.ID{e.from}))
+		}
+	}
+}
+
+func (s *Session) addRequest(r *request, cids []cid.Cid) {
+	s.served = true
+	if r.ctx.Err() != nil {
+		close(r.out) // cancelled before it started
+		return
+	}
+	s.requests[r] = struct{}{}
+	var fresh []cid.Cid
+	for _, c := range cids {
+		if len(s.byCid[c]) == 0 && !s.policy.Has(c) {
+			fresh = append(fresh, c)
+		}
+		s.byCid[c] = append(s.byCid[c], r)
+	}
+	// Register interest before looking locally, so that a block arriving
+	// in between is not missed (a double delivery is filtered per request).
+	s.deps.BlockRouter.Want(s.id, fresh)
+	s.deps.PeerRouter.Interest(s.id, fresh)
+	var missing []cid.Cid
+	for _, c := range fresh {
+		if b, err := s.deps.Blockstore.Get(s.ctx, c); err == nil {
+			s.deps.BlockRouter.Unwant(s.id, []cid.Cid{c})
+			s.deps.PeerRouter.Uninterest(s.id, []cid.Cid{c})
+			s.deliver(b)
+		} else {
+			missing = append(missing, c)
+		}
+	}
+	if len(missing) > 0 {
+		s.apply(s.policy.Add(time.Now(), missing))
+	}
+}
+
+// deliver hands b to every request still waiting for it.
+func (s *Session) deliver(b blocks.Block) {
+	c := b.Cid()
+	for _, r := range s.byCid[c] {
+		if _, ok := r.remaining[c]; !ok {
+			continue
+		}
+		delete(r.remaining, c)
+		r.out <- b // never blocks: buffered for the whole request
+		if len(r.remaining) == 0 {
+			s.finish(r)
+		}
+	}
+	delete(s.byCid, c)
+}
+
+// endRequest abandons a request whose context ended: its CIDs that no other
+// request wants are cancelled.
+func (s *Session) endRequest(r *request) {
+	if _, ok := s.requests[r]; !ok {
+		return
+	}
+	var drop []cid.Cid
+	for c := range r.remaining {
+		rs := s.byCid[c]
+		for i, x := range rs {
+			if x == r {
+				rs = append(rs[:i], rs[i+1:]...)
+				break
+			}
+		}
+		if len(rs) == 0 {
+			delete(s.byCid, c)
+			drop = append(drop, c)
+		} else {
+			s.byCid[c] = rs
+		}
+	}
+	s.finish(r)
+	if len(drop) > 0 {
+		s.apply(s.policy.Remove(time.Now(), drop))
+	}
+}
+
+func (s *Session) finish(r *request) {
+	delete(s.requests, r)
+	close(r.out)
+	if r.stop != nil {
+		r.stop()
+	}
+}
+
+// apply carries out a Policy step.
+func (s *Session) apply(a Actions) {
+	id := wantmanager.SessionID(s.id)
+	if len(a.CancelAll) > 0 {
+		s.deps.WantManager.CancelAll(id, a.CancelAll)
+		s.deps.BlockRouter.Unwant(s.id, a.CancelAll)
+		s.deps.PeerRouter.Uninterest(s.id, a.CancelAll)
+	}
+	for _, p := range peersOf(a.Cancels) {
+		s.deps.WantManager.Cancel(id, p, a.Cancels[p])
+	}
+	for _, p := range peersOf(a.WantBlocks) {
+		s.deps.WantManager.WantBlocks(id, p, a.WantBlocks[p])
+	}
+	for _, p := range peersOf(a.WantHaves) {
+		s.deps.WantManager.WantHaves(id, p, a.WantHaves[p])
+	}
+	for _, c := range a.FindProvs {
+		s.findProviders(c)
+	}
+}
+
+func (s *Session) findProviders(c cid.Cid) {
+	if s.deps.Providers == nil {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
+		defer cancel()
+		for p := range s.deps.Providers.FindProviders(ctx, c) {
+			s.post(event{kind: evProviders, from: p, cids: []cid.Cid{c}})
+		}
+	}()
+}
+
+func (s *Session) shutdown() {
+	s.mu.Lock()
+	s.closed = true
+	s.inbox = nil
+	s.mu.Unlock()
+	var open []cid.Cid
+	for c := range s.byCid {
+		open = append(open, c)
+	}
+	if len(open) > 0 {
+		s.deps.WantManager.CancelAll(wantmanager.SessionID(s.id), open)
+		s.deps.BlockRouter.Unwant(s.id, open)
+		s.deps.PeerRouter.Uninterest(s.id, open)
+	}
+	for r := range s.requests {
+		s.finish(r)
+	}
+	s.deps.BlockRouter.Unregister(s.id)
+	s.deps.PeerRouter.Unregister(s.id)
+}
