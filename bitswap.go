@@ -80,7 +80,7 @@ func WithPeerTimeout(d time.Duration) Option {
 	return func(c *config) { c.session.PeerTimeout = d }
 }
 
-// WithPeerWantWindow caps the wants outstanding at one peer (default 512).
+// WithPeerWantWindow caps the wants outstanding at one peer (default 256).
 // Servers in the wild hold at most 1,024 wants per peer and drop the rest
 // silently, so more would stall; the rest wait here and go out as answers
 // come back.

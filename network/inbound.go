@@ -82,11 +82,10 @@ func (n *Libp2pNetwork) readLoop(s network.Stream, from peer.ID) {
 		}
 		n.msgsRecv.Add(1)
 		n.bytesRecv.Add(uint64(uvarintLen(size)) + size)
-		if n.ctx.Err() != nil {
+		if !n.enqueue(from, msg, int(size)) {
 			n.resetInbound(s)
 			return
 		}
-		n.receiver.ReceiveMessage(n.ctx, from, msg)
 	}
 }
 

@@ -55,12 +55,12 @@ type Network interface {
 }
 
 // Receiver is told about inbound messages and peer connectivity. Messages
-// from one stream arrive one at a time, in order, after PeerConnected for
-// their peer; a peer using several streams at once (old peers open one per
-// message) may have its messages delivered concurrently. Connection events
+// from one peer arrive one at a time, in the order they were read (across
+// all its streams), after PeerConnected for that peer. Connection events
 // come one at a time, in order. Calls for different peers may be
 // concurrent. Implementations must not block for long: a slow
-// ReceiveMessage delays only the stream it came from, but a blocked
+// ReceiveMessage delays only that peer's messages (and, once a bounded
+// queue of them fills, the reading of its streams), but a blocked
 // PeerConnected delays every event and every new inbound stream.
 type Receiver interface {
 	// ReceiveMessage is called with each decoded inbound message. ctx is

@@ -86,9 +86,11 @@ const (
 // before Start are examined at Start.
 //
 // A message already read from a stream when the peer's last connection
-// closes may still reach ReceiveMessage after PeerDisconnected. Messages on
-// different streams from the same peer are delivered concurrently, one call
-// at a time per stream.
+// closes may still reach ReceiveMessage after PeerDisconnected. Streams are
+// read to their end as fast as bytes arrive and closed; their messages wait
+// in a per-peer queue (at most 8 MiB) for the Receiver, so that peers which
+// open a stream per message never pile up streams against libp2p's
+// resource limits while we process.
 type Libp2pNetwork struct {
 	host   host.Host
 	cfg    config
@@ -106,6 +108,9 @@ type Libp2pNetwork struct {
 	// events is the queue between libp2p notifications and the event
 	// goroutine; it has its own lock.
 	events eventQueue
+
+	// in queues decoded messages per peer for the Receiver; see inboxes.
+	in inboxes
 
 	msgsSent, msgsRecv, bytesSent, bytesRecv atomic.Uint64
 
@@ -140,6 +145,7 @@ func NewFromHost(h host.Host, opts ...Option) *Libp2pNetwork {
 		inbound: make(map[network.Stream]struct{}),
 	}
 	n.events.init()
+	n.initInboxes()
 	return n
 }
 
@@ -215,6 +221,7 @@ func (n *Libp2pNetwork) Stop() {
 	// Cancelling first makes every operation that holds a sender lock give
 	// up (stream opens, writes, closes), so the lock waits below are short.
 	n.cancel()
+	n.wakeInboxes()
 	for _, s := range inbound {
 		_ = s.Reset()
 	}

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"container/heap"
 	"slices"
 	"time"
 
@@ -50,6 +51,7 @@ type Actions struct {
 	WantBlocks map[peer.ID][]cid.Cid // want-block (with sendDontHave) to one peer each
 	WantHaves  map[peer.ID][]cid.Cid // want-have (with sendDontHave)
 	Cancels    map[peer.ID][]cid.Cid // no longer want these from this peer
+	Resends    map[peer.ID][]cid.Cid // this peer has likely lost these wants: send them again
 	CancelAll  []cid.Cid             // no longer want these from anyone
 	Received   []cid.Cid             // wants satisfied
 	FindProvs  []cid.Cid             // ask content routing
@@ -64,7 +66,7 @@ func (a *Actions) add(m *map[peer.ID][]cid.Cid, p peer.ID, c cid.Cid) {
 
 // Empty reports whether there is nothing to do.
 func (a *Actions) Empty() bool {
-	return len(a.WantBlocks) == 0 && len(a.WantHaves) == 0 && len(a.Cancels) == 0 &&
+	return len(a.WantBlocks) == 0 && len(a.WantHaves) == 0 && len(a.Cancels) == 0 && len(a.Resends) == 0 &&
 		len(a.CancelAll) == 0 && len(a.Received) == 0 && len(a.FindProvs) == 0
 }
 
@@ -80,6 +82,7 @@ type wantInfo struct {
 	// lastBroadcast is when want-haves for this CID last went to peers
 	// beyond the one asked for the block.
 	lastBroadcast time.Time
+	pidx          int // index in Policy.pending; -1 when not in it
 }
 
 type peerInfo struct {
@@ -90,8 +93,12 @@ type peerInfo struct {
 	serviceTime  time.Duration // EWMA of the gap between its blocks while busy
 	lastProgress time.Time
 	lastBlock    time.Time
-	suspended    bool // timed out; not asked again until it answers
+	suspended    bool // timed out; asked again only when it answers, or as a last resort
 	answered     bool // has answered anything at all
+	// suspendedUntil is when a suspended peer may be asked again if no
+	// other peer can be; penalty is the length of its last suspension.
+	suspendedUntil time.Time
+	penalty        time.Duration
 }
 
 // Policy is a Session's decision logic over plain data: which peer to ask
@@ -116,9 +123,12 @@ type peerInfo struct {
 type Policy struct {
 	cfg   Config
 	wants map[cid.Cid]*wantInfo
-	queue []*wantInfo // wants in seq order, compacted lazily
-	peers map[peer.ID]*peerInfo
-	seq   uint64
+	queue []*wantInfo // wants in seq order, compacted on Tick
+	// pending holds the wants no peer is asked for, oldest first, so that
+	// each step looks only at them, not at every want.
+	pending pendingHeap
+	peers   map[peer.ID]*peerInfo
+	seq     uint64
 
 	lastSearch time.Time
 	act        Actions
@@ -166,7 +176,7 @@ func (p *Policy) PeerDisconnected(now time.Time, id peer.ID) Actions {
 	}
 	for _, w := range p.wants {
 		if w.assigned == id {
-			w.assigned = ""
+			p.unassign(w)
 		}
 		delete(w.haves, id)
 		delete(w.askedHave, id)
@@ -183,9 +193,10 @@ func (p *Policy) Add(now time.Time, cids []cid.Cid) Actions {
 			continue
 		}
 		p.seq++
-		w := &wantInfo{c: c, seq: p.seq, added: now}
+		w := &wantInfo{c: c, seq: p.seq, added: now, pidx: -1}
 		p.wants[c] = w
 		p.queue = append(p.queue, w)
+		heap.Push(&p.pending, w)
 	}
 	p.schedule(now)
 	return p.take()
@@ -209,7 +220,18 @@ func (p *Policy) drop(w *wantInfo) {
 			pi.inflight--
 		}
 	}
+	if w.pidx >= 0 {
+		heap.Remove(&p.pending, w.pidx)
+	}
 	delete(p.wants, w.c)
+}
+
+// unassign takes w off its peer and makes it pending again.
+func (p *Policy) unassign(w *wantInfo) {
+	w.assigned = ""
+	if w.pidx < 0 {
+		heap.Push(&p.pending, w)
+	}
 }
 
 // BlocksReceived records blocks that arrived from a peer.
@@ -221,7 +243,11 @@ func (p *Policy) BlocksReceived(now time.Time, from peer.ID, cids []cid.Cid) Act
 			continue
 		}
 		if w.assigned == from && pi != nil {
-			p.sample(pi, now.Sub(w.sentAt))
+			// A block's round trip measures latency only when nothing of
+			// ours was queued ahead of it at the peer.
+			if pi.inflight == 1 {
+				p.sample(pi, now.Sub(w.sentAt))
+			}
 			// The gap since the previous block is the peer's time per block
 			// only if this want was already waiting at the peer then;
 			// otherwise the gap includes idle time and the round trip.
@@ -283,7 +309,7 @@ func (p *Policy) Presences(now time.Time, from peer.ID, haves, dontHaves []cid.C
 		delete(w.haves, from)
 		if w.assigned == from {
 			p.sample(pi, now.Sub(w.sentAt))
-			w.assigned = ""
+			p.unassign(w)
 			pi.inflight--
 			// The server holds a DONT_HAVE'd want until it is cancelled.
 			p.act.add(&p.act.Cancels, from, c)
@@ -321,15 +347,33 @@ func (p *Policy) ProvidersFound(now time.Time, c cid.Cid, provs []peer.ID) Actio
 func (p *Policy) Tick(now time.Time) Actions {
 	for _, pi := range p.peers {
 		if pi.inflight > 0 && !pi.suspended && now.Sub(pi.lastProgress) > p.timeout(pi) {
+			// A silent peer has often just lost our wants or its blocks
+			// (libp2p's resource manager resets streams past its limits,
+			// and a lazily negotiated stream hides that from the sender).
+			// If no other peer can serve, the first time, ask it again
+			// at once.
+			if pi.penalty == 0 && !p.alternative(pi) {
+				pi.penalty = p.timeout(pi)
+				pi.lastProgress = now
+				for _, w := range p.wants {
+					if w.assigned == pi.id {
+						w.sentAt = now
+						p.act.add(&p.act.Resends, pi.id, w.c)
+					}
+				}
+				continue
+			}
+			// Otherwise it is suspended and its wants move to other peers.
+			// It may be asked again, if no other peer can be, once it has
+			// waited its penalty, which doubles while it stays silent, up
+			// to the rebroadcast interval.
 			pi.suspended = true
+			pi.penalty = min(max(2*pi.penalty, p.timeout(pi)), p.cfg.RebroadcastInterval)
+			pi.suspendedUntil = now.Add(pi.penalty)
 			for _, w := range p.wants {
 				if w.assigned == pi.id {
-					w.assigned = ""
+					p.unassign(w)
 					pi.inflight--
-					if w.dontHaves == nil {
-						w.dontHaves = make(map[peer.ID]struct{})
-					}
-					w.dontHaves[pi.id] = struct{}{}
 					p.act.add(&p.act.Cancels, pi.id, w.c)
 				}
 			}
@@ -371,6 +415,17 @@ func (p *Policy) progress(pi *peerInfo, now time.Time) {
 	pi.lastProgress = now
 	pi.suspended = false
 	pi.answered = true
+	pi.penalty = 0
+}
+
+// alternative reports whether some peer other than pi could be asked.
+func (p *Policy) alternative(pi *peerInfo) bool {
+	for _, o := range p.peers {
+		if o != pi && !o.suspended {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *Policy) sample(pi *peerInfo, d time.Duration) {
@@ -433,7 +488,9 @@ func (p *Policy) compact() {
 // schedule asks a peer for every want that has none, and, while the session
 // is still discovering who has its data, asks the other peers want-have.
 func (p *Policy) schedule(now time.Time) {
-	p.compact()
+	if len(p.pending) == 0 || len(p.peers) == 0 {
+		return
+	}
 	useful := false
 	for _, pi := range p.peers {
 		if pi.useful && !pi.suspended {
@@ -453,13 +510,12 @@ func (p *Policy) schedule(now time.Time) {
 			break
 		}
 	}
-	var discovering []*wantInfo
-	for _, w := range p.queue {
-		if w.assigned != "" {
-			continue
-		}
-		pi := p.pick(w, useful)
+	var discovering, waiting []*wantInfo
+	for len(p.pending) > 0 {
+		w := heap.Pop(&p.pending).(*wantInfo)
+		pi := p.pick(now, w, useful)
 		if pi == nil || (probing && len(w.dontHaves) > 0) {
+			waiting = append(waiting, w)
 			continue
 		}
 		if !pi.useful {
@@ -470,9 +526,13 @@ func (p *Policy) schedule(now time.Time) {
 		if pi.inflight == 0 {
 			pi.lastProgress = now // the timeout runs from the first want
 		}
+		pi.suspended = false // a last resort gets another chance
 		pi.inflight++
 		delete(w.askedHave, pi.id)
 		p.act.add(&p.act.WantBlocks, pi.id, w.c)
+	}
+	for _, w := range waiting {
+		heap.Push(&p.pending, w)
 	}
 	// When the session's want-blocks cannot reach every peer (a single
 	// GetBlock among many peers), ask the rest whether they have it, so that
@@ -510,7 +570,7 @@ func (p *Policy) askHave(w *wantInfo, id peer.ID, now time.Time) {
 // pick chooses the peer to ask for w's block: the one expected to deliver
 // soonest among those that said HAVE; failing that among the session's
 // useful peers; failing that (only while no peer is useful) among all.
-func (p *Policy) pick(w *wantInfo, useful bool) *peerInfo {
+func (p *Policy) pick(now time.Time, w *wantInfo, useful bool) *peerInfo {
 	var best *peerInfo
 	var bestScore time.Duration
 	consider := func(pi *peerInfo) {
@@ -546,6 +606,17 @@ func (p *Policy) pick(w *wantInfo, useful bool) *peerInfo {
 			}
 		}
 	}
+	if best == nil {
+		// Last resort: a peer that timed out and has sat out its penalty
+		// (a server can stall for one peer and recover when asked anew).
+		for _, pi := range p.peers {
+			if _, no := w.dontHaves[pi.id]; !no && pi.suspended && !now.Before(pi.suspendedUntil) {
+				if best == nil || pi.id < best.id {
+					best = pi
+				}
+			}
+		}
+	}
 	return best
 }
 
@@ -569,4 +640,28 @@ func peersOf[M ~map[peer.ID]V, V any](m M) []peer.ID {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// pendingHeap orders unassigned wants by seq, oldest first.
+type pendingHeap []*wantInfo
+
+func (h pendingHeap) Len() int           { return len(h) }
+func (h pendingHeap) Less(i, j int) bool { return h[i].seq < h[j].seq }
+func (h pendingHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].pidx = i
+	h[j].pidx = j
+}
+func (h *pendingHeap) Push(x any) {
+	w := x.(*wantInfo)
+	w.pidx = len(*h)
+	*h = append(*h, w)
+}
+func (h *pendingHeap) Pop() any {
+	old := *h
+	w := old[len(old)-1]
+	old[len(old)-1] = nil
+	w.pidx = -1
+	*h = old[:len(old)-1]
+	return w
 }

@@ -236,3 +236,42 @@ func TestPolicyPrefersFasterPeer(t *testing.T) {
 		t.Fatalf("want went to %v, want the 10 ms peer", a.WantBlocks)
 	}
 }
+
+// A server can lose our wants or its blocks (seen with boxo under libp2p's
+// resource manager): the only peer is asked again at once the first time it
+// falls silent, then after a penalty that doubles while it stays silent.
+func TestPolicyOnlyPeerIsRetried(t *testing.T) {
+	ps := peers(1)
+	p := withPeers(ps)
+	c := cids(t, 3)
+	p.Add(t0, c)
+	timeout := p.timeout(p.peers[ps[0]])
+	at := t0.Add(timeout + time.Millisecond)
+	a := p.Tick(at)
+	if len(a.Resends[ps[0]]) != 3 || len(a.Cancels) != 0 {
+		t.Fatalf("first timeout: %d resends, %d cancels; want the 3 wants sent again, no cancel", len(a.Resends[ps[0]]), len(a.Cancels))
+	}
+	// Silent again: suspended, its wants cancelled, asked again after the penalty.
+	at2 := at.Add(timeout + time.Millisecond)
+	a = p.Tick(at2)
+	if len(a.Cancels[ps[0]]) != 3 {
+		t.Fatalf("second timeout: %d cancels, want 3", len(a.Cancels[ps[0]]))
+	}
+	penalty := p.peers[ps[0]].penalty
+	if a := p.Tick(at2.Add(penalty - time.Millisecond)); count(a.WantBlocks) != 0 {
+		t.Fatal("asked again before the penalty was over")
+	}
+	if a := p.Tick(at2.Add(penalty)); len(a.WantBlocks[ps[0]]) != 3 {
+		t.Fatal("not asked again after the penalty")
+	}
+	at3 := at2.Add(penalty + timeout + time.Millisecond)
+	p.Tick(at3)
+	if p.peers[ps[0]].penalty != 2*penalty {
+		t.Fatalf("penalty %v after another silence, want %v", p.peers[ps[0]].penalty, 2*penalty)
+	}
+	// An answer ends it all.
+	p.BlocksReceived(at3.Add(time.Second), ps[0], c[:1])
+	if pi := p.peers[ps[0]]; pi.suspended || pi.penalty != 0 {
+		t.Fatal("an answer did not lift the suspension")
+	}
+}

@@ -30,6 +30,7 @@ type WantManager interface {
 	WantHaves(s wantmanager.SessionID, p peer.ID, cids []cid.Cid)
 	Cancel(s wantmanager.SessionID, p peer.ID, cids []cid.Cid)
 	CancelAll(s wantmanager.SessionID, cids []cid.Cid)
+	Resend(p peer.ID, cids []cid.Cid)
 }
 
 // BlockRouter delivers wanted blocks to the Session's ReceiveBlocks.
@@ -410,6 +411,9 @@ func (s *Session) apply(a Actions) {
 	}
 	for _, p := range peersOf(a.Cancels) {
 		s.deps.WantManager.Cancel(id, p, a.Cancels[p])
+	}
+	for _, p := range peersOf(a.Resends) {
+		s.deps.WantManager.Resend(p, a.Resends[p])
 	}
 	for _, p := range peersOf(a.WantBlocks) {
 		s.deps.WantManager.WantBlocks(id, p, a.WantBlocks[p])

@@ -170,14 +170,14 @@ func TestDefaultTargetMessageSizeIs16KiB(t *testing.T) {
 	})
 }
 
-func TestDefaultWindowIs512(t *testing.T) {
+func TestDefaultWindowIs256(t *testing.T) {
 	withWM(t, nil, func(t *testing.T, net *fakeNet, wm *wantmanager.WantManager) {
 		p := peers(1)[0]
 		wm.PeerConnected(p)
 		wm.WantHaves(s1, p, makeCids(1, 600))
 		synctest.Wait()
-		if got := len(net.entries(p)); got != 512 || wantmanager.DefaultPeerWindow != 512 {
-			t.Errorf("sent %d wants, want 512", got)
+		if got := len(net.entries(p)); got != 256 || wantmanager.DefaultPeerWindow != 256 {
+			t.Errorf("sent %d wants, want 256", got)
 		}
 	})
 }

@@ -1,0 +1,111 @@
+package network
+
+import (
+	"sync"
+
+	"github.com/gobitswap/bitswap/message"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// maxInboxBytes bounds the decoded messages waiting for the Receiver per
+// peer. Past it, that peer's read loops wait: backpressure on its streams.
+const maxInboxBytes = 8 << 20
+
+// inboxes decouple reading a peer's streams from handing its messages to
+// the Receiver. A stream is read to its end, and closed, as soon as its
+// bytes arrive, instead of staying open while the Receiver works. That
+// matters because boxo and Kubo servers open a stream per message: holding
+// each one through our processing piles up inbound streams until libp2p's
+// resource manager resets new ones, and a lazily negotiated stream hides
+// that reset from the sender, so its blocks are silently lost (seen against
+// boxo v0.43.0). One goroutine per peer with queued messages delivers them
+// in arrival order.
+type inboxes struct {
+	mu    sync.Mutex
+	cond  *sync.Cond // signalled when a peer's queue shrinks or the network stops
+	peers map[peer.ID]*inbox
+}
+
+type inbox struct {
+	msgs  []queued
+	bytes int
+}
+
+type queued struct {
+	msg  *message.Message
+	size int
+}
+
+func (n *Libp2pNetwork) initInboxes() {
+	n.in.peers = make(map[peer.ID]*inbox)
+	n.in.cond = sync.NewCond(&n.in.mu)
+}
+
+// enqueue queues msg from p for the Receiver, waiting while p's queue is
+// full. It returns false if the network stopped.
+func (n *Libp2pNetwork) enqueue(p peer.ID, msg *message.Message, size int) bool {
+	in := &n.in
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for {
+		if n.ctx.Err() != nil {
+			return false
+		}
+		b := in.peers[p]
+		if b == nil {
+			b = &inbox{}
+			in.peers[p] = b
+			if !n.goTracked(func() { n.drain(p, b) }) {
+				delete(in.peers, p)
+				return false
+			}
+		}
+		// A message larger than the bound still goes when the queue is
+		// empty.
+		if b.bytes == 0 || b.bytes+size <= maxInboxBytes {
+			b.msgs = append(b.msgs, queued{msg, size})
+			b.bytes += size
+			in.cond.Broadcast()
+			return true
+		}
+		in.cond.Wait()
+	}
+}
+
+// drain delivers p's queued messages in order and exits when the queue is
+// empty (the next message starts a new drain) or the network stops.
+func (n *Libp2pNetwork) drain(p peer.ID, b *inbox) {
+	in := &n.in
+	for {
+		in.mu.Lock()
+		for len(b.msgs) == 0 && n.ctx.Err() == nil {
+			// Give the goroutine up when idle, unless a message is due at
+			// once: a read loop that just created b is about to append.
+			if in.peers[p] == b {
+				delete(in.peers, p)
+			}
+			in.mu.Unlock()
+			return
+		}
+		if n.ctx.Err() != nil {
+			delete(in.peers, p)
+			in.cond.Broadcast()
+			in.mu.Unlock()
+			return
+		}
+		q := b.msgs[0]
+		b.msgs[0] = queued{}
+		b.msgs = b.msgs[1:]
+		b.bytes -= q.size
+		in.cond.Broadcast()
+		in.mu.Unlock()
+		n.receiver.ReceiveMessage(n.ctx, p, q.msg)
+	}
+}
+
+// wakeInboxes releases read loops waiting on a full queue (used by Stop).
+func (n *Libp2pNetwork) wakeInboxes() {
+	n.in.mu.Lock()
+	n.in.cond.Broadcast()
+	n.in.mu.Unlock()
+}
