@@ -1,11 +1,10 @@
 package engine
 
 import (
-	"container/heap"
-
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/gobitswap/bitswap/internal/pq"
 	"github.com/gobitswap/bitswap/message"
 )
 
@@ -39,7 +38,7 @@ type want struct {
 // peerWants is one peer's inbound wantlist.
 type peerWants struct {
 	wants     map[cid.Cid]*want
-	unchecked wantHeap
+	unchecked pq.Heap[*want]
 	// active counts wants checking or queued. It is capped by
 	// maxActivePerPeer so that blockstore lookups and the task queue stay
 	// small however many wants a peer sends; the rest wait, cheaply, as
@@ -154,13 +153,13 @@ func (c *core) receive(p peer.ID, full bool, entries []message.Entry) bool {
 		c.total++
 		h := string(e.Cid.Hash())
 		c.byHash[h] = append(c.byHash[h], wantRef{p, e.Cid})
-		heap.Push(&pw.unchecked, w)
+		pw.unchecked.Push(w)
 	}
 	if pw == nil {
 		return false
 	}
 	c.gcPeer(p, pw)
-	return len(pw.unchecked) > 0
+	return pw.unchecked.Len() > 0
 }
 
 // update applies a want for a CID the peer already wants. A changed request,
@@ -172,7 +171,7 @@ func (c *core) update(p peer.ID, pw *peerWants, w *want, e message.Entry) {
 	if w.priority != e.Priority {
 		w.priority = e.Priority
 		if w.index >= 0 {
-			heap.Fix(&pw.unchecked, w.index)
+			pw.unchecked.Fix(w.index)
 		}
 	}
 	if !changed && w.state != wantParked {
@@ -192,7 +191,7 @@ func (c *core) update(p peer.ID, pw *peerWants, w *want, e message.Entry) {
 	w.seq = c.seq
 	w.dontHaveSent = false
 	w.state = wantUnchecked
-	heap.Push(&pw.unchecked, w)
+	pw.unchecked.Push(w)
 }
 
 // cancel forgets p's want for k.
@@ -208,7 +207,7 @@ func (c *core) cancel(p peer.ID, pw *peerWants, k cid.Cid) {
 	case wantChecking:
 		pw.active--
 	case wantUnchecked:
-		heap.Remove(&pw.unchecked, w.index)
+		pw.unchecked.Remove(w.index)
 	}
 	c.forget(p, pw, w)
 }
@@ -240,13 +239,13 @@ func (c *core) nextLookups(p peer.ID, max int) []lookup {
 	if pw == nil {
 		return nil
 	}
-	n := min(c.maxActivePerPeer-pw.active, len(pw.unchecked), max)
+	n := min(c.maxActivePerPeer-pw.active, pw.unchecked.Len(), max)
 	if n <= 0 {
 		return nil
 	}
 	out := make([]lookup, 0, n)
 	for range n {
-		w := heap.Pop(&pw.unchecked).(*want)
+		w := pw.unchecked.Pop()
 		w.state = wantChecking
 		pw.active++
 		out = append(out, lookup{cid: w.cid, seq: w.seq})
@@ -370,7 +369,7 @@ func (c *core) blocksArrived(keys []cid.Cid) []peer.ID {
 			w.seq = c.seq
 			w.state = wantUnchecked
 			w.dontHaveSent = false
-			heap.Push(&pw.unchecked, w)
+			pw.unchecked.Push(w)
 			if _, ok := seen[r.peer]; !ok {
 				seen[r.peer] = struct{}{}
 				out = append(out, r.peer)
@@ -413,31 +412,13 @@ func (c *core) wantlist(p peer.ID) []cid.Cid {
 	return out
 }
 
-// wantHeap orders unchecked wants by priority (higher first), then arrival.
-type wantHeap []*want
-
-func (h wantHeap) Len() int { return len(h) }
-func (h wantHeap) Less(i, j int) bool {
-	if h[i].priority != h[j].priority {
-		return h[i].priority > h[j].priority
+// Less orders unchecked wants by priority (higher first), then arrival.
+func (w *want) Less(o *want) bool {
+	if w.priority != o.priority {
+		return w.priority > o.priority
 	}
-	return h[i].seq < h[j].seq
+	return w.seq < o.seq
 }
-func (h wantHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].index = i
-	h[j].index = j
-}
-func (h *wantHeap) Push(x any) {
-	w := x.(*want)
-	w.index = len(*h)
-	*h = append(*h, w)
-}
-func (h *wantHeap) Pop() any {
-	old := *h
-	w := old[len(old)-1]
-	old[len(old)-1] = nil
-	w.index = -1
-	*h = old[:len(old)-1]
-	return w
-}
+
+// SetIndex records w's position in the unchecked queue.
+func (w *want) SetIndex(i int) { w.index = i }

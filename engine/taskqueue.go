@@ -1,10 +1,10 @@
 package engine
 
 import (
-	"container/heap"
-
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/gobitswap/bitswap/internal/pq"
 )
 
 // taskKind is what a task sends.
@@ -30,7 +30,7 @@ type task struct {
 // peerQueue holds one peer's pending tasks, highest priority first.
 type peerQueue struct {
 	id          peer.ID
-	tasks       taskHeap
+	tasks       pq.Heap[*task]
 	byCid       map[cid.Cid]*task
 	outstanding int  // bytes popped and not yet reported done
 	inRing      bool // whether the peer is in the round-robin ring
@@ -60,70 +60,70 @@ func newTaskQueue(maxOutstanding int) *taskQueue {
 }
 
 func (q *taskQueue) peer(p peer.ID) *peerQueue {
-	pq := q.peers[p]
-	if pq == nil {
-		pq = &peerQueue{id: p, byCid: make(map[cid.Cid]*task)}
-		q.peers[p] = pq
+	peerq := q.peers[p]
+	if peerq == nil {
+		peerq = &peerQueue{id: p, byCid: make(map[cid.Cid]*task)}
+		q.peers[p] = peerq
 	}
-	return pq
+	return peerq
 }
 
 // push queues t for p, replacing any queued task for the same CID.
 func (q *taskQueue) push(p peer.ID, t *task) {
-	pq := q.peer(p)
-	if old := pq.byCid[t.cid]; old != nil {
-		heap.Remove(&pq.tasks, old.index)
+	peerq := q.peer(p)
+	if old := peerq.byCid[t.cid]; old != nil {
+		peerq.tasks.Remove(old.index)
 	}
-	pq.byCid[t.cid] = t
-	heap.Push(&pq.tasks, t)
-	if !pq.inRing {
-		pq.inRing = true
-		q.ring = append(q.ring, pq)
+	peerq.byCid[t.cid] = t
+	peerq.tasks.Push(t)
+	if !peerq.inRing {
+		peerq.inRing = true
+		q.ring = append(q.ring, peerq)
 	}
 }
 
 // remove drops the queued task for c, if any, and reports whether it did.
 func (q *taskQueue) remove(p peer.ID, c cid.Cid) bool {
-	pq := q.peers[p]
-	if pq == nil {
+	peerq := q.peers[p]
+	if peerq == nil {
 		return false
 	}
-	t := pq.byCid[c]
+	t := peerq.byCid[c]
 	if t == nil {
 		return false
 	}
-	heap.Remove(&pq.tasks, t.index)
-	delete(pq.byCid, c)
-	q.gc(pq)
+	peerq.tasks.Remove(t.index)
+	delete(peerq.byCid, c)
+	q.gc(peerq)
 	return true
 }
 
 // clear forgets p entirely, queued tasks and outstanding bytes alike.
 func (q *taskQueue) clear(p peer.ID) {
-	pq := q.peers[p]
-	if pq == nil {
+	peerq := q.peers[p]
+	if peerq == nil {
 		return
 	}
-	pq.tasks = nil
-	clear(pq.byCid)
-	pq.outstanding = 0
-	q.gc(pq)
+	peerq.tasks.Clear()
+	clear(peerq.byCid)
+	peerq.outstanding = 0
+	q.gc(peerq)
 }
 
 // ready reports whether pop would return something.
 func (q *taskQueue) ready() bool {
-	for _, pq := range q.ring {
-		if q.canServe(pq) {
+	for _, peerq := range q.ring {
+		if q.canServe(peerq) {
 			return true
 		}
 	}
 	return false
 }
 
-func (q *taskQueue) canServe(pq *peerQueue) bool {
+func (q *taskQueue) canServe(peerq *peerQueue) bool {
 	// A peer with nothing in flight may always take a turn, even when a
 	// single task is larger than the cap (a 2 MiB block against 1 MiB).
-	return len(pq.tasks) > 0 && (pq.outstanding == 0 || pq.outstanding < q.maxOutstanding)
+	return peerq.tasks.Len() > 0 && (peerq.outstanding == 0 || peerq.outstanding < q.maxOutstanding)
 }
 
 // pop gives the next peer in turn that may be served up to target bytes of
@@ -133,59 +133,59 @@ func (q *taskQueue) pop(target int) (p peer.ID, tasks []*task, pending int, ok b
 	n := len(q.ring)
 	for i := 0; i < n; i++ {
 		idx := (q.next + i) % n
-		pq := q.ring[idx]
-		if !q.canServe(pq) {
+		peerq := q.ring[idx]
+		if !q.canServe(peerq) {
 			continue
 		}
 		size := 0
-		for len(pq.tasks) > 0 {
-			t := pq.tasks[0]
-			if len(tasks) > 0 && (size+t.size > target || pq.outstanding+t.size > q.maxOutstanding) {
+		for peerq.tasks.Len() > 0 {
+			t := peerq.tasks.At(0)
+			if len(tasks) > 0 && (size+t.size > target || peerq.outstanding+t.size > q.maxOutstanding) {
 				break
 			}
-			heap.Pop(&pq.tasks)
-			delete(pq.byCid, t.cid)
+			peerq.tasks.Pop()
+			delete(peerq.byCid, t.cid)
 			tasks = append(tasks, t)
 			size += t.size
-			pq.outstanding += t.size
+			peerq.outstanding += t.size
 		}
-		for _, t := range pq.tasks {
-			pending += t.size
+		for i := range peerq.tasks.Len() {
+			pending += peerq.tasks.At(i).size
 		}
 		// The next turn goes to the peer after this one (gc adjusts this if
 		// the peer leaves the ring).
 		q.next = idx + 1
-		q.gc(pq)
-		return pq.id, tasks, pending, true
+		q.gc(peerq)
+		return peerq.id, tasks, pending, true
 	}
 	return "", nil, 0, false
 }
 
 // done reports that tasks popped for p have been sent (or given up).
 func (q *taskQueue) done(p peer.ID, tasks []*task) {
-	pq := q.peers[p]
-	if pq == nil {
+	peerq := q.peers[p]
+	if peerq == nil {
 		return
 	}
 	for _, t := range tasks {
-		pq.outstanding -= t.size
+		peerq.outstanding -= t.size
 	}
-	if pq.outstanding < 0 {
-		pq.outstanding = 0
+	if peerq.outstanding < 0 {
+		peerq.outstanding = 0
 	}
-	q.gc(pq)
+	q.gc(peerq)
 }
 
 // gc takes an idle peer out of the ring, and forgets it once nothing of it is
 // in flight.
-func (q *taskQueue) gc(pq *peerQueue) {
-	if len(pq.tasks) > 0 {
+func (q *taskQueue) gc(peerq *peerQueue) {
+	if peerq.tasks.Len() > 0 {
 		return
 	}
-	if pq.inRing {
-		pq.inRing = false
+	if peerq.inRing {
+		peerq.inRing = false
 		for i, r := range q.ring {
-			if r == pq {
+			if r == peerq {
 				q.ring = append(q.ring[:i], q.ring[i+1:]...)
 				if i < q.next {
 					q.next--
@@ -197,44 +197,26 @@ func (q *taskQueue) gc(pq *peerQueue) {
 			q.next = 0
 		}
 	}
-	if pq.outstanding == 0 {
-		delete(q.peers, pq.id)
+	if peerq.outstanding == 0 {
+		delete(q.peers, peerq.id)
 	}
 }
 
 // queued returns the number of tasks queued for p.
 func (q *taskQueue) queued(p peer.ID) int {
-	if pq := q.peers[p]; pq != nil {
-		return len(pq.tasks)
+	if peerq := q.peers[p]; peerq != nil {
+		return peerq.tasks.Len()
 	}
 	return 0
 }
 
-// taskHeap orders tasks by priority (higher first), then arrival.
-type taskHeap []*task
-
-func (h taskHeap) Len() int { return len(h) }
-func (h taskHeap) Less(i, j int) bool {
-	if h[i].priority != h[j].priority {
-		return h[i].priority > h[j].priority
+// Less orders tasks by priority (higher first), then arrival.
+func (t *task) Less(o *task) bool {
+	if t.priority != o.priority {
+		return t.priority > o.priority
 	}
-	return h[i].seq < h[j].seq
+	return t.seq < o.seq
 }
-func (h taskHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].index = i
-	h[j].index = j
-}
-func (h *taskHeap) Push(x any) {
-	t := x.(*task)
-	t.index = len(*h)
-	*h = append(*h, t)
-}
-func (h *taskHeap) Pop() any {
-	old := *h
-	t := old[len(old)-1]
-	old[len(old)-1] = nil
-	t.index = -1
-	*h = old[:len(old)-1]
-	return t
-}
+
+// SetIndex records t's position in its peer's queue.
+func (t *task) SetIndex(i int) { t.index = i }

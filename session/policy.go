@@ -1,12 +1,13 @@
 package session
 
 import (
-	"container/heap"
 	"slices"
 	"time"
 
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/gobitswap/bitswap/internal/pq"
 )
 
 // Config holds a Session's timing knobs. The zero value is not valid: start
@@ -126,7 +127,7 @@ type Policy struct {
 	queue []*wantInfo // wants in seq order, compacted on Tick
 	// pending holds the wants no peer is asked for, oldest first, so that
 	// each step looks only at them, not at every want.
-	pending pendingHeap
+	pending pq.Heap[*wantInfo]
 	peers   map[peer.ID]*peerInfo
 	seq     uint64
 
@@ -196,7 +197,7 @@ func (p *Policy) Add(now time.Time, cids []cid.Cid) Actions {
 		w := &wantInfo{c: c, seq: p.seq, added: now, pidx: -1}
 		p.wants[c] = w
 		p.queue = append(p.queue, w)
-		heap.Push(&p.pending, w)
+		p.pending.Push(w)
 	}
 	p.schedule(now)
 	return p.take()
@@ -221,7 +222,7 @@ func (p *Policy) drop(w *wantInfo) {
 		}
 	}
 	if w.pidx >= 0 {
-		heap.Remove(&p.pending, w.pidx)
+		p.pending.Remove(w.pidx)
 	}
 	delete(p.wants, w.c)
 }
@@ -230,7 +231,7 @@ func (p *Policy) drop(w *wantInfo) {
 func (p *Policy) unassign(w *wantInfo) {
 	w.assigned = ""
 	if w.pidx < 0 {
-		heap.Push(&p.pending, w)
+		p.pending.Push(w)
 	}
 }
 
@@ -488,7 +489,7 @@ func (p *Policy) compact() {
 // schedule asks a peer for every want that has none, and, while the session
 // is still discovering who has its data, asks the other peers want-have.
 func (p *Policy) schedule(now time.Time) {
-	if len(p.pending) == 0 || len(p.peers) == 0 {
+	if p.pending.Len() == 0 || len(p.peers) == 0 {
 		return
 	}
 	useful := false
@@ -511,8 +512,8 @@ func (p *Policy) schedule(now time.Time) {
 		}
 	}
 	var discovering, waiting []*wantInfo
-	for len(p.pending) > 0 {
-		w := heap.Pop(&p.pending).(*wantInfo)
+	for p.pending.Len() > 0 {
+		w := p.pending.Pop()
 		pi := p.pick(now, w, useful)
 		if pi == nil || (probing && len(w.dontHaves) > 0) {
 			waiting = append(waiting, w)
@@ -532,7 +533,7 @@ func (p *Policy) schedule(now time.Time) {
 		p.act.add(&p.act.WantBlocks, pi.id, w.c)
 	}
 	for _, w := range waiting {
-		heap.Push(&p.pending, w)
+		p.pending.Push(w)
 	}
 	// When the session's want-blocks cannot reach every peer (a single
 	// GetBlock among many peers), ask the rest whether they have it, so that
@@ -642,26 +643,8 @@ func peersOf[M ~map[peer.ID]V, V any](m M) []peer.ID {
 	return out
 }
 
-// pendingHeap orders unassigned wants by seq, oldest first.
-type pendingHeap []*wantInfo
+// Less orders pending wants by seq, oldest first.
+func (w *wantInfo) Less(o *wantInfo) bool { return w.seq < o.seq }
 
-func (h pendingHeap) Len() int           { return len(h) }
-func (h pendingHeap) Less(i, j int) bool { return h[i].seq < h[j].seq }
-func (h pendingHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].pidx = i
-	h[j].pidx = j
-}
-func (h *pendingHeap) Push(x any) {
-	w := x.(*wantInfo)
-	w.pidx = len(*h)
-	*h = append(*h, w)
-}
-func (h *pendingHeap) Pop() any {
-	old := *h
-	w := old[len(old)-1]
-	old[len(old)-1] = nil
-	w.pidx = -1
-	*h = old[:len(old)-1]
-	return w
-}
+// SetIndex records w's position in the pending queue.
+func (w *wantInfo) SetIndex(i int) { w.pidx = i }

@@ -1,11 +1,11 @@
 package wantmanager
 
 import (
-	"container/heap"
 	"context"
 	"math"
 	"slices"
 
+	"github.com/gobitswap/bitswap/internal/pq"
 	"github.com/gobitswap/bitswap/message"
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -53,7 +53,7 @@ type peerState struct {
 	entries map[cid.Cid]*entry
 	// queue holds the entries waiting for a window slot: wanted, not held
 	// by the peer.
-	queue wantQueue
+	queue pq.Heap[*entry]
 	// dirty lists entries the peer holds that need a cancel or an upgrade
 	// to want-block; these are sent whatever the window. It may list entries
 	// removed since, which are skipped.
@@ -194,7 +194,7 @@ func (wm *WantManager) enqueue(ps *peerState, e *entry) {
 		return
 	}
 	e.seq = wm.cids[e.c].seq
-	heap.Push(&ps.queue, e)
+	ps.queue.Push(e)
 }
 
 // settle brings e in line with its references after they changed: an
@@ -271,7 +271,7 @@ func (ps *peerState) remove(e *entry) {
 // unqueue takes e out of the queue if it is there.
 func (ps *peerState) unqueue(e *entry) {
 	if e.index >= 0 {
-		heap.Remove(&ps.queue, e.index)
+		ps.queue.Remove(e.index)
 	}
 }
 
@@ -318,8 +318,8 @@ func (wm *WantManager) take(ps *peerState, c *conn, v message.Version) (b batch,
 	}
 	clear(ps.dirty)
 	ps.dirty = ps.dirty[:0]
-	for ps.outstanding < wm.window && len(ps.queue) > 0 {
-		e := heap.Pop(&ps.queue).(*entry)
+	for ps.outstanding < wm.window && ps.queue.Len() > 0 {
+		e := ps.queue.Pop()
 		t := wireType(wm.wanted(ps, e), v)
 		b.entries = append(b.entries, wantEntry(e, t, v))
 		e.sent = t
@@ -374,33 +374,11 @@ func priority(seq uint64) int32 {
 	return int32(math.MaxInt32 - seq%math.MaxInt32)
 }
 
-// wantQueue is a min-heap of entries by seq, for container/heap; each
-// entry's index tracks its position.
-type wantQueue []*entry
+// Less orders queued entries by seq, oldest first.
+func (e *entry) Less(o *entry) bool { return e.seq < o.seq }
 
-func (q wantQueue) Len() int           { return len(q) }
-func (q wantQueue) Less(i, j int) bool { return q[i].seq < q[j].seq }
-func (q wantQueue) Swap(i, j int) {
-	q[i], q[j] = q[j], q[i]
-	q[i].index = i
-	q[j].index = j
-}
-
-func (q *wantQueue) Push(x any) {
-	e := x.(*entry)
-	e.index = len(*q)
-	*q = append(*q, e)
-}
-
-func (q *wantQueue) Pop() any {
-	old := *q
-	n := len(old) - 1
-	e := old[n]
-	old[n] = nil
-	e.index = -1
-	*q = old[:n]
-	return e
-}
+// SetIndex records e's position in its peer's queue.
+func (e *entry) SetIndex(i int) { e.index = i }
 
 func sortBySeq(es []*entry) {
 	slices.SortFunc(es, func(a, b *entry) int {

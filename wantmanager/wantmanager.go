@@ -471,7 +471,7 @@ func (wm *WantManager) Stat() Stat {
 		if ps.conn != nil {
 			st.Peers++
 		}
-		st.Queued += len(ps.queue)
+		st.Queued += ps.queue.Len()
 	}
 	return st
 }
