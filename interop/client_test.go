@@ -136,30 +136,17 @@ func TestOurClientTwentyThousandBlocksFromBoxo(t *testing.T) {
 	theirs := startBoxo(t, ctx, nil)
 	ours := startOurs(t, ctx, nil)
 	const n = 20000
-	r := rand.NewChaCha8([32]byte{4, 0, 9, 6})
-	want := make([]blocks.Block, n)
-	for i := range want {
-		data := make([]byte, 4096)
-		_, _ = r.Read(data)
-		want[i] = blocks.NewBlock(data)
-	}
+	want := fourKiBBlocks(n)
 	if err := theirs.bs.PutMany(ctx, want); err != nil {
 		t.Fatal(err)
 	}
 	connect(t, ctx, ours.h, theirs.h)
-	start := time.Now()
 	ch, err := ours.b.GetBlocks(ctx, cidsOf(want))
 	if err != nil {
 		t.Fatal(err)
 	}
-	last, maxGap, got := start, time.Duration(0), 0
-	for range ch {
-		now := time.Now()
-		maxGap = max(maxGap, now.Sub(last))
-		last = now
-		got++
-	}
-	t.Logf("%d blocks in %v; longest gap between blocks %v", got, time.Since(start), maxGap)
+	got, took, maxGap := drain(ch)
+	t.Logf("%d blocks in %v; longest gap between blocks %v", got, took, maxGap)
 	if got != n {
 		t.Fatalf("got %d of %d blocks", got, n)
 	}

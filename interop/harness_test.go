@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	boxobs "github.com/ipfs/boxo/bitswap"
 	bsnet "github.com/ipfs/boxo/bitswap/network/bsnet"
@@ -147,6 +148,32 @@ func cidsOf(bs []blocks.Block) []cid.Cid {
 	out := make([]cid.Cid, len(bs))
 	for i, b := range bs {
 		out[i] = b.Cid()
+	}
+	return out
+}
+
+// drain counts the blocks from ch until it closes, timing the longest gap
+// between consecutive blocks (from start to the first, too).
+func drain(ch <-chan blocks.Block) (n int, took, maxGap time.Duration) {
+	start := time.Now()
+	last := start
+	for range ch {
+		now := time.Now()
+		maxGap = max(maxGap, now.Sub(last))
+		last = now
+		n++
+	}
+	return n, time.Since(start), maxGap
+}
+
+// fourKiBBlocks makes n distinct random 4 KiB raw blocks.
+func fourKiBBlocks(n int) []blocks.Block {
+	r := rand.NewChaCha8([32]byte{4, 0, 9, 6})
+	out := make([]blocks.Block, n)
+	for i := range out {
+		data := make([]byte, 4096)
+		_, _ = r.Read(data)
+		out[i] = blocks.NewBlock(data)
 	}
 	return out
 }

@@ -119,33 +119,18 @@ func TestBoxoClientTwentyThousandBlocksInOneCall(t *testing.T) {
 	theirs := startBoxo(t, ctx, nil)
 
 	const n = 20000
-	want := make([]blocks.Block, n)
-	for i := range want {
-		data := make([]byte, 4096)
-		copy(data, []byte(time.Duration(i).String()))
-		for j := 64; j < len(data); j += 64 {
-			data[j] = byte(i >> (j % 24))
-		}
-		want[i] = blocks.NewBlock(data)
-	}
+	want := fourKiBBlocks(n)
 	if err := ours.bs.PutMany(ctx, want); err != nil {
 		t.Fatal(err)
 	}
 	connect(t, ctx, theirs.h, ours.h)
 
-	start := time.Now()
 	ch, err := theirs.b.GetBlocks(ctx, cidsOf(want))
 	if err != nil {
 		t.Fatal(err)
 	}
-	last, maxGap, got := start, time.Duration(0), 0
-	for range ch {
-		now := time.Now()
-		maxGap = max(maxGap, now.Sub(last))
-		last = now
-		got++
-	}
-	t.Logf("%d blocks in %v; longest gap between blocks %v", got, time.Since(start), maxGap)
+	got, took, maxGap := drain(ch)
+	t.Logf("%d blocks in %v; longest gap between blocks %v", got, took, maxGap)
 	if got != n {
 		t.Fatalf("got %d of %d blocks", got, n)
 	}
