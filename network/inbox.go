@@ -8,8 +8,13 @@ import (
 )
 
 // maxInboxBytes bounds the decoded messages waiting for the Receiver per
-// peer. Past it, that peer's read loops wait: backpressure on its streams.
-const maxInboxBytes = 8 << 20
+// peer, and maxInboxTotal for all peers together. Past either, read loops
+// wait: backpressure on the streams. A peer whose queue is empty may always
+// queue one message, so no peer is starved by the others.
+const (
+	maxInboxBytes = 8 << 20
+	maxInboxTotal = 64 << 20
+)
 
 // inboxes decouple reading a peer's streams from handing its messages to
 // the Receiver. A stream is read to its end, and closed, as soon as its
@@ -24,6 +29,7 @@ type inboxes struct {
 	mu    sync.Mutex
 	cond  *sync.Cond // signalled when a peer's queue shrinks or the network stops
 	peers map[peer.ID]*inbox
+	total int // bytes queued across peers
 }
 
 type inbox struct {
@@ -60,11 +66,12 @@ func (n *Libp2pNetwork) enqueue(p peer.ID, msg *message.Message, size int) bool 
 				return false
 			}
 		}
-		// A message larger than the bound still goes when the queue is
-		// empty.
-		if b.bytes == 0 || b.bytes+size <= maxInboxBytes {
+		// A message larger than the bounds still goes when the peer's
+		// queue is empty.
+		if b.bytes == 0 || (b.bytes+size <= maxInboxBytes && in.total+size <= maxInboxTotal) {
 			b.msgs = append(b.msgs, queued{msg, size})
 			b.bytes += size
+			in.total += size
 			in.cond.Broadcast()
 			return true
 		}
@@ -89,6 +96,7 @@ func (n *Libp2pNetwork) drain(p peer.ID, b *inbox) {
 		}
 		if n.ctx.Err() != nil {
 			delete(in.peers, p)
+			in.total -= b.bytes
 			in.cond.Broadcast()
 			in.mu.Unlock()
 			return
@@ -97,6 +105,7 @@ func (n *Libp2pNetwork) drain(p peer.ID, b *inbox) {
 		b.msgs[0] = queued{}
 		b.msgs = b.msgs[1:]
 		b.bytes -= q.size
+		in.total -= q.size
 		in.cond.Broadcast()
 		in.mu.Unlock()
 		n.receiver.ReceiveMessage(n.ctx, p, q.msg)
