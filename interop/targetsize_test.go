@@ -168,38 +168,40 @@ func BenchmarkTargetMessageSize(b *testing.B) {
 	}
 }
 
-// BenchmarkTargetMessageSizeBoxoReference is the same transfer with boxo on
-// both sides, default options, for reference.
+// BenchmarkTargetMessageSizeBoxoReference is the 256 KiB transfer with boxo
+// on both sides, default options, for reference. (The 4 KiB case is left out:
+// with 8,192 wants boxo stalls until its client's one-minute rebroadcast, even
+// with MaxQueuedWantlistEntriesPerPeer raised to 16,384, so it measures the
+// timer, not the transfer.)
 func BenchmarkTargetMessageSizeBoxoReference(b *testing.B) {
 	if testing.Short() {
 		b.Skip("slow: moves 32 MiB over libp2p per iteration")
 	}
-	for _, bsize := range tsBlockSizes {
-		b.Run(fmt.Sprintf("block=%s", tsSizeName(bsize)), func(b *testing.B) {
-			bl := tsBlocks(bsize)
-			cids := cidsOf(bl)
-			b.SetBytes(tsTotal)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
-				b.StopTimer()
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-				server, closeServer := tsBoxo(b, ctx)
-				client, closeClient := tsBoxo(b, ctx)
-				if err := server.bs.PutMany(ctx, bl); err != nil {
-					b.Fatal(err)
-				}
-				tsConnect(b, ctx, client.h, server.h)
-				b.StartTimer()
-
-				tsFetch(b, ctx, client.b, cids)
-
-				b.StopTimer()
-				closeClient()
-				closeServer()
-				cancel()
-				b.StartTimer()
+	const bsize = 256 << 10
+	b.Run(fmt.Sprintf("block=%s", tsSizeName(bsize)), func(b *testing.B) {
+		bl := tsBlocks(bsize)
+		cids := cidsOf(bl)
+		b.SetBytes(tsTotal)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range b.N {
+			b.StopTimer()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			server, closeServer := tsBoxo(b, ctx)
+			client, closeClient := tsBoxo(b, ctx)
+			if err := server.bs.PutMany(ctx, bl); err != nil {
+				b.Fatal(err)
 			}
-		})
-	}
+			tsConnect(b, ctx, client.h, server.h)
+			b.StartTimer()
+
+			tsFetch(b, ctx, client.b, cids)
+
+			b.StopTimer()
+			closeClient()
+			closeServer()
+			cancel()
+			b.StartTimer()
+		}
+	})
 }
