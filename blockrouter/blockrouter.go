@@ -44,7 +44,7 @@ type Notifier interface {
 type Stat struct {
 	BlocksReceived   uint64 // every block that arrived
 	DataReceived     uint64
-	DupBlksReceived  uint64 // arrived after it was no longer wanted and was already stored
+	DupBlksReceived  uint64 // arrived after it was no longer wanted and was already stored (or being stored)
 	DupDataReceived  uint64
 	UnwantedBlocks   uint64 // never wanted (or wrong data for a wanted CID): dropped
 	UnwantedData     uint64
@@ -65,6 +65,12 @@ type BlockRouter struct {
 	// charged counts unwanted blocks per peer; bounded like the ledger by
 	// only holding peers that misbehaved, reset by Forget.
 	charged map[peer.ID]uint64
+	// storing counts, per multihash, the wanted blocks taken by a
+	// ReceiveBlocks call that has not yet stored them. A copy arriving
+	// meanwhile (peers asked for the same block often answer together) is
+	// a duplicate, although the blockstore does not have it yet. Bounded
+	// by the blocks in flight.
+	storing map[string]int
 }
 
 // New returns a BlockRouter that stores into bs, records in l and tells n.
@@ -77,6 +83,7 @@ func New(bs Blockstore, l *ledger.Ledger, n Notifier, logger *slog.Logger) *Bloc
 		sinks:   make(map[uint64]Sink),
 		wanted:  make(map[string]map[uint64]cid.Cid),
 		charged: make(map[peer.ID]uint64),
+		storing: make(map[string]int),
 	}
 }
 
@@ -153,10 +160,17 @@ func (r *BlockRouter) ReceiveBlocks(ctx context.Context, from peer.ID, blks []bl
 		k := string(b.Cid().Hash())
 		set := r.wanted[k]
 		if len(set) == 0 {
+			if r.storing[k] > 0 {
+				// Wanted until a moment ago; the first copy is being stored.
+				r.stat.DupBlksReceived++
+				r.stat.DupDataReceived += uint64(len(b.RawData()))
+				continue
+			}
 			unwanted = append(unwanted, b)
 			continue
 		}
 		store = append(store, b)
+		r.storing[k]++
 		for id, want := range set {
 			s := r.sinks[id]
 			if s == nil {
@@ -191,6 +205,14 @@ func (r *BlockRouter) ReceiveBlocks(ctx context.Context, from peer.ID, blks []bl
 			r.count(func(s *Stat) { s.BlockstoreErrors++ })
 			r.logger.Warn("bitswap: storing received blocks failed", "peer", from, "blocks", len(store), "err", err)
 		}
+		r.mu.Lock()
+		for _, b := range store {
+			k := string(b.Cid().Hash())
+			if r.storing[k]--; r.storing[k] <= 0 {
+				delete(r.storing, k)
+			}
+		}
+		r.mu.Unlock()
 	}
 	for _, d := range per {
 		d.sink.ReceiveBlocks(from, d.blks)
