@@ -280,3 +280,28 @@ func TestHundredPeersThreeHolders(t *testing.T) {
 		}
 	})
 }
+
+// The timeout of a silent peer runs while other peers keep delivering: its
+// wants move after its timeout, not after the others finish.
+func TestSilentSeedTimesOutWhileAnotherStreams(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		vn := testutil.NewVirtualNetwork(testutil.WithLatency(oneWay), testutil.WithBandwidth(bandwidth))
+		nodes := newNodes(t, vn, 3)
+		defer closeAll(nodes)
+		vn.ConnectAll()
+		blks := testutil.RandomBlocks(9, 2000, 16<<10) // 2.6 s of transfer from one seed
+		for _, s := range nodes[:2] {
+			_ = s.bs.PutMany(context.Background(), blks)
+		}
+		silent := nodes[0].vp.Self()
+		vn.SetUnresponsive(silent, true)
+		time.Sleep(time.Millisecond)
+		done := make(chan time.Duration)
+		go func() { done <- fetch(t, context.Background(), nodes[2].b, blks) }()
+		time.Sleep(bitswap.DefaultPeerTimeout + 300*time.Millisecond)
+		if c := vn.TrafficTo(silent).Sent.Cancels; c == 0 {
+			t.Fatalf("%v in, the silent seed's wants were not moved while the other seed streamed", bitswap.DefaultPeerTimeout+300*time.Millisecond)
+		}
+		t.Logf("silent seed bypassed during a 2,000-block stream; fetch took %v", <-done)
+	})
+}

@@ -101,6 +101,7 @@ type Session struct {
 	requests map[*request]struct{}
 	byCid    map[cid.Cid][]*request
 	tick     *time.Timer
+	armed    bool // tick is running
 	served   bool // a request has been added
 }
 
@@ -264,12 +265,18 @@ func (s *Session) run() {
 				s.handle(e)
 			}
 		case <-s.tick.C:
+			s.armed = false
 			s.apply(s.policy.Tick(time.Now()))
 		}
-		if s.policy.Wants() > 0 {
+		// The timer runs on its own schedule: re-arming it on every event
+		// would postpone timeouts forever while blocks keep arriving.
+		switch {
+		case s.policy.Wants() > 0 && !s.armed:
 			s.tick.Reset(s.tickInterval())
-		} else {
+			s.armed = true
+		case s.policy.Wants() == 0 && s.armed:
 			s.tick.Stop()
+			s.armed = false
 		}
 		if s.oneOff && s.served && len(s.requests) == 0 {
 			s.cancel()
