@@ -1,0 +1,77 @@
+package vtime
+
+import (
+	"encoding/json"
+	"flag"
+	"os"
+	"testing"
+)
+
+var (
+	full    = flag.Bool("vtime.full", false, "run TestVirtualTimeSuite at full size (1,000 × 256 KiB)")
+	jsonOut = flag.String("vtime.json", "", "write TestVirtualTimeSuite's results to this file as JSON")
+)
+
+// Every scenario completes with both implementations, at small sizes.
+func TestVirtualTimeSuiteShort(t *testing.T) {
+	for _, r := range RunAll(t, ShortParams()) {
+		if !r.Completed {
+			t.Errorf("%s with %s did not complete: %s", r.Scenario, r.Impl, r.Err)
+		}
+	}
+}
+
+// The full-size suite, for the bench command: go test ./vtime -run
+// 'TestVirtualTimeSuite$' -vtime.full -vtime.json=out.json.
+func TestVirtualTimeSuite(t *testing.T) {
+	if !*full {
+		t.Skip("full-size suite: run with -vtime.full")
+	}
+	rs := RunAll(t, DefaultParams())
+	if *jsonOut != "" {
+		b, err := json.MarshalIndent(rs, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(*jsonOut, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range rs {
+		if !r.Completed {
+			t.Errorf("%s with %s did not complete: %s", r.Scenario, r.Impl, r.Err)
+		}
+	}
+}
+
+// The targets for ours, at full size (-short: 100 blocks).
+func TestOursTargets(t *testing.T) {
+	p := DefaultParams()
+	if testing.Short() {
+		p = ShortParams()
+	}
+	byName := map[string]Scenario{}
+	for _, s := range Scenarios(p) {
+		byName[s.Name] = s
+	}
+	t.Run("one seed within 1.1× the bound", func(t *testing.T) {
+		r := Run(t, byName["1 seed → 1 leech"], Ours)
+		t.Log(r)
+		if !r.Completed {
+			t.Fatalf("did not complete: %s", r.Err)
+		}
+		if r.Ratio > 1.1 {
+			t.Errorf("took %v, %.3f × the lower bound %v (target ≤ 1.1)", r.Time, r.Ratio, r.Bound)
+		}
+	})
+	t.Run("ten seeds at most 1% duplicates", func(t *testing.T) {
+		r := Run(t, byName["10 seeds → 1 leech"], Ours)
+		t.Log(r)
+		if !r.Completed {
+			t.Fatalf("did not complete: %s", r.Err)
+		}
+		if r.DupBlocks*100 > r.BlocksNeeded {
+			t.Errorf("%d duplicate blocks of %d needed (%.2f%%, target ≤ 1%%)", r.DupBlocks, r.BlocksNeeded, r.DupPercent)
+		}
+	})
+}
