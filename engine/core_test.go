@@ -380,3 +380,18 @@ func TestTaskQueueHonoursPriority(t *testing.T) {
 		t.Fatalf("popped priorities %v, want [5 3 1]", got)
 	}
 }
+
+func TestTaskQueueSendsPresencesBeforeBlocks(t *testing.T) {
+	q := newTaskQueue(1 << 20)
+	q.push("a", &task{cid: testCid(t, 1), kind: sendBlock, priority: 9, size: 256 << 10, seq: 1})
+	q.push("a", &task{cid: testCid(t, 2), kind: sendDontHave, priority: 1, size: 36, seq: 2})
+	q.push("a", &task{cid: testCid(t, 3), kind: sendHave, priority: 1, size: 36, seq: 3})
+	_, tasks, _, _ := q.pop(16 << 10)
+	if kinds(tasks) != "dont-have have " {
+		t.Fatalf("first message carries %q; presences must not wait behind blocks", kinds(tasks))
+	}
+	q.done("a", tasks)
+	if _, tasks, _, _ = q.pop(16 << 10); kinds(tasks) != "block " {
+		t.Fatalf("second message carries %q, want the block", kinds(tasks))
+	}
+}

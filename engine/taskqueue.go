@@ -210,8 +210,14 @@ func (q *taskQueue) queued(p peer.ID) int {
 	return 0
 }
 
-// Less orders tasks by priority (higher first), then arrival.
+// Less orders a peer's tasks: HAVEs and DONT_HAVEs first, since they are
+// tiny and tell the client at once where to ask (a DONT_HAVE queued behind
+// a megabyte of blocks reaches it only after them); then by priority
+// (higher first), then arrival.
 func (t *task) Less(o *task) bool {
+	if tb, ob := t.kind == sendBlock, o.kind == sendBlock; tb != ob {
+		return ob
+	}
 	if t.priority != o.priority {
 		return t.priority > o.priority
 	}

@@ -227,6 +227,8 @@ func (p *Policy) drop(w *wantInfo) {
 	delete(p.wants, w.c)
 }
 
+func (w *wantInfo) hasHave(id peer.ID) bool { _, ok := w.haves[id]; return ok }
+
 // unassign takes w off its peer and makes it pending again.
 func (p *Policy) unassign(w *wantInfo) {
 	w.assigned = ""
@@ -515,7 +517,7 @@ func (p *Policy) schedule(now time.Time) {
 	for p.pending.Len() > 0 {
 		w := p.pending.Pop()
 		pi := p.pick(now, w, useful)
-		if pi == nil || (probing && len(w.dontHaves) > 0) {
+		if pi == nil || (probing && len(w.dontHaves) > 0) || (!w.hasHave(pi.id) && p.awaitingHaves(w, now)) {
 			waiting = append(waiting, w)
 			continue
 		}
@@ -555,6 +557,21 @@ func (p *Policy) schedule(now time.Time) {
 			}
 		}
 	}
+}
+
+// awaitingHaves reports whether w should wait for answers to its
+// want-haves rather than be asked of a peer that has not said HAVE: no HAVE
+// yet, and a peer asked recently enough (two of its round trips) to answer.
+func (p *Policy) awaitingHaves(w *wantInfo, now time.Time) bool {
+	if len(w.haves) > 0 {
+		return false
+	}
+	for id, t := range w.askedHave {
+		if pi := p.peers[id]; pi != nil && !pi.suspended && now.Sub(t) < 2*p.lat(pi) {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *Policy) askHave(w *wantInfo, id peer.ID, now time.Time) {

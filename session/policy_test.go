@@ -206,12 +206,14 @@ func TestPolicyRebroadcastsStuckWants(t *testing.T) {
 	if a := p.Tick(t0.Add(cfg.RebroadcastInterval - time.Millisecond)); count(a.WantHaves)+count(a.WantBlocks) != 0 {
 		t.Fatal("rebroadcast before the interval")
 	}
-	a := p.Tick(t0.Add(cfg.RebroadcastInterval))
-	if count(a.WantHaves) != 2 {
-		t.Fatalf("rebroadcast asked %d peers want-have, want both", count(a.WantHaves))
+	at := t0.Add(cfg.RebroadcastInterval)
+	a := p.Tick(at)
+	if count(a.WantHaves) != 2 || count(a.WantBlocks) != 0 {
+		t.Fatalf("rebroadcast: %d want-haves, %d want-blocks; want both peers asked want-have, and the block asked of whoever says HAVE", count(a.WantHaves), count(a.WantBlocks))
 	}
-	if count(a.WantBlocks) != 1 {
-		t.Fatalf("after the rebroadcast the want must be asked of one peer again, got %d", count(a.WantBlocks))
+	a = p.Presences(at.Add(50*time.Millisecond), ps[1], c, nil)
+	if len(a.WantBlocks[ps[1]]) != 1 {
+		t.Fatalf("after a HAVE the want was not asked of that peer: %v", a.WantBlocks)
 	}
 }
 
