@@ -32,6 +32,11 @@ type want struct {
 	seq          uint64
 	state        wantState
 	dontHaveSent bool // a DONT_HAVE went out and nothing changed since
+	// haveOnly: we said DONT_HAVE and the block arrived later. The client
+	// has most likely asked another peer since, so unless the block is
+	// small it hears HAVE rather than get a block it may already have; if
+	// it still wants the block from us it asks again.
+	haveOnly bool
 	index        int  // position in the unchecked heap; -1 when not in it
 }
 
@@ -190,6 +195,7 @@ func (c *core) update(p peer.ID, pw *peerWants, w *want, e message.Entry) {
 	c.seq++
 	w.seq = c.seq
 	w.dontHaveSent = false
+	w.haveOnly = false // asked again: serve it as asked
 	w.state = wantUnchecked
 	pw.unchecked.Push(w)
 }
@@ -272,7 +278,7 @@ func (c *core) lookupDone(p peer.ID, results []lookupResult) bool {
 		}
 		t := &task{cid: w.cid, priority: w.priority, seq: w.seq}
 		switch {
-		case r.have && (w.wantType == message.WantBlock || r.size <= c.maxReplaceSize):
+		case r.have && ((w.wantType == message.WantBlock && !w.haveOnly) || r.size <= c.maxReplaceSize):
 			// Size at least 1 so an empty block still counts as in flight.
 			t.kind, t.size = sendBlock, max(r.size, 1)
 		case r.have:
@@ -368,6 +374,7 @@ func (c *core) blocksArrived(keys []cid.Cid) []peer.ID {
 			c.seq++
 			w.seq = c.seq
 			w.state = wantUnchecked
+			w.haveOnly = w.dontHaveSent
 			w.dontHaveSent = false
 			pw.unchecked.Push(w)
 			if _, ok := seen[r.peer]; !ok {

@@ -395,3 +395,27 @@ func TestTaskQueueSendsPresencesBeforeBlocks(t *testing.T) {
 		t.Fatalf("second message carries %q, want the block", kinds(tasks))
 	}
 }
+
+// A block that arrives after we said DONT_HAVE for a want-block is
+// announced with HAVE, not pushed: the client has most likely fetched it
+// elsewhere meanwhile. Asked again, we send it.
+func TestCoreLateLargeBlockAfterDontHaveIsAnnouncedNotPushed(t *testing.T) {
+	const p = peer.ID("peer")
+	c := testCid(t, 1)
+	h := newHarness(t, defaultLimits())
+	h.receive(p, false, wantEntry(c, message.WantBlock, true))
+	if _, tasks, _ := h.pop(1 << 20); kinds(tasks) != "dont-have " {
+		t.Fatalf("first answer %q", kinds(tasks))
+	}
+	h.sizes[c] = 256 << 10
+	for _, p := range h.c.blocksArrived([]cid.Cid{c}) {
+		h.lookups(p)
+	}
+	if _, tasks, _ := h.pop(1 << 20); kinds(tasks) != "have " {
+		t.Fatalf("after the block arrived: %q, want HAVE", kinds(tasks))
+	}
+	h.receive(p, false, wantEntry(c, message.WantBlock, true))
+	if _, tasks, _ := h.pop(1 << 20); kinds(tasks) != "block " {
+		t.Fatalf("asked again: %q, want the block", kinds(tasks))
+	}
+}
