@@ -37,7 +37,7 @@ type want struct {
 	// small it hears HAVE rather than get a block it may already have; if
 	// it still wants the block from us it asks again.
 	haveOnly bool
-	index        int  // position in the unchecked heap; -1 when not in it
+	index    int // position in the unchecked heap; -1 when not in it
 }
 
 // peerWants is one peer's inbound wantlist.
