@@ -1,0 +1,72 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestMain lets the test binary act as a memory-case child, as the bench
+// binary does (the memory case re-executes os.Executable).
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(childEnv); spec != "" {
+		os.Exit(runChild(spec))
+	}
+	os.Exit(m.Run())
+}
+
+// TestBenchShort runs every suite in short mode and checks that each one
+// completed and produced figures. It asserts nothing about speed.
+func TestBenchShort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs every suite over real libp2p hosts")
+	}
+	dir := t.TempDir()
+	jsonFile, mdFile := filepath.Join(dir, "out.json"), filepath.Join(dir, "out.md")
+	var stdout, stderr bytes.Buffer
+	err := run([]string{"-short", "-json", jsonFile, "-markdown", mdFile}, &stdout, &stderr)
+	t.Logf("stderr:\n%s", stderr.String())
+	t.Logf("stdout:\n%s", stdout.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(jsonFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Suites) != len(suites) {
+		t.Fatalf("%d suites in the report, %d registered", len(rep.Suites), len(suites))
+	}
+	for _, s := range rep.Suites {
+		if s.Err != "" {
+			t.Errorf("suite %s failed: %s", s.Name, s.Err)
+		}
+		if len(s.Rows) == 0 {
+			t.Errorf("suite %s: no rows", s.Name)
+		}
+		for _, r := range s.Rows {
+			if !r.Ours.ok() {
+				t.Errorf("suite %s, %s: no figure for ours", s.Name, r.Case)
+			}
+			if !r.Boxo.ok() && r.Boxo.Text == "" && !strings.HasPrefix(r.Case, "ceiling") {
+				t.Errorf("suite %s, %s: no figure for boxo", s.Name, r.Case)
+			}
+		}
+	}
+	md, err := os.ReadFile(mdFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"go run ./cmd/bench -short", "| CPU |", "## throughput"} {
+		if !bytes.Contains(md, []byte(want)) {
+			t.Errorf("markdown report lacks %q", want)
+		}
+	}
+}
