@@ -24,10 +24,14 @@ func TestVirtualTimeSuiteShort(t *testing.T) {
 // The full-size suite, for the bench command: go test ./vtime -run
 // 'TestVirtualTimeSuite$' -vtime.full -vtime.json=out.json.
 func TestVirtualTimeSuite(t *testing.T) {
-	if !*full {
-		t.Skip("full-size suite: run with -vtime.full")
+	if !*full && *jsonOut == "" {
+		t.Skip("full-size suite: run with -vtime.full (or -vtime.json=FILE alone for the short sizes)")
 	}
-	rs := RunAll(t, DefaultParams())
+	p := ShortParams()
+	if *full {
+		p = DefaultParams()
+	}
+	rs := RunAll(t, p)
 	if *jsonOut != "" {
 		b, err := json.MarshalIndent(rs, "", "  ")
 		if err != nil {
