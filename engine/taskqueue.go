@@ -202,14 +202,6 @@ func (q *taskQueue) gc(peerq *peerQueue) {
 	}
 }
 
-// queued returns the number of tasks queued for p.
-func (q *taskQueue) queued(p peer.ID) int {
-	if peerq := q.peers[p]; peerq != nil {
-		return peerq.tasks.Len()
-	}
-	return 0
-}
-
 // Less orders a peer's tasks: HAVEs and DONT_HAVEs first, since they are
 // tiny and tell the client at once where to ask (a DONT_HAVE queued behind
 // a megabyte of blocks reaches it only after them); then by priority

@@ -65,12 +65,6 @@ func (a *Actions) add(m *map[peer.ID][]cid.Cid, p peer.ID, c cid.Cid) {
 	(*m)[p] = append((*m)[p], c)
 }
 
-// Empty reports whether there is nothing to do.
-func (a *Actions) Empty() bool {
-	return len(a.WantBlocks) == 0 && len(a.WantHaves) == 0 && len(a.Cancels) == 0 && len(a.Resends) == 0 &&
-		len(a.CancelAll) == 0 && len(a.Received) == 0 && len(a.FindProvs) == 0
-}
-
 type wantInfo struct {
 	c         cid.Cid
 	seq       uint64
