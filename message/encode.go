@@ -132,11 +132,11 @@ func payloadBodySize(blk blocks.Block) int {
 	return sizeBytesField(prefixSize(blk.Cid().Prefix())) + sizeBytesField(len(blk.RawData()))
 }
 
-func appendBlockField(b []byte, blk blocks.Block, v Version) []byte {
+func appendBlockField(b []byte, blk blocks.Block, v Version, pp *parts) []byte {
 	data := blk.RawData()
 	if v == V100 {
 		b = protowire.AppendTag(b, fieldBlocks, protowire.BytesType)
-		return protowire.AppendBytes(b, data)
+		return pp.appendBytes(b, data)
 	}
 	p := blk.Cid().Prefix()
 	b = protowire.AppendTag(b, fieldPayload, protowire.BytesType)
@@ -147,7 +147,7 @@ func appendBlockField(b []byte, blk blocks.Block, v Version) []byte {
 	b = appendPrefix(b, p)
 	if len(data) > 0 {
 		b = protowire.AppendTag(b, fieldBlockData, protowire.BytesType)
-		b = protowire.AppendBytes(b, data)
+		b = pp.appendBytes(b, data)
 	}
 	return b
 }
@@ -229,7 +229,7 @@ func (m *Message) Size(v Version) int {
 // Marshal returns the protobuf encoding of m for peers speaking v. See
 // AppendMarshal for what each version carries.
 func (m *Message) Marshal(v Version) []byte {
-	return m.appendMarshal(make([]byte, 0, m.Size(v)), v)
+	return m.appendMarshal(make([]byte, 0, m.Size(v)), v, nil)
 }
 
 // AppendMarshal appends the protobuf encoding of m for peers speaking v to
@@ -253,11 +253,12 @@ func (m *Message) Marshal(v Version) []byte {
 // keep messages under it. Entries and presences must have defined CIDs, or
 // peers will reject the message.
 func (m *Message) AppendMarshal(dst []byte, v Version) []byte {
-	return m.appendMarshal(slices.Grow(dst, m.Size(v)), v)
+	return m.appendMarshal(slices.Grow(dst, m.Size(v)), v, nil)
 }
 
-// appendMarshal encodes m; the caller has made room for it.
-func (m *Message) appendMarshal(b []byte, v Version) []byte {
+// appendMarshal encodes m; the caller has made room for it. With pp, large
+// block data is referenced in pp instead of copied (see FrameParts).
+func (m *Message) appendMarshal(b []byte, v Version, pp *parts) []byte {
 	b = protowire.AppendTag(b, fieldWantlist, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(m.wantlistInnerSize(v)))
 	for i := range m.Wantlist {
@@ -270,7 +271,7 @@ func (m *Message) appendMarshal(b []byte, v Version) []byte {
 		b = append(b, 1)
 	}
 	for _, blk := range m.Blocks {
-		b = appendBlockField(b, blk, v)
+		b = appendBlockField(b, blk, v, pp)
 	}
 	if v.SupportsHave() {
 		for i := range m.BlockPresences {

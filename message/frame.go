@@ -19,7 +19,56 @@ func AppendFrame(dst []byte, m *Message, v Version) []byte {
 	size := m.Size(v)
 	dst = slices.Grow(dst, protowire.SizeVarint(uint64(size))+size)
 	dst = protowire.AppendVarint(dst, uint64(size))
-	return m.appendMarshal(dst, v)
+	return m.appendMarshal(dst, v, nil)
+}
+
+// FrameParts encodes m for v as one stream frame, like AppendFrame, but
+// leaves block data of minRef bytes or more where it is: the frame is the
+// concatenation of the returned parts, which alias buf (grown at most once,
+// and returned for reuse) and the blocks' data. Writing the parts one after
+// the other saves copying large blocks into a message buffer that the stream
+// copies again; small blocks are still copied, so a message of many small
+// blocks stays one write. minRef <= 0 references every non-empty block.
+func FrameParts(dst [][]byte, buf []byte, m *Message, v Version, minRef int) ([][]byte, []byte) {
+	minRef = max(minRef, 1)
+	size := m.Size(v)
+	referenced := 0
+	for _, blk := range m.Blocks {
+		if n := len(blk.RawData()); n >= minRef {
+			referenced += n
+		}
+	}
+	// Grown once, up front, so that the parts already cut from buf stay
+	// where they are.
+	buf = slices.Grow(buf[:0], protowire.SizeVarint(uint64(size))+size-referenced)
+	pp := &parts{out: dst, minRef: minRef}
+	b := protowire.AppendVarint(buf, uint64(size))
+	b = m.appendMarshal(b, v, pp)
+	if len(b) > pp.start {
+		pp.out = append(pp.out, b[pp.start:])
+	}
+	return pp.out, b
+}
+
+// parts collects the pieces of a frame for FrameParts: runs of encoded
+// bytes in the buffer, and block data referenced in place.
+type parts struct {
+	out    [][]byte
+	start  int // where the current run of encoded bytes begins in the buffer
+	minRef int
+}
+
+// appendBytes appends data as a length-delimited protobuf value to b, or,
+// when pp is set and data is large, its length only, referencing data as a
+// part of its own.
+func (pp *parts) appendBytes(b []byte, data []byte) []byte {
+	if pp == nil || len(data) < pp.minRef {
+		return protowire.AppendBytes(b, data)
+	}
+	b = protowire.AppendVarint(b, uint64(len(data)))
+	pp.out = append(pp.out, b[pp.start:len(b):len(b)], data)
+	pp.start = len(b)
+	return b
 }
 
 // ParseFrame splits the first frame off buf, without copying: body is the

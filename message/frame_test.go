@@ -6,6 +6,8 @@ import (
 	"math"
 	"strings"
 	"testing"
+
+	blocks "github.com/ipfs/go-block-format"
 )
 
 func TestFramesRoundTripThroughAStream(t *testing.T) {
@@ -106,5 +108,55 @@ func TestParseFrameBodyCannotGrowIntoRest(t *testing.T) {
 	_ = append(body, 0xff)
 	if rest[0] != 0x01 {
 		t.Fatal("appending to body overwrote the next frame")
+	}
+}
+
+func TestFramePartsAreTheFrame(t *testing.T) {
+	big := newBlock(t, prefixRaw, strings.Repeat("b", 5000))
+	cases := roundTripCases(t)
+	cases = append(cases, struct {
+		name string
+		m    *Message
+	}{"large and small blocks with presences", &Message{
+		Blocks: []blocks.Block{big, newBlock(t, prefixV0, "small"), big},
+		BlockPresences: []BlockPresence{{Cid: big.Cid(), Type: Have}},
+	}})
+	for _, tt := range cases {
+		data := map[*byte]bool{}
+		for _, b := range tt.m.Blocks {
+			if len(b.RawData()) > 0 {
+				data[&b.RawData()[0]] = true
+			}
+		}
+		for _, v := range allVersions {
+			for _, minRef := range []int{0, 100, 1 << 20} {
+				want := AppendFrame(nil, tt.m, v)
+				buf := make([]byte, 0, 8)
+				parts, buf := FrameParts(nil, buf, tt.m, v, minRef)
+				if got := bytes.Join(parts, nil); !bytes.Equal(got, want) {
+					t.Fatalf("%s, %s, minRef %d: parts join to\n% x\nwant\n% x", tt.name, v, minRef, got, want)
+				}
+				// Large data is referenced, never copied into buf.
+				copied, large := 0, 0
+				for _, p := range parts {
+					if len(p) > 0 && data[&p[0]] {
+						if len(p) < max(minRef, 1) {
+							t.Fatalf("%s, %s, minRef %d: a %d-byte block is referenced", tt.name, v, minRef, len(p))
+						}
+						continue
+					}
+					copied += len(p)
+				}
+				for _, b := range tt.m.Blocks {
+					if n := len(b.RawData()); n >= max(minRef, 1) {
+						large += n
+					}
+				}
+				if len(buf) != copied || copied+large != len(want) {
+					t.Fatalf("%s, %s, minRef %d: buf holds %d bytes, copied parts %d, large data %d, frame %d",
+						tt.name, v, minRef, len(buf), copied, large, len(want))
+				}
+			}
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/gobitswap/bitswap/message"
@@ -69,20 +70,17 @@ func (n *Libp2pNetwork) readLoop(s network.Stream, from peer.ID) {
 				size, from, limit, message.ErrTooLarge))
 			return
 		}
-		// A fresh buffer per message: Unmarshal may keep sub-slices of it.
-		body, err := readBody(br, int(size))
+		body, err := readBody(br, int(size), &n.reserve)
 		if err != nil {
 			n.failInbound(s, from, fmt.Errorf("bitswap: reading %d-byte message from %s: %w", size, from, err))
 			return
 		}
-		msg, err := message.Unmarshal(body)
-		if err != nil {
-			n.failInbound(s, from, fmt.Errorf("bitswap: decoding %d-byte message from %s: %w", size, from, err))
-			return
-		}
 		n.msgsRecv.Add(1)
 		n.bytesRecv.Add(uint64(uvarintLen(size)) + size)
-		if !n.enqueue(from, msg, int(size)) {
+		// Decoding, which hashes every block, happens in the peer's drain
+		// goroutine: the stream keeps being read meanwhile, so the sender
+		// is not held up by our hashing.
+		if !n.enqueue(from, body) {
 			n.resetInbound(s)
 			return
 		}
@@ -135,15 +133,39 @@ func uvarintLen(x uint64) int {
 }
 
 // bodyChunk is how much of a message body is allocated before its bytes
-// arrive.
+// arrive when the body cannot be reserved whole.
 const bodyChunk = 64 << 10
 
-// readBody reads a size-byte body, growing its buffer as bytes arrive
-// rather than trusting the length prefix: a peer that announces 4 MiB on
-// many streams and then trickles bytes can only make us hold what it has
-// actually sent.
-func readBody(r io.Reader, size int) ([]byte, error) {
-	if size <= bodyChunk {
+// maxReserved bounds the bytes allocated, across all streams, for message
+// bodies whose bytes have not all arrived yet.
+const maxReserved = 32 << 20
+
+// bodyReserve counts the bytes allocated ahead of arrival. A body that fits
+// the reserve is allocated once at its announced size: no re-allocation, no
+// copy, no zeroing of buffers that are thrown away, which is most of the
+// client's cost per byte apart from decryption and hashing. One that does
+// not fit grows as its bytes arrive, so a peer announcing 4 MiB on many
+// streams and then trickling bytes makes us hold at most maxReserved plus
+// what was actually sent.
+type bodyReserve struct{ used atomic.Int64 }
+
+func (r *bodyReserve) take(n int) bool {
+	if r.used.Add(int64(n)) <= maxReserved {
+		return true
+	}
+	r.used.Add(-int64(n))
+	return false
+}
+
+func (r *bodyReserve) give(n int) { r.used.Add(-int64(n)) }
+
+// readBody reads a size-byte body into a buffer of its own: Unmarshal keeps
+// sub-slices of it.
+func readBody(r io.Reader, size int, res *bodyReserve) ([]byte, error) {
+	if size <= bodyChunk || res.take(size) {
+		if size > bodyChunk {
+			defer res.give(size)
+		}
 		body := make([]byte, size)
 		_, err := io.ReadFull(r, body)
 		return body, err

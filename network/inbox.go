@@ -1,6 +1,7 @@
 package network
 
 import (
+	"fmt"
 	"sync"
 
 	"github.com/gobitswap/bitswap/message"
@@ -37,19 +38,18 @@ type inbox struct {
 	bytes int
 }
 
-type queued struct {
-	msg  *message.Message
-	size int
-}
+// queued is a message body as read, decoded when it is delivered.
+type queued []byte
 
 func (n *Libp2pNetwork) initInboxes() {
 	n.in.peers = make(map[peer.ID]*inbox)
 	n.in.cond = sync.NewCond(&n.in.mu)
 }
 
-// enqueue queues msg from p for the Receiver, waiting while p's queue is
-// full. It returns false if the network stopped.
-func (n *Libp2pNetwork) enqueue(p peer.ID, msg *message.Message, size int) bool {
+// enqueue queues the message body from p for the Receiver, waiting while
+// p's queue is full. It returns false if the network stopped.
+func (n *Libp2pNetwork) enqueue(p peer.ID, body []byte) bool {
+	size := len(body)
 	in := &n.in
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -69,7 +69,7 @@ func (n *Libp2pNetwork) enqueue(p peer.ID, msg *message.Message, size int) bool 
 		// A message larger than the bounds still goes when the peer's
 		// queue is empty.
 		if b.bytes == 0 || (b.bytes+size <= maxInboxBytes && in.total+size <= maxInboxTotal) {
-			b.msgs = append(b.msgs, queued{msg, size})
+			b.msgs = append(b.msgs, body)
 			b.bytes += size
 			in.total += size
 			in.cond.Broadcast()
@@ -79,8 +79,9 @@ func (n *Libp2pNetwork) enqueue(p peer.ID, msg *message.Message, size int) bool 
 	}
 }
 
-// drain delivers p's queued messages in order and exits when the queue is
-// empty (the next message starts a new drain) or the network stops.
+// drain decodes and delivers p's queued messages in order, reporting those
+// that do not decode, and exits when the queue is empty (the next message
+// starts a new drain) or the network stops.
 func (n *Libp2pNetwork) drain(p peer.ID, b *inbox) {
 	in := &n.in
 	for {
@@ -101,14 +102,19 @@ func (n *Libp2pNetwork) drain(p peer.ID, b *inbox) {
 			in.mu.Unlock()
 			return
 		}
-		q := b.msgs[0]
-		b.msgs[0] = queued{}
+		body := b.msgs[0]
+		b.msgs[0] = nil
 		b.msgs = b.msgs[1:]
-		b.bytes -= q.size
-		in.total -= q.size
+		b.bytes -= len(body)
+		in.total -= len(body)
 		in.cond.Broadcast()
 		in.mu.Unlock()
-		n.receiver.ReceiveMessage(n.ctx, p, q.msg)
+		msg, err := message.Unmarshal(body)
+		if err != nil {
+			n.receiver.ReceiveError(p, fmt.Errorf("bitswap: decoding %d-byte message from %s: %w", len(body), p, err))
+			continue
+		}
+		n.receiver.ReceiveMessage(n.ctx, p, msg)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing/synctest"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/gobitswap/bitswap/message"
 )
@@ -42,7 +43,7 @@ func TestInboxAppliesBackpressureAndKeepsOrder(t *testing.T) {
 		var accepted atomic.Int32
 		go func() {
 			for i := range total {
-				if !n.enqueue("p", &message.Message{PendingBytes: int32(i)}, size) {
+				if !n.enqueue("p", paddedBody(t, int32(i), size)) {
 					return
 				}
 				accepted.Add(1)
@@ -68,4 +69,19 @@ func TestInboxAppliesBackpressureAndKeepsOrder(t *testing.T) {
 			}
 		}
 	})
+}
+
+// paddedBody is the encoding of a message carrying pending as its
+// PendingBytes, padded with an unknown field to size bytes.
+func paddedBody(t testing.TB, pending int32, size int) []byte {
+	body := (&message.Message{PendingBytes: pending}).Marshal(message.V120)
+	const field = 15 // unknown to Bitswap: decoders skip it
+	pad := size - len(body) - protowire.SizeTag(field)
+	pad -= protowire.SizeVarint(uint64(pad)) // close enough for sizes far from a varint boundary
+	body = protowire.AppendTag(body, field, protowire.BytesType)
+	body = protowire.AppendBytes(body, make([]byte, pad))
+	if len(body) != size {
+		t.Fatalf("padded body is %d bytes, want %d", len(body), size)
+	}
+	return body
 }

@@ -112,6 +112,9 @@ type Libp2pNetwork struct {
 	// in queues decoded messages per peer for the Receiver; see inboxes.
 	in inboxes
 
+	// reserve bounds the bodies allocated ahead of their bytes.
+	reserve bodyReserve
+
 	msgsSent, msgsRecv, bytesSent, bytesRecv atomic.Uint64
 
 	// mu guards the fields below. It is held only for map and state

@@ -558,27 +558,87 @@ func TestStopWithoutStart(t *testing.T) {
 	}
 }
 
-func TestReadBodyGrowsWithArrivingBytes(t *testing.T) {
-	for _, size := range []int{0, 1, bodyChunk, bodyChunk + 1, 3*bodyChunk + 17, 4 << 20} {
-		data := make([]byte, size)
-		for i := range data {
-			data[i] = byte(i * 7)
-		}
-		got, err := readBody(bytes.NewReader(data), size)
-		if err != nil || !bytes.Equal(got, data) {
-			t.Fatalf("size %d: err %v, equal %v", size, err, bytes.Equal(got, data))
+func TestReadBody(t *testing.T) {
+	var full bodyReserve
+	full.used.Store(maxReserved) // every body takes the growing path
+	for _, res := range []*bodyReserve{{}, &full} {
+		for _, size := range []int{0, 1, bodyChunk, bodyChunk + 1, 3*bodyChunk + 17, 4 << 20} {
+			data := make([]byte, size)
+			for i := range data {
+				data[i] = byte(i * 7)
+			}
+			used := res.used.Load()
+			got, err := readBody(bytes.NewReader(data), size, res)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("size %d: err %v, equal %v", size, err, bytes.Equal(got, data))
+			}
+			if res.used.Load() != used {
+				t.Fatalf("size %d: reserve %d after the read, %d before", size, res.used.Load(), used)
+			}
 		}
 	}
-	// A peer that announces 4 MiB and sends 10 bytes costs one chunk, not 4 MiB.
-	_, err := readBody(bytes.NewReader(make([]byte, 10)), 4<<20)
-	if !errors.Is(err, io.ErrUnexpectedEOF) {
-		t.Fatalf("truncated body: err = %v, want unexpected EOF", err)
+}
+
+// firstRead signals on each Read before reading.
+type firstRead struct {
+	io.Reader
+	c chan<- struct{}
+}
+
+func (f firstRead) Read(p []byte) (int, error) {
+	select {
+	case f.c <- struct{}{}:
+	default:
+	}
+	return f.Reader.Read(p)
+}
+
+// A peer that announces 4 MiB bodies and trickles bytes holds the reserve,
+// and past it each such body costs one chunk, not 4 MiB.
+func TestReadBodyTrickleIsBounded(t *testing.T) {
+	var res bodyReserve
+	var stalled []*io.PipeWriter
+	defer func() {
+		for _, w := range stalled {
+			w.Close()
+		}
+	}()
+	done := make(chan error)
+	reading := make(chan struct{}, maxReserved/(4<<20))
+	for range maxReserved / (4 << 20) {
+		r, w := io.Pipe()
+		stalled = append(stalled, w)
+		go func() {
+			_, err := readBody(firstRead{r, reading}, 4<<20, &res)
+			done <- err
+		}()
+	}
+	for range stalled {
+		<-reading // allocated and waiting for bytes
+	}
+	if u := res.used.Load(); u != maxReserved {
+		t.Fatalf("reserve holds %d bytes, want all %d", u, maxReserved)
 	}
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	_, _ = readBody(bytes.NewReader(make([]byte, 10)), 4<<20)
+	_, err := readBody(bytes.NewReader(make([]byte, 10)), 4<<20, &res)
 	runtime.ReadMemStats(&after)
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("truncated body: err = %v, want unexpected EOF", err)
+	}
 	if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
-		t.Fatalf("a 10-byte trickle announced as 4 MiB allocated %d bytes", n)
+		t.Fatalf("a 10-byte trickle announced as 4 MiB, past the reserve, allocated %d bytes", n)
+	}
+	for _, w := range stalled {
+		w.Close()
+	}
+	for range stalled {
+		if err := <-done; !errors.Is(err, io.EOF) {
+			t.Fatalf("stalled body: err = %v, want EOF", err)
+		}
+	}
+	stalled = nil
+	if u := res.used.Load(); u != 0 {
+		t.Fatalf("reserve holds %d bytes after every read ended", u)
 	}
 }

@@ -20,6 +20,12 @@ import (
 // that idle senders do not each pin megabytes.
 const maxKeptBuffer = 256 << 10
 
+// minWriteInPlace is the size from which block data is written to the
+// stream from where it lies rather than copied into the encoding buffer
+// first (the stream copies it anyway). Smaller blocks are copied, so that a
+// message of many small blocks stays one write.
+const minWriteInPlace = 64 << 10
+
 // sender is the outbound side of one peer: one stream, reused for every
 // message until it fails or the peer disconnects.
 type sender struct {
@@ -32,7 +38,8 @@ type sender struct {
 	lock    chan struct{}
 	stream  network.Stream // nil until opened, and after a failure
 	version message.Version
-	buf     []byte // encoding buffer reused across messages
+	buf     []byte   // encoding buffer reused across messages
+	parts   [][]byte // the frame being written, reused across messages
 	dropped bool   // removed from the senders map: look up a new sender
 }
 
@@ -133,43 +140,54 @@ func (n *Libp2pNetwork) sendOnce(ctx context.Context, s *sender, msg *message.Me
 		return fmt.Errorf("message of %d bytes is over the %d-byte limit: %w",
 			size, message.MaxMessageSize, message.ErrTooLarge)
 	}
-	frame := message.AppendFrame(s.buf[:0], msg, s.version)
-	if cap(frame) <= maxKeptBuffer {
-		s.buf = frame
+	parts, buf := message.FrameParts(s.parts[:0], s.buf, msg, s.version, minWriteInPlace)
+	if cap(buf) <= maxKeptBuffer {
+		s.buf = buf
 	} else {
 		s.buf = nil
 	}
-
-	if err := n.writeFrame(ctx, s.stream, frame); err != nil {
+	size, err := n.writeFrame(ctx, s.stream, parts)
+	clear(parts) // do not pin the blocks until the next message
+	s.parts = parts[:0]
+	if err != nil {
 		_ = s.stream.Reset()
 		s.stream = nil
 		return err
 	}
 	n.msgsSent.Add(1)
-	n.bytesSent.Add(uint64(len(frame)))
+	n.bytesSent.Add(uint64(size))
 	return nil
 }
 
-// writeFrame writes frame to st within the send timeout for its size. If
-// ctx ends or the network stops meanwhile, st is reset, which unblocks the
-// write, and the error is ctx's (or ErrStopped). ctx's deadline is left to
-// ctx rather than folded into the write deadline, so that the caller sees
-// its own context error.
-func (n *Libp2pNetwork) writeFrame(ctx context.Context, st network.Stream, frame []byte) error {
-	if err := st.SetWriteDeadline(time.Now().Add(n.cfg.sendTimeout(len(frame)))); err != nil {
-		return err
+// writeFrame writes the parts of a frame to st, in order, within the send
+// timeout for its size, and returns the size. If ctx ends or the network
+// stops meanwhile, st is reset, which unblocks the write, and the error is
+// ctx's (or ErrStopped). ctx's deadline is left to ctx rather than folded
+// into the write deadline, so that the caller sees its own context error.
+func (n *Libp2pNetwork) writeFrame(ctx context.Context, st network.Stream, parts [][]byte) (int, error) {
+	size := 0
+	for _, p := range parts {
+		size += len(p)
+	}
+	if err := st.SetWriteDeadline(time.Now().Add(n.cfg.sendTimeout(size))); err != nil {
+		return 0, err
 	}
 	reset := func() { _ = st.Reset() }
 	stopCtx := context.AfterFunc(ctx, reset)
 	stopNet := context.AfterFunc(n.ctx, reset)
-	_, err := st.Write(frame)
+	var err error
+	for _, p := range parts {
+		if _, err = st.Write(p); err != nil {
+			break
+		}
+	}
 	if !stopNet() {
-		return ErrStopped
+		return 0, ErrStopped
 	}
 	if !stopCtx() {
-		return ctx.Err()
+		return 0, ctx.Err()
 	}
-	return err
+	return size, err
 }
 
 // openStream opens a stream to s.to, offering the enabled protocols newest
