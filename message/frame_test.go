@@ -118,7 +118,7 @@ func TestFramePartsAreTheFrame(t *testing.T) {
 		name string
 		m    *Message
 	}{"large and small blocks with presences", &Message{
-		Blocks: []blocks.Block{big, newBlock(t, prefixV0, "small"), big},
+		Blocks:         []blocks.Block{big, newBlock(t, prefixV0, "small"), big},
 		BlockPresences: []BlockPresence{{Cid: big.Cid(), Type: Have}},
 	}})
 	for _, tt := range cases {

@@ -40,7 +40,7 @@ type sender struct {
 	version message.Version
 	buf     []byte   // encoding buffer reused across messages
 	parts   [][]byte // the frame being written, reused across messages
-	dropped bool   // removed from the senders map: look up a new sender
+	dropped bool     // removed from the senders map: look up a new sender
 }
 
 // discard resets the stream and retires the sender. Hold s.lock.
