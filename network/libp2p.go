@@ -117,13 +117,15 @@ type Libp2pNetwork struct {
 
 	msgsSent, msgsRecv, bytesSent, bytesRecv atomic.Uint64
 
+	laneTurn atomic.Uint64 // spreads block messages over busy lanes
+
 	// mu guards the fields below. It is held only for map and state
 	// updates, never across I/O or a Receiver call.
 	mu       sync.Mutex
 	state    int
 	receiver Receiver                    // set once by Start, before anything reads it
 	sub      event.Subscription          // identify events; nil before Start
-	senders  map[peer.ID]*sender         // one per peer we send to
+	senders  map[senderKey]*sender       // one per lane to each peer we send to
 	inbound  map[network.Stream]struct{} // inbound streams being read or closed
 }
 
@@ -144,7 +146,7 @@ func NewFromHost(h host.Host, opts ...Option) *Libp2pNetwork {
 		protos:  protocolIDs(cfg.versions),
 		ctx:     ctx,
 		cancel:  cancel,
-		senders: make(map[peer.ID]*sender),
+		senders: make(map[senderKey]*sender),
 		inbound: make(map[network.Stream]struct{}),
 	}
 	n.events.init()
@@ -207,7 +209,7 @@ func (n *Libp2pNetwork) Stop() {
 	started := n.state == stateStarted
 	n.state = stateStopped
 	senders := n.senders
-	n.senders = make(map[peer.ID]*sender)
+	n.senders = make(map[senderKey]*sender)
 	inbound := make([]network.Stream, 0, len(n.inbound))
 	for s := range n.inbound {
 		inbound = append(inbound, s)

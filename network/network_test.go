@@ -459,25 +459,33 @@ func TestSlowPeerDoesNotHoldUpOthers(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	blocked := make(chan error, 1)
+	blocked := make(chan error, blockLanes)
 	big := &message.Message{Blocks: []blocks.Block{blocks.NewBlock(bytes.Repeat([]byte{4}, 2<<20))}}
-	go func() { blocked <- a.net.SendMessage(ctx, stuck.ID(), big) }()
+	for range blockLanes {
+		go func() { blocked <- a.net.SendMessage(ctx, stuck.ID(), big) }()
+	}
 	time.Sleep(100 * time.Millisecond)
 
-	// Another send to the stuck peer waits its turn, and gives up with its
-	// context ...
+	// Another message with blocks to the stuck peer waits for a free lane,
+	// and gives up with its context ...
 	short, cancelShort := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancelShort()
-	if err := a.net.SendMessage(short, stuck.ID(), &message.Message{}); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("second send to the stuck peer = %v, want DeadlineExceeded", err)
+	if err := a.net.SendMessage(short, stuck.ID(), big); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("third send of blocks to the stuck peer = %v, want DeadlineExceeded", err)
+	}
+	// ... a message without blocks does not wait behind them ...
+	if err := a.net.SendMessage(context.Background(), stuck.ID(), &message.Message{}); err != nil {
+		t.Errorf("wantlist to the stuck peer = %v, want it written on its own stream", err)
 	}
 	// ... while sends to other peers go through.
 	send(t, a, b.h.ID(), wantMsg(blocks.NewBlock([]byte("meanwhile")), 1))
 	b.rec.waitFor(t, 1, "msg")
 
 	cancel()
-	if err := <-blocked; !errors.Is(err, context.Canceled) {
-		t.Errorf("blocked send after cancel = %v, want Canceled", err)
+	for range blockLanes {
+		if err := <-blocked; !errors.Is(err, context.Canceled) {
+			t.Errorf("blocked send after cancel = %v, want Canceled", err)
+		}
 	}
 }
 
@@ -520,7 +528,7 @@ func TestSenderIsDroppedWhenPeerDisconnects(t *testing.T) {
 // senderStreamReset reports whether p's sender holds a stream that its
 // remote has reset, by reading from it briefly.
 func senderStreamReset(n *Libp2pNetwork, p peer.ID) bool {
-	s, err := n.lockSender(context.Background(), p)
+	s, err := n.lockSender(context.Background(), senderKey{p, 0})
 	if err != nil {
 		return false
 	}

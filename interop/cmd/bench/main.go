@@ -45,8 +45,14 @@ type suite struct {
 	doc  string // markdown paragraph printed under the suite's table
 }
 
-// suites in the order they run; filled by register from init funcs.
+// suites in the order they run.
 var suites []suite
+
+func init() {
+	register("throughput", runThroughput, throughputDoc)
+	register("memory", runMemory, memoryDoc)
+	register("vtime", runVtime, vtimeDoc)
+}
 
 // suiteDocs maps a suite's name to its doc, for the markdown report.
 var suiteDocs = map[string]string{}

@@ -152,17 +152,13 @@ func childClient(s childSpec) error {
 	defer pds.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), s.Timeout)
 	defer cancel()
-	var n *node
-	switch s.Impl {
-	case ours:
-		n, err = startNode(ctx, ours, blockstore.New(pds), nil)
-	default:
-		n, err = startNode(ctx, s.Impl, nil, boxobstore.NewBlockstore(pds))
-	}
+	obs, bbs := blockstore.New(pds), boxobstore.NewBlockstore(pds)
+	n, err := startNode(ctx, s.Impl, obs, bbs)
 	if err != nil {
 		return err
 	}
 	defer n.close()
+	n.storing(s.Impl, bbs)
 	if err := n.h.Connect(ctx, *ai); err != nil {
 		return err
 	}
@@ -283,7 +279,16 @@ func memFetch(cfg Config, which impl, sz tpSizes) (memResult, error) {
 
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }
 
-func memoryCase(cfg Config, sz tpSizes) ([]Row, error) {
+const memoryDoc = `A 1 GiB fetch (4,096 × 256 KiB) into an on-disk blockstore: go-ds-pebble with its
+default options in a temporary directory, ours through blockstore.New, boxo through boxo's
+blockstore.NewBlockstore and blockservice, which writes each fetched block to it as Kubo does
+(boxo's Bitswap client stores nothing itself). The fetching node runs in a child process of
+its own, the server in another one that derives each block from its index, so the figures are
+the fetching side's alone: Go heap (runtime/metrics heap objects) and VmRSS sampled every
+50 ms, peak minus idle (nodes started and connected, before the fetch).`
+
+func runMemory(cfg Config) ([]Row, error) {
+	sz := throughputSizes(cfg)
 	total := int64(sz.memN) * int64(sz.memBlock)
 	name := fmt.Sprintf("%s → pebble, %s blocks", sizeName(total), sizeName(int64(sz.memBlock)))
 	rate := Row{Case: name + ": fetch rate", Unit: "MB/s", HigherIsBetter: true}
@@ -315,7 +320,7 @@ func memoryCase(cfg Config, sz tpSizes) ([]Row, error) {
 	rows := func() []Row { return []Row{rate, heap, rssRow} }
 	for rep := range sz.memRepeat {
 		err := interleave(rep, func() error { return run(ours) }, func() error { return run(boxo) })
-		cfg.logf("throughput: %s repeat %d/%d: ours %v MB/s heap +%v MiB RSS +%v MiB; boxo %v MB/s heap +%v MiB RSS +%v MiB",
+		cfg.logf("memory: %s repeat %d/%d: ours %v MB/s heap +%v MiB RSS +%v MiB; boxo %v MB/s heap +%v MiB RSS +%v MiB",
 			name, rep+1, sz.memRepeat, last(rate.Ours), last(heap.Ours), last(rssRow.Ours), last(rate.Boxo), last(heap.Boxo), last(rssRow.Boxo))
 		if err != nil {
 			return rows(), fmt.Errorf("%s: %w", name, err)

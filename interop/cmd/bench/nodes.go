@@ -11,6 +11,8 @@ import (
 	boxobs "github.com/ipfs/boxo/bitswap"
 	bsnet "github.com/ipfs/boxo/bitswap/network/bsnet"
 	boxobstore "github.com/ipfs/boxo/blockstore"
+	"github.com/ipfs/boxo/blockservice"
+	"github.com/ipfs/boxo/exchange"
 	blocks "github.com/ipfs/go-block-format"
 	cid "github.com/ipfs/go-cid"
 	ds "github.com/ipfs/go-datastore"
@@ -43,6 +45,23 @@ func newHost() (host.Host, error) {
 // fetcher is what both implementations' GetBlocks look like.
 type fetcher interface {
 	GetBlocks(context.Context, []cid.Cid) (<-chan blocks.Block, error)
+}
+
+// storingFetcher fetches through boxo's blockservice, which writes each
+// block it fetched to its blockstore, as Kubo does. boxo's Bitswap client
+// by itself stores nothing; ours stores every block it fetched.
+type storingFetcher struct{ bs blockservice.BlockService }
+
+func (f storingFetcher) GetBlocks(ctx context.Context, cids []cid.Cid) (<-chan blocks.Block, error) {
+	return f.bs.GetBlocks(ctx, cids), nil
+}
+
+// storing makes a boxo node's fetches store their blocks in bbs, its
+// blockstore. Ours store them anyway.
+func (n *node) storing(which impl, bbs boxobstore.Blockstore) {
+	if which == boxo {
+		n.f = storingFetcher{blockservice.New(bbs, n.f.(exchange.Interface))}
+	}
 }
 
 // store has the method set of both our blockstore.Blockstore and boxo's.

@@ -102,16 +102,13 @@ func BenchmarkLoopbackPebble(b *testing.B) {
 					return err
 				}
 				defer server.close()
-				var client *node
-				if which == ours {
-					client, err = startNode(ctx, ours, blockstore.New(pds), nil)
-				} else {
-					client, err = startNode(ctx, boxo, nil, boxobstore.NewBlockstore(pds))
-				}
+				obs, bbs := blockstore.New(pds), boxobstore.NewBlockstore(pds)
+				client, err := startNode(ctx, which, obs, bbs)
 				if err != nil {
 					return err
 				}
 				defer client.close()
+				client.storing(which, bbs)
 				if err := client.h.Connect(ctx, peer.AddrInfo{ID: server.h.ID(), Addrs: server.h.Addrs()}); err != nil {
 					return err
 				}
