@@ -10,8 +10,8 @@ import (
 
 	boxobs "github.com/ipfs/boxo/bitswap"
 	bsnet "github.com/ipfs/boxo/bitswap/network/bsnet"
-	boxobstore "github.com/ipfs/boxo/blockstore"
 	"github.com/ipfs/boxo/blockservice"
+	boxobstore "github.com/ipfs/boxo/blockstore"
 	"github.com/ipfs/boxo/exchange"
 	blocks "github.com/ipfs/go-block-format"
 	cid "github.com/ipfs/go-cid"

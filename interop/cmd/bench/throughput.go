@@ -13,7 +13,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-
 const throughputDoc = `Loopback, real libp2p hosts (TCP on 127.0.0.1, default security and muxer), one process, CPU-bound.
 Every case starts fresh nodes per repeat; data is generated before the timer and shared by
 both implementations' servers (a read-only in-memory blockstore, no copies); clients use their

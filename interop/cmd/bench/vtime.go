@@ -16,7 +16,7 @@ virtual network (framed wire bytes; 50 ms round trip, 100 Mbit/s per link; 1,000
 100 with -short) inside testing/synctest, boxo through vtime.BoxoNetwork. Every figure comes from
 the network's traffic accounting; the lower bound is one round trip per link before its first
 byte, then each link's full bandwidth, plus a round trip per DAG level. Ours is deterministic;
-boxo's peer choice is random, so its rows are one sample. Run as a `+"`go test ./vtime`"+`
+boxo's peer choice is random, so its rows are one sample. Run as a ` + "`go test ./vtime`" + `
 subprocess, since synctest needs a *testing.T.`
 
 // runVtime runs the virtual-time suite in a go test subprocess and turns
