@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gobitswap/bitswap/interop/vtime"
 )
 
 // TestMain lets the test binary act as a memory-case child, as the bench
@@ -60,6 +62,11 @@ func TestBenchShort(t *testing.T) {
 			}
 		}
 	}
+	for _, s := range rep.Suites {
+		if s.Name == "vtime" {
+			checkVtimeTargets(t, s.Rows)
+		}
+	}
 	md, err := os.ReadFile(mdFile)
 	if err != nil {
 		t.Fatal(err)
@@ -68,5 +75,39 @@ func TestBenchShort(t *testing.T) {
 		if !bytes.Contains(md, []byte(want)) {
 			t.Errorf("markdown report lacks %q", want)
 		}
+	}
+}
+
+// checkVtimeTargets holds ours to the targets on the virtual-time
+// rows, which are deterministic for ours: within 1.1 × the lower bound in
+// every one-seed scenario, at most 1 % duplicate blocks with 10 seeds, and
+// no slower and with no more duplicates than boxo in every scenario.
+func checkVtimeTargets(t *testing.T, rows []Row) {
+	t.Helper()
+	scenarios := 0
+	for _, r := range rows {
+		scenario, metric, ok := strings.Cut(r.Case, ": ")
+		if !ok || !r.Ours.ok() {
+			t.Errorf("vtime row %q: no figure for ours", r.Case)
+			continue
+		}
+		ours := r.Ours.Samples[0]
+		switch metric {
+		case "time / bound":
+			scenarios++
+			if strings.Contains(scenario, "1 seed") && ours > 1.1 {
+				t.Errorf("%s: %.3f × the lower bound, target ≤ 1.1", scenario, ours)
+			}
+		case "duplicate blocks":
+			if strings.HasPrefix(scenario, "10 seeds") && ours > 0.01*float64(vtime.ShortParams().Blocks) {
+				t.Errorf("%s: %v duplicate blocks of %d, target ≤ 1 %%", scenario, ours, vtime.ShortParams().Blocks)
+			}
+		}
+		if (metric == "virtual time" || metric == "duplicate blocks") && r.Boxo.ok() && ours > r.Boxo.Samples[0] {
+			t.Errorf("%s: ours %v > boxo %v", r.Case, ours, r.Boxo.Samples[0])
+		}
+	}
+	if scenarios != 7 {
+		t.Errorf("%d virtual-time scenarios, want 7", scenarios)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	cid "github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -124,6 +125,7 @@ func bigBlocks(cfg Config, sz tpSizes) ([]Row, error) {
 	st := newStaticStore(bl)
 	cids := cidsOf(bl)
 	raw := Row{Case: fmt.Sprintf("ceiling: raw libp2p stream, %s", sizeName(total)), Unit: "MB/s", HigherIsBetter: true}
+	raw2 := Row{Case: fmt.Sprintf("ceiling: 2 raw libp2p streams at once, %s", sizeName(total)), Unit: "MB/s", HigherIsBetter: true}
 	get := Row{Case: fmt.Sprintf("%s in %s blocks, one GetBlocks", sizeName(total), sizeName(int64(sz.bigBlock))), Unit: "MB/s", HigherIsBetter: true}
 	for rep := range cfg.Repeat {
 		err := interleave(rep,
@@ -133,6 +135,13 @@ func bigBlocks(cfg Config, sz tpSizes) ([]Row, error) {
 					raw.Ours.add(mbps(total, d))
 				}
 				return wrap("raw stream", err)
+			},
+			func() error {
+				d, err := rawStreams(sz.fetchTimeout, total, 2)
+				if err == nil {
+					raw2.Ours.add(mbps(total, d))
+				}
+				return wrap("2 raw streams", err)
 			},
 			func() error {
 				res, err := fetchFresh(ours, st, cids, 0, sz.fetchTimeout, total)
@@ -149,16 +158,19 @@ func bigBlocks(cfg Config, sz tpSizes) ([]Row, error) {
 				return wrap("boxo", err)
 			},
 		)
-		cfg.logf("throughput: %s repeat %d/%d: raw %v, ours %v, boxo %v MB/s", get.Case, rep+1, cfg.Repeat, last(raw.Ours), last(get.Ours), last(get.Boxo))
+		cfg.logf("throughput: %s repeat %d/%d: raw %v, 2 raw %v, ours %v, boxo %v MB/s", get.Case, rep+1, cfg.Repeat, last(raw.Ours), last(raw2.Ours), last(get.Ours), last(get.Boxo))
 		if err != nil {
-			return []Row{raw, get}, fmt.Errorf("%s: %w", get.Case, err)
+			return []Row{raw, raw2, get}, fmt.Errorf("%s: %w", get.Case, err)
 		}
 	}
 	raw.finish()
+	raw2.finish()
 	get.finish()
 	raw.Note = "same libp2p hosts as both implementations; one stream"
-	get.Note = fmt.Sprintf("of raw: ours %s, boxo %s", ofRaw(get.Ours, raw.Ours), ofRaw(get.Boxo, raw.Ours))
-	return []Row{raw, get}, nil
+	raw2.Note = "half the bytes on each; ours sends blocks on two streams (network.blockLanes)"
+	get.Note = fmt.Sprintf("of raw: ours %s, boxo %s; of 2 raw streams: ours %s, boxo %s",
+		ofRaw(get.Ours, raw.Ours), ofRaw(get.Boxo, raw.Ours), ofRaw(get.Ours, raw2.Ours), ofRaw(get.Boxo, raw2.Ours))
+	return []Row{raw, raw2, get}, nil
 }
 
 func smallBlocks(cfg Config, sz tpSizes) ([]Row, error) {
@@ -281,6 +293,11 @@ const sinkProto = "/gobitswap/bench/sink/1.0.0"
 // hosts and returns the time from opening the stream to the reader having
 // read everything.
 func rawStream(timeout time.Duration, total int64) (time.Duration, error) {
+	return rawStreams(timeout, total, 1)
+}
+
+// rawStreams is rawStream with the bytes split over k streams at once.
+func rawStreams(timeout time.Duration, total int64, k int) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	a, err := newHost()
@@ -297,15 +314,15 @@ func rawStream(timeout time.Duration, total int64) (time.Duration, error) {
 		n   int64
 		err error
 	}
-	done := make(chan result, 1)
+	done := make(chan result, k)
 	b.SetStreamHandler(sinkProto, func(s network.Stream) {
 		buf := make([]byte, 256<<10)
 		var n int64
 		var err error
 		for {
-			var k int
-			k, err = s.Read(buf)
-			n += int64(k)
+			var m int
+			m, err = s.Read(buf)
+			n += int64(m)
 			if err != nil {
 				break
 			}
@@ -322,32 +339,51 @@ func rawStream(timeout time.Duration, total int64) (time.Duration, error) {
 	buf := make([]byte, 256<<10)
 	genData(3, 0, buf)
 	start := time.Now()
-	s, err := a.NewStream(ctx, b.ID(), sinkProto)
-	if err != nil {
-		return 0, err
+	werr := make(chan error, k)
+	for i := range k {
+		share := total / int64(k)
+		if i == 0 {
+			share += total % int64(k)
+		}
+		go func() { werr <- writeAll(ctx, a, b.ID(), buf, share) }()
 	}
-	defer s.Reset()
-	for left := total; left > 0; {
-		k, err := s.Write(buf[:min(left, int64(len(buf)))])
-		left -= int64(k)
-		if err != nil {
+	var got int64
+	for range k {
+		if err := <-werr; err != nil {
 			return 0, err
 		}
 	}
-	if err := s.CloseWrite(); err != nil {
-		return 0, err
-	}
-	select {
-	case r := <-done:
-		took := time.Since(start)
-		if r.err != nil {
-			return 0, r.err
+	for range k {
+		select {
+		case r := <-done:
+			if r.err != nil {
+				return 0, r.err
+			}
+			got += r.n
+		case <-ctx.Done():
+			return 0, ctx.Err()
 		}
-		if r.n != total {
-			return 0, fmt.Errorf("raw stream: read %d bytes, want %d", r.n, total)
-		}
-		return took, nil
-	case <-ctx.Done():
-		return 0, ctx.Err()
 	}
+	took := time.Since(start)
+	if got != total {
+		return 0, fmt.Errorf("raw streams: read %d bytes, want %d", got, total)
+	}
+	return took, nil
+}
+
+// writeAll opens a stream from a to b and writes n bytes, buf at a time.
+func writeAll(ctx context.Context, a host.Host, b peer.ID, buf []byte, n int64) error {
+	s, err := a.NewStream(ctx, b, sinkProto)
+	if err != nil {
+		return err
+	}
+	for left := n; left > 0; {
+		k, err := s.Write(buf[:min(left, int64(len(buf)))])
+		left -= int64(k)
+		if err != nil {
+			_ = s.Reset()
+			return err
+		}
+	}
+	return s.CloseWrite()
 }
