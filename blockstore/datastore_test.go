@@ -203,6 +203,43 @@ func TestPutManyWritesThroughOneBatch(t *testing.T) {
 	}
 }
 
+// By default a block already stored is not written again; WriteThrough
+// writes without asking.
+func TestPutAsksFirstUnlessWriteThrough(t *testing.T) {
+	ctx := t.Context()
+	b := rawBlock(t, "stored once")
+	for _, tt := range []struct {
+		name              string
+		opts              []blockstore.Option
+		wantHas, wantPuts int64
+	}{
+		{"default", nil, 2, 1},
+		{"write-through", []blockstore.Option{blockstore.WriteThrough()}, 0, 2},
+	} {
+		cd := &countingDatastore{Batching: dssync.MutexWrap(datastore.NewMapDatastore())}
+		bs := blockstore.New(cd, tt.opts...)
+		for range 2 {
+			if err := bs.Put(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if cd.hases.Load() != tt.wantHas || cd.puts.Load() != tt.wantPuts {
+			t.Errorf("%s: two Puts of one block asked Has %d times and wrote %d times; want %d and %d",
+				tt.name, cd.hases.Load(), cd.puts.Load(), tt.wantHas, tt.wantPuts)
+		}
+		hasBefore := cd.hases.Load()
+		if err := bs.PutMany(ctx, []blocks.Block{b, rawBlock(t, "new")}); err != nil {
+			t.Fatal(err)
+		}
+		if asked := cd.hases.Load() - hasBefore; (asked == 0) != (tt.wantHas == 0) {
+			t.Errorf("%s: PutMany asked Has %d times", tt.name, asked)
+		}
+		if ok, err := bs.Has(ctx, b.Cid()); err != nil || !ok {
+			t.Errorf("%s: Has = %v, %v after Put", tt.name, ok, err)
+		}
+	}
+}
+
 func TestHashOnReadRejectsCorruptDataNamingTheCid(t *testing.T) {
 	ctx := t.Context()
 	bs, d := newStore()
@@ -399,7 +436,12 @@ func countEntries(t *testing.T, d datastore.Batching) int { return len(keys(t, d
 // countingDatastore counts the calls the blockstore makes.
 type countingDatastore struct {
 	datastore.Batching
-	gets, getSizes, puts, batches atomic.Int64
+	gets, getSizes, puts, batches, hases atomic.Int64
+}
+
+func (c *countingDatastore) Has(ctx context.Context, k datastore.Key) (bool, error) {
+	c.hases.Add(1)
+	return c.Batching.Has(ctx, k)
 }
 
 func (c *countingDatastore) Get(ctx context.Context, k datastore.Key) ([]byte, error) {
