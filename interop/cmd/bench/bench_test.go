@@ -27,9 +27,9 @@ func TestBenchShort(t *testing.T) {
 		t.Skip("runs every suite over real libp2p hosts")
 	}
 	dir := t.TempDir()
-	jsonFile, mdFile := filepath.Join(dir, "out.json"), filepath.Join(dir, "out.md")
+	jsonFile, mdFile, plotFile := filepath.Join(dir, "out.json"), filepath.Join(dir, "out.md"), filepath.Join(dir, "out.svg")
 	var stdout, stderr bytes.Buffer
-	err := run([]string{"-short", "-json", jsonFile, "-markdown", mdFile}, &stdout, &stderr)
+	err := run([]string{"-short", "-json", jsonFile, "-markdown", mdFile, "-plot", plotFile}, &stdout, &stderr)
 	t.Logf("stderr:\n%s", stderr.String())
 	t.Logf("stdout:\n%s", stdout.String())
 	if err != nil {
@@ -66,6 +66,9 @@ func TestBenchShort(t *testing.T) {
 		if s.Name == "vtime" {
 			checkVtimeTargets(t, s.Rows)
 		}
+	}
+	if svg, err := os.ReadFile(plotFile); err != nil || !bytes.Contains(svg, []byte("<svg")) {
+		t.Errorf("plot: %v, %d bytes without <svg", err, len(svg))
 	}
 	md, err := os.ReadFile(mdFile)
 	if err != nil {

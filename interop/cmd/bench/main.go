@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -139,11 +140,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 	repeat := fs.Int("repeat", 5, "times each case is measured")
 	jsonOut := fs.String("json", "", "write the results as JSON to this file")
 	mdOut := fs.String("markdown", "", "write a markdown report (machine, command, tables) to this file")
+	plotOut := fs.String("plot", "", "draw the throughput suite as a bar chart to this .svg or .png file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if ext := strings.ToLower(filepath.Ext(*plotOut)); *plotOut != "" && ext != ".svg" && ext != ".png" {
+		return fmt.Errorf("-plot %s: want a .svg or .png file", *plotOut)
 	}
 	repeatSet := false
 	fs.Visit(func(f *flag.Flag) { repeatSet = repeatSet || f.Name == "repeat" })
@@ -171,6 +176,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	if *mdOut != "" {
 		if err := writeFile(*mdOut, func(w io.Writer) error { writeMarkdown(w, rep); return nil }); err != nil {
+			return err
+		}
+	}
+	if *plotOut != "" {
+		if err := writePlot(*plotOut, rep.Suites); err != nil {
 			return err
 		}
 	}
