@@ -82,35 +82,10 @@ func TestBenchShort(t *testing.T) {
 }
 
 // checkVtimeTargets holds ours to the targets on the virtual-time
-// rows, which are deterministic for ours: within 1.1 × the lower bound in
-// every one-seed scenario, at most 1 % duplicate blocks with 10 seeds, and
-// no slower and with no more duplicates than boxo in every scenario.
+// rows of the short run, which are deterministic for ours.
 func checkVtimeTargets(t *testing.T, rows []Row) {
 	t.Helper()
-	scenarios := 0
-	for _, r := range rows {
-		scenario, metric, ok := strings.Cut(r.Case, ": ")
-		if !ok || !r.Ours.ok() {
-			t.Errorf("vtime row %q: no figure for ours", r.Case)
-			continue
-		}
-		ours := r.Ours.Samples[0]
-		switch metric {
-		case "time / bound":
-			scenarios++
-			if strings.Contains(scenario, "1 seed") && ours > 1.1 {
-				t.Errorf("%s: %.3f × the lower bound, target ≤ 1.1", scenario, ours)
-			}
-		case "duplicate blocks":
-			if strings.HasPrefix(scenario, "10 seeds") && ours > 0.01*float64(vtime.ShortParams().Blocks) {
-				t.Errorf("%s: %v duplicate blocks of %d, target ≤ 1 %%", scenario, ours, vtime.ShortParams().Blocks)
-			}
-		}
-		if (metric == "virtual time" || metric == "duplicate blocks") && r.Boxo.ok() && ours > r.Boxo.Samples[0] {
-			t.Errorf("%s: ours %v > boxo %v", r.Case, ours, r.Boxo.Samples[0])
-		}
-	}
-	if scenarios != 7 {
-		t.Errorf("%d virtual-time scenarios, want 7", scenarios)
+	for _, f := range vtimeTargetFailures(rows, vtime.ShortParams().Blocks) {
+		t.Error(f)
 	}
 }

@@ -167,7 +167,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	rep := Report{Machine: machineInfo(command), Config: cfg}
 	cfg.logf("%s; %s %s/%s; %s; %d cores", command, rep.Machine.GoVersion, rep.Machine.GOOS, rep.Machine.GOARCH, rep.Machine.CPU, rep.Machine.Cores)
 	rep.Suites = runSuites(cfg, sel)
-	writeText(stdout, rep.Suites)
+	writeText(stdout, rep.Suites, cfg.Short)
 
 	if *jsonOut != "" {
 		if err := writeFile(*jsonOut, func(w io.Writer) error { return writeJSON(w, rep) }); err != nil {
@@ -175,7 +175,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if *mdOut != "" {
-		if err := writeFile(*mdOut, func(w io.Writer) error { writeMarkdown(w, rep); return nil }); err != nil {
+		img := ""
+		if *plotOut != "" {
+			if rel, err := filepath.Rel(filepath.Dir(*mdOut), *plotOut); err == nil {
+				img = filepath.ToSlash(rel)
+			}
+		}
+		if err := writeFile(*mdOut, func(w io.Writer) error { writeMarkdown(w, rep, img); return nil }); err != nil {
 			return err
 		}
 	}

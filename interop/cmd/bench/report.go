@@ -181,7 +181,7 @@ func (r Row) cells() []string {
 var header = []string{"case", "unit", "ours", "ours min–max", "boxo", "boxo min–max", "ours/boxo", "note"}
 
 // writeText prints one table per suite.
-func writeText(w io.Writer, results []SuiteResult) {
+func writeText(w io.Writer, results []SuiteResult, short bool) {
 	for _, s := range results {
 		fmt.Fprintf(w, "\n== %s (%.1f s)\n", s.Name, s.Elapsed.Seconds())
 		if s.Err != "" {
@@ -197,10 +197,17 @@ func writeText(w io.Writer, results []SuiteResult) {
 		}
 		tw.Flush()
 	}
+	if ts := targets(results, short); len(ts) > 0 {
+		fmt.Fprintf(w, "\n== targets\n")
+		for _, t := range ts {
+			fmt.Fprintf(w, "%-4s %s: %s\n", map[bool]string{true: "met", false: "NOT"}[t.Met], t.Goal, t.Figure)
+		}
+	}
 }
 
-// writeMarkdown writes the report for docs/benchmarks.md.
-func writeMarkdown(w io.Writer, rep Report) {
+// writeMarkdown writes the report for docs/benchmarks.md, with an image
+// link to plotFile (relative to the report) unless it is empty.
+func writeMarkdown(w io.Writer, rep Report, plotFile string) {
 	m := rep.Machine
 	fmt.Fprintf(w, "# Benchmarks: gobitswap against boxo\n\n")
 	fmt.Fprintf(w, "Produced by (from `interop/`):\n\n```sh\n%s\n```\n\n", m.Command)
@@ -210,6 +217,15 @@ func writeMarkdown(w io.Writer, rep Report) {
 	fmt.Fprintf(w, "Each figure is the median over the repeats, with the min–max spread; ours and boxo are\n")
 	fmt.Fprintf(w, "measured in the same run, interleaved within each repeat, on fresh nodes. ↑: higher is\n")
 	fmt.Fprintf(w, "better, ↓: lower is better. Compare ratios, not absolute figures, across machines.\n")
+	if ts := targets(rep.Suites, rep.Config.Short); len(ts) > 0 {
+		fmt.Fprintf(w, "\n## Targets\n\n| goal | this run | met |\n|---|---|---|\n")
+		for _, t := range ts {
+			fmt.Fprintf(w, "| %s | %s | %s |\n", t.Goal, strings.ReplaceAll(t.Figure, "|", `\|`), map[bool]string{true: "yes", false: "**no**"}[t.Met])
+		}
+	}
+	if plotFile != "" {
+		fmt.Fprintf(w, "\n![Loopback throughput](%s)\n", plotFile)
+	}
 	for _, s := range rep.Suites {
 		fmt.Fprintf(w, "\n## %s\n\n", s.Name)
 		if s.Err != "" {

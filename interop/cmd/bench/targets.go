@@ -1,0 +1,109 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/gobitswap/bitswap/interop/vtime"
+)
+
+// A target is one of the issue's goals, checked against a run's results.
+type target struct {
+	Goal   string `json:"goal"`
+	Figure string `json:"figure"` // what was measured, or why nothing was
+	Met    bool   `json:"met"`
+}
+
+// targets checks the results against the goals the benchmarks exist for
+// (short: of a -short run). A goal whose rows are missing (the suite did not
+// run) is left out.
+func targets(results []SuiteResult, short bool) []target {
+	var out []target
+	find := func(suite, contains string) *Row {
+		for i := range results {
+			if results[i].Name != suite {
+				continue
+			}
+			for j := range results[i].Rows {
+				if strings.Contains(results[i].Rows[j].Case, contains) {
+					return &results[i].Rows[j]
+				}
+			}
+		}
+		return nil
+	}
+	ratio := func(goal string, r *Row, min float64) {
+		if r == nil {
+			return
+		}
+		t := target{Goal: goal}
+		if r.Ratio > 0 {
+			t.Figure = fmt.Sprintf("%.2f×", r.Ratio)
+			t.Met = r.Ratio >= min
+		} else {
+			t.Figure = "no ratio: " + r.Boxo.cell()
+		}
+		out = append(out, t)
+	}
+	big := find("throughput", "in 256 KiB blocks, one GetBlocks")
+	ratio("loopback, 256 KiB blocks: ours ≥ 1.5 × boxo", big, 1.5)
+	if raw := find("throughput", "ceiling: raw libp2p stream, 256 MiB"); big != nil && raw != nil && big.Ours.ok() && raw.Ours.ok() {
+		f := big.Ours.Median / raw.Ours.Median
+		out = append(out, target{Goal: "loopback, 256 KiB blocks: ours ≥ 90 % of the raw stream",
+			Figure: fmt.Sprintf("%.0f %%", 100*f), Met: f >= 0.9})
+	}
+	ratio("loopback, 4 KiB blocks: ours ≥ 2 × boxo (boxo batched)", find("throughput", "× 4 KiB: ours one GetBlocks"), 2)
+	if h := find("memory", "peak Go heap above idle"); h != nil && h.Ours.ok() {
+		out = append(out, target{Goal: "1 GiB into pebble: peak heap ≤ 64 MiB above idle",
+			Figure: fmt.Sprintf("%.1f MiB", h.Ours.Median), Met: h.Ours.Median <= 64})
+	}
+	for _, s := range results {
+		if s.Name == "vtime" && len(s.Rows) > 0 {
+			p := vtime.DefaultParams()
+			if short {
+				p = vtime.ShortParams()
+			}
+			fails := vtimeTargetFailures(s.Rows, p.Blocks)
+			t := target{Goal: "virtual time: ≤ 1.1 × bound with one seed, ≤ 1 % duplicates with 10, ours ≤ boxo in time and duplicates everywhere",
+				Figure: "all hold", Met: len(fails) == 0}
+			if len(fails) > 0 {
+				t.Figure = strings.Join(fails, "; ")
+			}
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// vtimeTargetFailures holds ours to the targets on the virtual-time rows
+// (blocks: the blocks per scenario) and says which do not hold.
+func vtimeTargetFailures(rows []Row, blocks int) []string {
+	var fails []string
+	scenarios := 0
+	for _, r := range rows {
+		scenario, metric, ok := strings.Cut(r.Case, ": ")
+		if !ok || !r.Ours.ok() {
+			fails = append(fails, fmt.Sprintf("%s: no figure for ours", r.Case))
+			continue
+		}
+		ours := r.Ours.Samples[0]
+		switch metric {
+		case "time / bound":
+			scenarios++
+			if strings.Contains(scenario, "1 seed") && ours > 1.1 {
+				fails = append(fails, fmt.Sprintf("%s: %.3f × the lower bound, target ≤ 1.1", scenario, ours))
+			}
+		case "duplicate blocks":
+			if strings.HasPrefix(scenario, "10 seeds") && ours > 0.01*float64(blocks) {
+				fails = append(fails, fmt.Sprintf("%s: %v duplicate blocks of %d, target ≤ 1 %%", scenario, ours, blocks))
+			}
+		}
+		if (metric == "virtual time" || metric == "duplicate blocks") && r.Boxo.ok() && ours > r.Boxo.Samples[0] {
+			fails = append(fails, fmt.Sprintf("%s: ours %v > boxo %v", r.Case, ours, r.Boxo.Samples[0]))
+		}
+	}
+	if scenarios != 7 {
+		fails = append(fails, fmt.Sprintf("%d virtual-time scenarios, want 7", scenarios))
+	}
+	return fails
+}
