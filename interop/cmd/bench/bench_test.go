@@ -74,10 +74,19 @@ func TestBenchShort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"go run ./cmd/bench -short", "| CPU |", "## throughput"} {
+	for _, want := range []string{"go run ./cmd/bench -short", "| CPU |", "## throughput", "## Targets", "| scenario | impl |", "![Loopback throughput](out.svg)"} {
 		if !bytes.Contains(md, []byte(want)) {
 			t.Errorf("markdown report lacks %q", want)
 		}
+	}
+	// -render writes the same report again from the JSON, measuring nothing.
+	again := filepath.Join(dir, "again.md")
+	stdout.Reset()
+	if err := run([]string{"-render", jsonFile, "-markdown", again, "-plot", plotFile}, &stdout, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	if md2, err := os.ReadFile(again); err != nil || !bytes.Equal(md2, md) {
+		t.Errorf("-render wrote a different report (err %v):\n%s", err, md2)
 	}
 }
 

@@ -11,6 +11,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -140,6 +141,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	repeat := fs.Int("repeat", 5, "times each case is measured")
 	jsonOut := fs.String("json", "", "write the results as JSON to this file")
 	mdOut := fs.String("markdown", "", "write a markdown report (machine, command, tables) to this file")
+	render := fs.String("render", "", "measure nothing: write the reports from this -json file of an earlier run")
 	plotOut := fs.String("plot", "", "draw the throughput suite as a bar chart to this .svg or .png file")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -163,11 +165,22 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	command := strings.TrimSpace("go run ./cmd/bench " + strings.Join(args, " "))
-	rep := Report{Machine: machineInfo(command), Config: cfg}
-	cfg.logf("%s; %s %s/%s; %s; %d cores", command, rep.Machine.GoVersion, rep.Machine.GOOS, rep.Machine.GOARCH, rep.Machine.CPU, rep.Machine.Cores)
-	rep.Suites = runSuites(cfg, sel)
-	writeText(stdout, rep.Suites, cfg.Short)
+	var rep Report
+	if *render != "" {
+		b, err := os.ReadFile(*render)
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(b, &rep); err != nil {
+			return fmt.Errorf("-render %s: %w", *render, err)
+		}
+	} else {
+		command := strings.TrimSpace("go run ./cmd/bench " + strings.Join(args, " "))
+		rep = Report{Machine: machineInfo(command), Config: cfg}
+		cfg.logf("%s; %s %s/%s; %s; %d cores", command, rep.Machine.GoVersion, rep.Machine.GOOS, rep.Machine.GOARCH, rep.Machine.CPU, rep.Machine.Cores)
+		rep.Suites = runSuites(cfg, sel)
+	}
+	writeText(stdout, rep.Suites, rep.Config.Short)
 
 	if *jsonOut != "" {
 		if err := writeFile(*jsonOut, func(w io.Writer) error { return writeJSON(w, rep) }); err != nil {

@@ -234,6 +234,13 @@ func writeMarkdown(w io.Writer, rep Report, plotFile string) {
 		if len(s.Rows) == 0 {
 			continue
 		}
+		if s.Name == "vtime" {
+			writeVtimeMarkdown(w, s.Rows)
+			if d, ok := suiteDocs[s.Name]; ok {
+				fmt.Fprintf(w, "\n%s\n", d)
+			}
+			continue
+		}
 		fmt.Fprintf(w, "| %s |\n|%s\n", strings.Join(header, " | "), strings.Repeat("---|", len(header)))
 		for _, r := range s.Rows {
 			c := r.cells()
@@ -252,4 +259,56 @@ func writeJSON(w io.Writer, rep Report) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(rep)
+}
+
+// writeVtimeMarkdown writes the virtual-time rows ("<scenario>: <metric>")
+// as one line per scenario and implementation, which reads better than one
+// line per metric.
+func writeVtimeMarkdown(w io.Writer, rows []Row) {
+	metrics := []string{"virtual time", "time / bound", "duplicate blocks", "wire bytes / payload byte", "messages"}
+	var scenarios []string
+	cell := map[string]map[string]Row{}
+	for _, r := range rows {
+		scenario, metric, ok := strings.Cut(r.Case, ": ")
+		if !ok {
+			continue
+		}
+		if cell[scenario] == nil {
+			cell[scenario] = map[string]Row{}
+			scenarios = append(scenarios, scenario)
+		}
+		cell[scenario][metric] = r
+	}
+	fmt.Fprintf(w, "| scenario | impl | time (s) | lower bound | time / bound | duplicate blocks | wire bytes / payload byte | messages |\n")
+	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|\n")
+	for _, sc := range scenarios {
+		for _, side := range []string{"ours", "boxo"} {
+			c := []string{sc, side}
+			for i, m := range metrics {
+				r, ok := cell[sc][m]
+				st := r.Ours
+				if side == "boxo" {
+					st = r.Boxo
+				}
+				v := "—"
+				if ok {
+					v = st.cell()
+					if st.ok() && m == "virtual time" {
+						v = fmt.Sprintf("%.3f", st.Median)
+					}
+					if st.ok() && m == "time / bound" {
+						v = fmt.Sprintf("%.3f", st.Median)
+					}
+					if st.ok() && m == "wire bytes / payload byte" {
+						v = fmt.Sprintf("%.4f", st.Median)
+					}
+				}
+				c = append(c, v)
+				if i == 0 {
+					c = append(c, strings.TrimPrefix(cell[sc]["virtual time"].Note, "bound "))
+				}
+			}
+			fmt.Fprintf(w, "| %s |\n", strings.Join(c, " | "))
+		}
+	}
 }
