@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"syscall"
 	"time"
 
 	boxobs "github.com/ipfs/boxo/bitswap"
@@ -123,11 +124,19 @@ func startPair(ctx context.Context, which impl, bs store) (client, server *node,
 	return client, server, nil
 }
 
+// cpuTime is the process's user+system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // fetchResult is what one fetch delivered.
 type fetchResult struct {
 	blocks int
 	bytes  int64
 	took   time.Duration
+	cpu    time.Duration // the process's CPU time over the fetch
 	// toStall is when the last block before the first gap of a second or
 	// more arrived (zero if there was no such gap): with boxo and more than
 	// 1,024 wants in one call, the time to its server's cap.
@@ -142,7 +151,7 @@ func fetch(ctx context.Context, f fetcher, cids []cid.Cid, batch int) (fetchResu
 		batch = len(cids)
 	}
 	var r fetchResult
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	last := start
 	for i := 0; i < len(cids); i += batch {
 		ch, err := f.GetBlocks(ctx, cids[i:min(i+batch, len(cids))])
@@ -162,7 +171,7 @@ func fetch(ctx context.Context, f fetcher, cids []cid.Cid, batch int) (fetchResu
 			break
 		}
 	}
-	r.took = time.Since(start)
+	r.took, r.cpu = time.Since(start), cpuTime()-cpu0
 	if r.toStall == 0 && r.blocks > 0 && time.Since(last) >= time.Second {
 		r.toStall = last.Sub(start) // stalled and never resumed
 	}

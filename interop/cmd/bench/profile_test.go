@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"syscall"
 	"testing"
 	"time"
 
@@ -13,13 +12,6 @@ import (
 
 	"github.com/gobitswap/bitswap/blockstore"
 )
-
-// cpuTime is the process's user+system CPU time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // loop runs f b.N times and reports CPU seconds per GB moved.
 func loop(b *testing.B, total int64, f func() error) {
@@ -67,7 +59,7 @@ func BenchmarkLoopback(b *testing.B) {
 		}
 		b.Run("raw/"+c.name, func(b *testing.B) {
 			loop(b, total, func() error {
-				_, err := rawStream(time.Minute, total)
+				_, _, err := rawStream(time.Minute, total)
 				return err
 			})
 		})

@@ -127,17 +127,20 @@ func bigBlocks(cfg Config, sz tpSizes) ([]Row, error) {
 	raw := Row{Case: fmt.Sprintf("ceiling: raw libp2p stream, %s", sizeName(total)), Unit: "MB/s", HigherIsBetter: true}
 	raw2 := Row{Case: fmt.Sprintf("ceiling: 2 raw libp2p streams at once, %s", sizeName(total)), Unit: "MB/s", HigherIsBetter: true}
 	get := Row{Case: fmt.Sprintf("%s in %s blocks, one GetBlocks", sizeName(total), sizeName(int64(sz.bigBlock))), Unit: "MB/s", HigherIsBetter: true}
+	cpu := Row{Case: fmt.Sprintf("%s in %s blocks: CPU time per GB, both nodes", sizeName(total), sizeName(int64(sz.bigBlock))), Unit: "CPU s/GB"}
+	var rawCPU Stat
 	for rep := range cfg.Repeat {
 		err := interleave(rep,
 			func() error {
-				d, err := rawStream(sz.fetchTimeout, total)
+				d, c, err := rawStream(sz.fetchTimeout, total)
 				if err == nil {
 					raw.Ours.add(mbps(total, d))
+					rawCPU.add(cpuPerGB(total, c))
 				}
 				return wrap("raw stream", err)
 			},
 			func() error {
-				d, err := rawStreams(sz.fetchTimeout, total, 2)
+				d, _, err := rawStreams(sz.fetchTimeout, total, 2)
 				if err == nil {
 					raw2.Ours.add(mbps(total, d))
 				}
@@ -147,6 +150,7 @@ func bigBlocks(cfg Config, sz tpSizes) ([]Row, error) {
 				res, err := fetchFresh(ours, st, cids, 0, sz.fetchTimeout, total)
 				if err == nil {
 					get.Ours.add(mbps(total, res.took))
+					cpu.Ours.add(cpuPerGB(total, res.cpu))
 				}
 				return wrap("ours", err)
 			},
@@ -154,23 +158,27 @@ func bigBlocks(cfg Config, sz tpSizes) ([]Row, error) {
 				res, err := fetchFresh(boxo, st, cids, 0, sz.fetchTimeout, total)
 				if err == nil {
 					get.Boxo.add(mbps(total, res.took))
+					cpu.Boxo.add(cpuPerGB(total, res.cpu))
 				}
 				return wrap("boxo", err)
 			},
 		)
 		cfg.logf("throughput: %s repeat %d/%d: raw %v, 2 raw %v, ours %v, boxo %v MB/s", get.Case, rep+1, cfg.Repeat, last(raw.Ours), last(raw2.Ours), last(get.Ours), last(get.Boxo))
 		if err != nil {
-			return []Row{raw, raw2, get}, fmt.Errorf("%s: %w", get.Case, err)
+			return []Row{raw, raw2, get, cpu}, fmt.Errorf("%s: %w", get.Case, err)
 		}
 	}
 	raw.finish()
 	raw2.finish()
 	get.finish()
+	cpu.finish()
+	rawCPU.finish()
+	cpu.Note = fmt.Sprintf("process CPU time (user+system) over the fetch, client and server together; the raw stream: %.2f", rawCPU.Median)
 	raw.Note = "same libp2p hosts as both implementations; one stream"
 	raw2.Note = "half the bytes on each; ours sends blocks on two streams (network.blockLanes)"
 	get.Note = fmt.Sprintf("of raw: ours %s, boxo %s; of 2 raw streams: ours %s, boxo %s",
 		ofRaw(get.Ours, raw.Ours), ofRaw(get.Boxo, raw.Ours), ofRaw(get.Ours, raw2.Ours), ofRaw(get.Boxo, raw2.Ours))
-	return []Row{raw, raw2, get}, nil
+	return []Row{raw, raw2, get, cpu}, nil
 }
 
 func smallBlocks(cfg Config, sz tpSizes) ([]Row, error) {
@@ -183,10 +191,11 @@ func smallBlocks(cfg Config, sz tpSizes) ([]Row, error) {
 	raw := Row{Case: fmt.Sprintf("ceiling: raw libp2p stream, %s", sizeName(total)), Unit: "MB/s", HigherIsBetter: true}
 	best := Row{Case: fmt.Sprintf("%s × 4 KiB: ours one GetBlocks, boxo calls of %s", n, countName(sz.boxoBatch)), Unit: "MB/s", HigherIsBetter: true}
 	one := Row{Case: fmt.Sprintf("%s × 4 KiB: one GetBlocks each", n), Unit: "MB/s", HigherIsBetter: true}
+	cpu := Row{Case: fmt.Sprintf("%s × 4 KiB: CPU time per GB, both nodes", n), Unit: "CPU s/GB"}
 	for rep := range cfg.Repeat {
 		err := interleave(rep,
 			func() error {
-				d, err := rawStream(sz.fetchTimeout, total)
+				d, _, err := rawStream(sz.fetchTimeout, total)
 				if err == nil {
 					raw.Ours.add(mbps(total, d))
 				}
@@ -196,6 +205,7 @@ func smallBlocks(cfg Config, sz tpSizes) ([]Row, error) {
 				res, err := fetchFresh(ours, st, cids, 0, sz.fetchTimeout, total)
 				if err == nil {
 					best.Ours.add(mbps(total, res.took))
+					cpu.Ours.add(cpuPerGB(total, res.cpu))
 				}
 				return wrap("ours", err)
 			},
@@ -203,18 +213,21 @@ func smallBlocks(cfg Config, sz tpSizes) ([]Row, error) {
 				res, err := fetchFresh(boxo, st, cids, sz.boxoBatch, sz.fetchTimeout, total)
 				if err == nil {
 					best.Boxo.add(mbps(total, res.took))
+					cpu.Boxo.add(cpuPerGB(total, res.cpu))
 				}
 				return wrap("boxo", err)
 			},
 		)
 		cfg.logf("throughput: %s repeat %d/%d: raw %v, ours %v, boxo %v MB/s", best.Case, rep+1, cfg.Repeat, last(raw.Ours), last(best.Ours), last(best.Boxo))
 		if err != nil {
-			return []Row{raw, best}, fmt.Errorf("%s: %w", best.Case, err)
+			return []Row{raw, best, cpu}, fmt.Errorf("%s: %w", best.Case, err)
 		}
 	}
 	one.Ours = best.Ours
 	raw.finish()
 	best.finish()
+	cpu.finish()
+	cpu.Note = "process CPU time over the fetch, client and server together; boxo in calls of " + countName(sz.boxoBatch)
 	raw.Note = "same libp2p hosts as both implementations; one stream"
 	best.Note = fmt.Sprintf("of raw: ours %s, boxo %s; median time ours %.2f s, boxo %.2f s", ofRaw(best.Ours, raw.Ours), ofRaw(best.Boxo, raw.Ours),
 		secs(total, best.Ours), secs(total, best.Boxo))
@@ -233,13 +246,16 @@ func smallBlocks(cfg Config, sz tpSizes) ([]Row, error) {
 		one.Note = fmt.Sprintf("boxo (1 run): %s of %s blocks at the %.0f s timeout; %s; ours column = row above",
 			countName(res.blocks), n, sz.oneCallTimeout.Seconds(), stall)
 	case err != nil:
-		return []Row{raw, best, one}, fmt.Errorf("%s: boxo: %w", one.Case, err)
+		return []Row{raw, best, cpu, one}, fmt.Errorf("%s: boxo: %w", one.Case, err)
 	default:
 		one.Boxo.add(mbps(total, res.took))
 		one.Note = fmt.Sprintf("boxo: 1 run, %.1f s; ours column = row above", res.took.Seconds())
 	}
-	return []Row{raw, best, one}, nil
+	return []Row{raw, best, cpu, one}, nil
 }
+
+// cpuPerGB is CPU seconds per 10^9 bytes.
+func cpuPerGB(total int64, cpu time.Duration) float64 { return cpu.Seconds() / (float64(total) / 1e9) }
 
 func secs(total int64, s Stat) float64 {
 	if !s.ok() {
@@ -292,22 +308,23 @@ const sinkProto = "/gobitswap/bench/sink/1.0.0"
 // rawStream copies total bytes over one libp2p stream between two fresh
 // hosts and returns the time from opening the stream to the reader having
 // read everything.
-func rawStream(timeout time.Duration, total int64) (time.Duration, error) {
+func rawStream(timeout time.Duration, total int64) (took, cpu time.Duration, err error) {
 	return rawStreams(timeout, total, 1)
 }
 
-// rawStreams is rawStream with the bytes split over k streams at once.
-func rawStreams(timeout time.Duration, total int64, k int) (time.Duration, error) {
+// rawStreams is rawStream with the bytes split over k streams at once. cpu
+// is the process's CPU time meanwhile (both hosts).
+func rawStreams(timeout time.Duration, total int64, k int) (took, cpu time.Duration, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	a, err := newHost()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer a.Close()
 	b, err := newHost()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer b.Close()
 	type result struct {
@@ -334,11 +351,11 @@ func rawStreams(timeout time.Duration, total int64, k int) (time.Duration, error
 		done <- result{n, err}
 	})
 	if err := a.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.Addrs()}); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	buf := make([]byte, 256<<10)
 	genData(3, 0, buf)
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	werr := make(chan error, k)
 	for i := range k {
 		share := total / int64(k)
@@ -350,25 +367,25 @@ func rawStreams(timeout time.Duration, total int64, k int) (time.Duration, error
 	var got int64
 	for range k {
 		if err := <-werr; err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
 	for range k {
 		select {
 		case r := <-done:
 			if r.err != nil {
-				return 0, r.err
+				return 0, 0, r.err
 			}
 			got += r.n
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return 0, 0, ctx.Err()
 		}
 	}
-	took := time.Since(start)
+	took, cpu = time.Since(start), cpuTime()-cpu0
 	if got != total {
-		return 0, fmt.Errorf("raw streams: read %d bytes, want %d", got, total)
+		return 0, 0, fmt.Errorf("raw streams: read %d bytes, want %d", got, total)
 	}
-	return took, nil
+	return took, cpu, nil
 }
 
 // writeAll opens a stream from a to b and writes n bytes, buf at a time.
