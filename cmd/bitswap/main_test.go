@@ -402,9 +402,12 @@ func TestBadInput(t *testing.T) {
 		code int
 		want string // in the one line on stderr
 	}{
-		{"non-CAR file", []string{"serve", "--repo", repo, notCAR}, exitInput, "not a CAR file"},
-		{"truncated CAR", []string{"serve", "--repo", repo, truncated}, exitInput, "truncated CAR"},
-		{"missing file", []string{"serve", "--repo", repo, filepath.Join(dir, "nope.car")}, exitInput, "no such file"},
+		// One repo each: the cases run in parallel, and a repo is locked
+		// by the process that has it open.
+		{"non-CAR file", []string{"serve", "--repo", repo + "1", notCAR}, exitInput, "not a CAR file"},
+		{"truncated CAR", []string{"serve", "--repo", repo + "2", truncated}, exitInput, "truncated CAR"},
+		{"missing file", []string{"serve", "--repo", repo + "3", filepath.Join(dir, "nope.car")}, exitInput, "no such file"},
+		{"repo in use", []string{"serve", "--repo", filepath.Join(dir, "srvrepo"), good}, exitInput, "in use by another process"},
 		// Tests run as root, which no permission bit stops: a repo under a
 		// regular file cannot be created by anyone.
 		{"repo not creatable", []string{"serve", "--repo", filepath.Join(good, "repo"), good}, exitInput, "not a directory"},

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	blocks "github.com/ipfs/go-block-format"
 	cid "github.com/ipfs/go-cid"
@@ -53,6 +54,9 @@ func openRepo(dir string) (*repo, error) {
 	probe.Close()
 	os.Remove(probe.Name())
 	ds, err := pebbleds.NewDatastore(dir, nil)
+	if errors.Is(err, syscall.EAGAIN) { // pebble's lock file
+		return nil, fmt.Errorf("repo %s: in use by another process: %w", dir, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("repo %s: %w", dir, err)
 	}
