@@ -32,7 +32,7 @@ const minWriteInPlace = 64 << 10
 // is free. Control messages never wait behind megabytes of blocks, and
 // blocks go out on two streams at once, which matters because a libp2p
 // muxer gives each stream a flow-control window of its own: on loopback,
-// two streams carried 15–25 % more than one. Messages on different lanes
+// two streams carried 10–30 % more than one. Messages on different lanes
 // may overtake each other; Bitswap receivers (boxo opens a stream per
 // message) do not rely on their order, and every wantlist change goes on
 // lane 0.

@@ -223,6 +223,8 @@ func writeMarkdown(w io.Writer, rep Report, plotFile string) {
 			fmt.Fprintf(w, "| %s | %s | %s |\n", t.Goal, strings.ReplaceAll(t.Figure, "|", `\|`), map[bool]string{true: "yes", false: "**no**"}[t.Met])
 		}
 	}
+	fmt.Fprintf(w, "\nWhere the time goes, what changed and why some targets sit at this machine's limits:\n")
+	fmt.Fprintf(w, "[performance.md](performance.md) (next to this report in docs/).\n")
 	if plotFile != "" {
 		fmt.Fprintf(w, "\n![Loopback throughput](%s)\n", plotFile)
 	}
