@@ -117,8 +117,8 @@ func (n *Libp2pNetwork) lockSenderIf(ctx context.Context, k senderKey, wait bool
 }
 
 // lockLane locks the lane msg goes on: lane 0 for a message without blocks,
-// else the first free block lane, or, if all are busy, the one after the
-// lane this peer's last block message waited for.
+// else the first free block lane, or, if all are busy, a block lane picked
+// in turn (one counter for all peers), waiting for it.
 func (n *Libp2pNetwork) lockLane(ctx context.Context, p peer.ID, msg *message.Message) (*sender, error) {
 	if len(msg.Blocks) == 0 {
 		return n.lockSender(ctx, senderKey{p, 0})
