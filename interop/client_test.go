@@ -135,24 +135,7 @@ func TestOurClientTwentyThousandBlocksFromBoxo(t *testing.T) {
 	defer cancel()
 	theirs := startBoxo(t, ctx, nil)
 	ours := startOurs(t, ctx, nil)
-	const n = 20000
-	want := fourKiBBlocks(n)
-	if err := theirs.bs.PutMany(ctx, want); err != nil {
-		t.Fatal(err)
-	}
-	connect(t, ctx, ours.h, theirs.h)
-	ch, err := ours.b.GetBlocks(ctx, cidsOf(want))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, took, maxGap := drain(ch)
-	t.Logf("%d blocks in %v; longest gap between blocks %v", got, took, maxGap)
-	if got != n {
-		t.Fatalf("got %d of %d blocks", got, n)
-	}
-	if maxGap > time.Second {
-		t.Fatalf("a gap of %v between blocks: the client waited on a timer", maxGap)
-	}
+	fetchInOneCall(t, ctx, theirs.bs, theirs.h, ours.b, ours.h, fourKiBBlocks(20000))
 }
 
 // Our Bitswap under boxo's blockservice reads a UnixFS file that a boxo

@@ -166,6 +166,37 @@ func drain(ch <-chan blocks.Block) (n int, took, maxGap time.Duration) {
 	return n, time.Since(start), maxGap
 }
 
+// fetchInOneCall fetches want from server into client in one GetBlocks call
+// and fails unless every block arrives with no gap of a second or more
+// between two of them: a client that waits on a rebroadcast timer.
+func fetchInOneCall(t *testing.T, ctx context.Context,
+	server interface {
+		PutMany(context.Context, []blocks.Block) error
+	}, serverHost host.Host,
+	client interface {
+		GetBlocks(context.Context, []cid.Cid) (<-chan blocks.Block, error)
+	}, clientHost host.Host,
+	want []blocks.Block,
+) {
+	t.Helper()
+	if err := server.PutMany(ctx, want); err != nil {
+		t.Fatal(err)
+	}
+	connect(t, ctx, clientHost, serverHost)
+	ch, err := client.GetBlocks(ctx, cidsOf(want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, took, maxGap := drain(ch)
+	t.Logf("%d blocks in %v; longest gap between blocks %v", got, took, maxGap)
+	if got != len(want) {
+		t.Fatalf("got %d of %d blocks", got, len(want))
+	}
+	if maxGap > time.Second {
+		t.Fatalf("a gap of %v between consecutive blocks: the client waited on a timer", maxGap)
+	}
+}
+
 // fourKiBBlocks makes n distinct random 4 KiB raw blocks.
 func fourKiBBlocks(n int) []blocks.Block {
 	r := rand.NewChaCha8([32]byte{4, 0, 9, 6})

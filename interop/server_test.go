@@ -117,26 +117,7 @@ func TestBoxoClientTwentyThousandBlocksInOneCall(t *testing.T) {
 	defer cancel()
 	ours := startOurs(t, ctx, nil)
 	theirs := startBoxo(t, ctx, nil)
-
-	const n = 20000
-	want := fourKiBBlocks(n)
-	if err := ours.bs.PutMany(ctx, want); err != nil {
-		t.Fatal(err)
-	}
-	connect(t, ctx, theirs.h, ours.h)
-
-	ch, err := theirs.b.GetBlocks(ctx, cidsOf(want))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, took, maxGap := drain(ch)
-	t.Logf("%d blocks in %v; longest gap between blocks %v", got, took, maxGap)
-	if got != n {
-		t.Fatalf("got %d of %d blocks", got, n)
-	}
-	if maxGap > time.Second {
-		t.Fatalf("a gap of %v between consecutive blocks: the client waited on a timer", maxGap)
-	}
+	fetchInOneCall(t, ctx, ours.bs, ours.h, theirs.b, theirs.h, fourKiBBlocks(20000))
 	if st, _ := ours.b.Stat(); st.Server.WantsDropped != 0 {
 		t.Fatalf("server dropped %d wants", st.Server.WantsDropped)
 	}

@@ -162,14 +162,19 @@ func (r *bodyReserve) give(n int) { r.used.Add(-int64(n)) }
 // readBody reads a size-byte body into a buffer of its own: Unmarshal keeps
 // sub-slices of it.
 func readBody(r io.Reader, size int, res *bodyReserve) ([]byte, error) {
-	if size <= bodyChunk || res.take(size) {
-		if size > bodyChunk {
-			defer res.give(size)
+	if size > bodyChunk {
+		if !res.take(size) {
+			return growBody(r, size)
 		}
-		body := make([]byte, size)
-		_, err := io.ReadFull(r, body)
-		return body, err
+		defer res.give(size)
 	}
+	body := make([]byte, size)
+	_, err := io.ReadFull(r, body)
+	return body, err
+}
+
+// growBody reads a size-byte body into a buffer that grows as bytes arrive.
+func growBody(r io.Reader, size int) ([]byte, error) {
 	body := make([]byte, 0, bodyChunk)
 	for len(body) < size {
 		if len(body) == cap(body) {

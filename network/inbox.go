@@ -34,12 +34,9 @@ type inboxes struct {
 }
 
 type inbox struct {
-	msgs  []queued
+	msgs  [][]byte // message bodies as read, decoded when delivered
 	bytes int
 }
-
-// queued is a message body as read, decoded when it is delivered.
-type queued []byte
 
 func (n *Libp2pNetwork) initInboxes() {
 	n.in.peers = make(map[peer.ID]*inbox)

@@ -275,34 +275,20 @@ func (p *Policy) Presences(now time.Time, from peer.ID, haves, dontHaves []cid.C
 		p.peers[from] = pi
 	}
 	for _, c := range haves {
-		w := p.wants[c]
+		w := p.answered(now, pi, c)
 		if w == nil {
 			continue
 		}
-		if t, ok := w.askedHave[from]; ok {
-			p.sample(pi, now.Sub(t))
-			delete(w.askedHave, from)
-		}
-		if w.haves == nil {
-			w.haves = make(map[peer.ID]struct{})
-		}
-		w.haves[from] = struct{}{}
+		w.haves = addPeer(w.haves, from)
 		delete(w.dontHaves, from)
 		pi.useful = true
 	}
 	for _, c := range dontHaves {
-		w := p.wants[c]
+		w := p.answered(now, pi, c)
 		if w == nil {
 			continue
 		}
-		if t, ok := w.askedHave[from]; ok {
-			p.sample(pi, now.Sub(t))
-			delete(w.askedHave, from)
-		}
-		if w.dontHaves == nil {
-			w.dontHaves = make(map[peer.ID]struct{})
-		}
-		w.dontHaves[from] = struct{}{}
+		w.dontHaves = addPeer(w.dontHaves, from)
 		delete(w.haves, from)
 		if w.assigned == from {
 			p.sample(pi, now.Sub(w.sentAt))
@@ -320,6 +306,29 @@ func (p *Policy) Presences(now time.Time, from peer.ID, haves, dontHaves []cid.C
 	return p.take()
 }
 
+// answered returns c's want, if we still want c, after timing pi's answer
+// to the want-have we sent it for c, if we sent one.
+func (p *Policy) answered(now time.Time, pi *peerInfo, c cid.Cid) *wantInfo {
+	w := p.wants[c]
+	if w == nil {
+		return nil
+	}
+	if t, ok := w.askedHave[pi.id]; ok {
+		p.sample(pi, now.Sub(t))
+		delete(w.askedHave, pi.id)
+	}
+	return w
+}
+
+// addPeer adds id to set, making the set if it is nil.
+func addPeer(set map[peer.ID]struct{}, id peer.ID) map[peer.ID]struct{} {
+	if set == nil {
+		set = make(map[peer.ID]struct{})
+	}
+	set[id] = struct{}{}
+	return set
+}
+
 // ProvidersFound records that content routing named these peers as
 // providers of c; they are treated as having said HAVE.
 func (p *Policy) ProvidersFound(now time.Time, c cid.Cid, provs []peer.ID) Actions {
@@ -329,10 +338,7 @@ func (p *Policy) ProvidersFound(now time.Time, c cid.Cid, provs []peer.ID) Actio
 			p.peers[id] = &peerInfo{id: id}
 		}
 		if w != nil {
-			if w.haves == nil {
-				w.haves = make(map[peer.ID]struct{})
-			}
-			w.haves[id] = struct{}{}
+			w.haves = addPeer(w.haves, id)
 			delete(w.dontHaves, id)
 		}
 	}

@@ -19,7 +19,6 @@ import (
 
 	bitswap "github.com/gobitswap/bitswap"
 	"github.com/gobitswap/bitswap/blockstore"
-	"github.com/gobitswap/bitswap/network"
 )
 
 const getHelp = `Usage: bitswap get --peer MULTIADDR [--peer ...] ROOT_CID [-o OUT.car] [--timeout D]
@@ -89,20 +88,11 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) (retEr
 		w = f
 	}
 
-	h, err := libp2p.New(libp2p.NoListenAddrs)
+	h, bsw, stop, err := c.startNode(ctx, libp2p.NoListenAddrs, blockstore.NewMemory(), stderr)
 	if err != nil {
-		return networkErrorf("starting libp2p host: %v", err)
+		return err
 	}
-	defer h.Close()
-	bsw := bitswap.New(ctx, network.NewFromHost(h), blockstore.NewMemory(), bitswap.WithLogger(c.logger))
-	defer bsw.Close()
-	if c.metrics != "" {
-		stop, err := serveMetrics(ctx, c.metrics, bsw, stderr)
-		if err != nil {
-			return err
-		}
-		defer stop()
-	}
+	defer stop()
 	if err := connectAll(ctx, h, infos, *dialTimeout, c); err != nil {
 		return err
 	}

@@ -10,9 +10,6 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	ma "github.com/multiformats/go-multiaddr"
-
-	bitswap "github.com/gobitswap/bitswap"
-	"github.com/gobitswap/bitswap/network"
 )
 
 const serveHelp = `Usage: bitswap serve [--listen MULTIADDR] [--repo DIR] [FILE.car...]
@@ -82,20 +79,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 
-	h, err := libp2p.New(libp2p.ListenAddrStrings(listen...))
+	h, _, stop, err := c.startNode(ctx, libp2p.ListenAddrStrings(listen...), r.bs, stderr)
 	if err != nil {
-		return networkErrorf("starting libp2p host: %v", err)
+		return err
 	}
-	defer h.Close()
-	bsw := bitswap.New(ctx, network.NewFromHost(h), r.bs, bitswap.WithLogger(c.logger))
-	defer bsw.Close()
-	if c.metrics != "" {
-		stop, err := serveMetrics(ctx, c.metrics, bsw, stderr)
-		if err != nil {
-			return err
-		}
-		defer stop()
-	}
+	defer stop()
 
 	for _, a := range fullAddrs(h) {
 		fmt.Fprintf(stdout, "listening: %s\n", a)

@@ -59,7 +59,7 @@ func BenchmarkLoopback(b *testing.B) {
 		}
 		b.Run("raw/"+c.name, func(b *testing.B) {
 			loop(b, total, func() error {
-				_, _, err := rawStream(time.Minute, total)
+				_, _, err := rawStreams(time.Minute, total, 1)
 				return err
 			})
 		})

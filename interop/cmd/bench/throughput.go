@@ -132,7 +132,7 @@ func bigBlocks(cfg Config, sz tpSizes) ([]Row, error) {
 	for rep := range cfg.Repeat {
 		err := interleave(rep,
 			func() error {
-				d, c, err := rawStream(sz.fetchTimeout, total)
+				d, c, err := rawStreams(sz.fetchTimeout, total, 1)
 				if err == nil {
 					raw.Ours.add(mbps(total, d))
 					rawCPU.add(cpuPerGB(total, c))
@@ -195,7 +195,7 @@ func smallBlocks(cfg Config, sz tpSizes) ([]Row, error) {
 	for rep := range cfg.Repeat {
 		err := interleave(rep,
 			func() error {
-				d, _, err := rawStream(sz.fetchTimeout, total)
+				d, _, err := rawStreams(sz.fetchTimeout, total, 1)
 				if err == nil {
 					raw.Ours.add(mbps(total, d))
 				}
@@ -305,15 +305,9 @@ func fetchFresh(which impl, st store, cids []cid.Cid, batch int, timeout time.Du
 
 const sinkProto = "/gobitswap/bench/sink/1.0.0"
 
-// rawStream copies total bytes over one libp2p stream between two fresh
-// hosts and returns the time from opening the stream to the reader having
-// read everything.
-func rawStream(timeout time.Duration, total int64) (took, cpu time.Duration, err error) {
-	return rawStreams(timeout, total, 1)
-}
-
-// rawStreams is rawStream with the bytes split over k streams at once. cpu
-// is the process's CPU time meanwhile (both hosts).
+// rawStreams copies total bytes, split over k streams at once, between two
+// fresh hosts and returns the time from opening the streams to the reader
+// having read everything, and the process's CPU time meanwhile (both hosts).
 func rawStreams(timeout time.Duration, total int64, k int) (took, cpu time.Duration, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
