@@ -35,7 +35,7 @@ func ExampleNew() {
 	ctx := context.Background()
 
 	// The serving node: a libp2p host, a blockstore, and Bitswap on top.
-	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	h, err := loopbackHost()
 	if err != nil {
 		panic(err)
 	}
@@ -49,7 +49,7 @@ func ExampleNew() {
 	_ = server.NotifyNewBlocks(ctx, blk) // serves peers already waiting for it
 
 	// The asking peer.
-	h2, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	h2, err := loopbackHost()
 	if err != nil {
 		panic(err)
 	}
@@ -77,7 +77,7 @@ func twoNodes(ctx context.Context, blks ...blocks.Block) (server, client *bitswa
 	var hosts []host.Host
 	var nodes []*bitswap.Bitswap
 	for i := 0; i < 2; i++ {
-		h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+		h, err := loopbackHost()
 		if err != nil {
 			panic(err)
 		}
@@ -138,4 +138,14 @@ func ExampleBitswap_NewSession() {
 	// Output:
 	// root
 	// child
+}
+
+// loopbackHost starts a libp2p host on 127.0.0.1 with the resource limits
+// Bitswap needs (see network.ResourceManager).
+func loopbackHost() (host.Host, error) {
+	rm, err := network.ResourceManager()
+	if err != nil {
+		return nil, err
+	}
+	return libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.ResourceManager(rm))
 }

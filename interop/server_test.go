@@ -113,14 +113,16 @@ func TestBoxoClientFetchesCidV1OnOneZeroAsV0(t *testing.T) {
 // served without ever waiting on its rebroadcast timer, though that is far
 // more wants than boxo's own server would hold.
 func TestBoxoClientTwentyThousandBlocksInOneCall(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	ours := startOurs(t, ctx, nil)
-	theirs := startBoxo(t, ctx, nil)
-	fetchInOneCall(t, ctx, ours.bs, ours.h, theirs.b, theirs.h, fourKiBBlocks(20000))
-	if st, _ := ours.b.Stat(); st.Server.WantsDropped != 0 {
-		t.Fatalf("server dropped %d wants", st.Server.WantsDropped)
-	}
+	measureStalls(t, fourKiBBlocks(20000), func(t *testing.T, ctx context.Context) fetchPair {
+		ours := startOurs(t, ctx, nil)
+		theirs := startBoxo(t, ctx, nil)
+		t.Cleanup(func() {
+			if st, _ := ours.b.Stat(); st.Server.WantsDropped != 0 {
+				t.Errorf("server dropped %d wants", st.Server.WantsDropped)
+			}
+		})
+		return fetchPair{ours.bs, ours.h, theirs.b, theirs.h, func() string { return diagPair(ours, theirs) }}
+	})
 }
 
 // presenceReceiver records what boxo's network layer hands up.
@@ -170,7 +172,7 @@ func TestBoxoWantHaveAnswers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	ours := startOurs(t, ctx, nil)
-	h := newHost(t)
+	h, _ := newHost(t)
 	bnet := bsnet.NewFromIpfsHost(h, bsnet.SupportedProtocols(boxoProtocols(message.V120)))
 	rec := &presenceReceiver{sig: make(chan struct{}, 1)}
 	bnet.Start(rec)

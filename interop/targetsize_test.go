@@ -67,7 +67,11 @@ func tsSizeName(n int) string {
 // tsHost is a libp2p host on 127.0.0.1; the caller closes it.
 func tsHost(tb testing.TB) host.Host {
 	tb.Helper()
-	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	rm, err := network.ResourceManager()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.ResourceManager(rm))
 	if err != nil {
 		tb.Fatal(err)
 	}

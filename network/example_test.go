@@ -60,3 +60,24 @@ func ExampleNewFromHost() {
 	// version: 1.1.0
 	// received: hello
 }
+
+// A libp2p host whose resource manager lets boxo and Kubo servers, which
+// open a stream per message, send at full speed: libp2p's default limits
+// reset their streams past 64-75 per peer, and the blocks in them are lost.
+func ExampleResourceManager() {
+	rm, err := network.ResourceManager()
+	if err != nil {
+		panic(err)
+	}
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.ResourceManager(rm))
+	if err != nil {
+		panic(err)
+	}
+	defer h.Close() // closes rm too
+
+	n := network.NewFromHost(h)
+	n.Start(printer{make(chan *message.Message, 1)})
+	defer n.Stop()
+	fmt.Println("inbound Bitswap streams per peer:", network.ProtocolPeerStreams)
+	// Output: inbound Bitswap streams per peer: 1024
+}

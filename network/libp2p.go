@@ -190,6 +190,7 @@ func (n *Libp2pNetwork) Start(r Receiver) {
 		n.events.mark(p, false, nil)
 	}
 	n.goTracked(n.runEvents)
+	n.checkResourceLimits()
 	for _, id := range n.protos {
 		n.host.SetStreamHandler(id, n.handleStream)
 	}

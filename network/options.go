@@ -2,6 +2,7 @@ package network
 
 import (
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -31,6 +32,7 @@ type config struct {
 	sendBase       time.Duration     // send timeout floor; also bounds stream opens and closes
 	sendMinRate    int               // bytes per second; 0 means no size-dependent term
 	maxRetries     int               // retries after the first failed attempt
+	logger         *slog.Logger
 }
 
 func defaultConfig() config {
@@ -40,6 +42,7 @@ func defaultConfig() config {
 		sendBase:       DefaultSendTimeoutBase,
 		sendMinRate:    DefaultSendMinRate,
 		maxRetries:     DefaultMaxRetries,
+		logger:         slog.Default(),
 	}
 }
 
@@ -111,4 +114,15 @@ func WithSendTimeout(base time.Duration, minBytesPerSec int) Option {
 // not retried. n < 0 means 0.
 func WithMaxRetries(n int) Option {
 	return func(c *config) { c.maxRetries = max(n, 0) }
+}
+
+// WithLogger sets the logger for what the network reports on its own, such
+// as a host whose resource limits lose Bitswap streams (default
+// slog.Default()). A nil l keeps the default.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) {
+		if l != nil {
+			c.logger = l
+		}
+	}
 }

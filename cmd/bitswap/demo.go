@@ -92,12 +92,12 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}()
 	for i := range nodes {
-		h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+		h, err := c.newHost(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
 		if err != nil {
-			return networkErrorf("starting libp2p host: %v", err)
+			return err
 		}
 		bs := blockstore.NewMemory()
-		nodes[i] = &demoNode{h: h, bs: bs, bsw: bitswap.New(ctx, network.NewFromHost(h), bs, bitswap.WithLogger(c.logger))}
+		nodes[i] = &demoNode{h: h, bs: bs, bsw: bitswap.New(ctx, network.NewFromHost(h, network.WithLogger(c.logger)), bs, bitswap.WithLogger(c.logger))}
 	}
 	if err := nodes[0].bs.PutMany(ctx, dag.Blocks); err != nil {
 		return err

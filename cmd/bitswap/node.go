@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 
 	"github.com/libp2p/go-libp2p"
@@ -16,11 +17,11 @@ import (
 // on it, and serves metrics if --metrics asked for them. stop shuts it all
 // down, metrics first.
 func (c *common) startNode(ctx context.Context, hostOpt libp2p.Option, bs blockstore.Blockstore, stderr io.Writer) (h host.Host, bsw *bitswap.Bitswap, stop func(), err error) {
-	h, err = libp2p.New(hostOpt)
+	h, err = c.newHost(hostOpt)
 	if err != nil {
-		return nil, nil, nil, networkErrorf("starting libp2p host: %v", err)
+		return nil, nil, nil, err
 	}
-	bsw = bitswap.New(ctx, network.NewFromHost(h), bs, bitswap.WithLogger(c.logger))
+	bsw = bitswap.New(ctx, network.NewFromHost(h, network.WithLogger(c.logger)), bs, bitswap.WithLogger(c.logger))
 	stop = func() { bsw.Close(); h.Close() }
 	if c.metrics != "" {
 		stopMetrics, err := serveMetrics(ctx, c.metrics, bsw, stderr)
@@ -32,4 +33,20 @@ func (c *common) startNode(ctx context.Context, hostOpt libp2p.Option, bs blocks
 		stop = func() { stopMetrics(); stopNode() }
 	}
 	return h, bsw, stop, nil
+}
+
+// newHost starts a libp2p host with opts and resource limits that let boxo
+// and Kubo servers, which open a stream per message, send as fast as they
+// can (network.ResourceManager says why).
+func (c *common) newHost(opts ...libp2p.Option) (host.Host, error) {
+	rm, err := network.ResourceManager()
+	if err != nil {
+		return nil, fmt.Errorf("building the resource manager: %w", err)
+	}
+	h, err := libp2p.New(append(opts, libp2p.ResourceManager(rm))...)
+	if err != nil {
+		_ = rm.Close()
+		return nil, networkErrorf("starting libp2p host: %v", err)
+	}
+	return h, nil
 }

@@ -38,9 +38,15 @@ const (
 )
 
 // newHost is a libp2p host with the default transports, security and muxer,
-// listening on 127.0.0.1 TCP.
+// listening on 127.0.0.1 TCP, with the Bitswap stream limits of
+// network.ResourceManager for both implementations (Kubo lifts the same
+// limits for boxo).
 func newHost() (host.Host, error) {
-	return libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	rm, err := network.ResourceManager()
+	if err != nil {
+		return nil, err
+	}
+	return libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.ResourceManager(rm))
 }
 
 // fetcher is what both implementations' GetBlocks look like.
