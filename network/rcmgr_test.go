@@ -115,4 +115,3 @@ func TestResourceManagerTakesStreamPerMessagePeers(t *testing.T) {
 		}
 	})
 }
-
