@@ -91,7 +91,7 @@ func (n *Libp2pNetwork) readLoop(s network.Stream, from peer.ID) {
 func (n *Libp2pNetwork) failInbound(s network.Stream, from peer.ID, err error) {
 	n.resetInbound(s)
 	if n.ctx.Err() == nil {
-		n.receiver.ReceiveError(from, err)
+		n.malformed(from, err)
 	}
 }
 

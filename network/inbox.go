@@ -108,7 +108,7 @@ func (n *Libp2pNetwork) drain(p peer.ID, b *inbox) {
 		in.mu.Unlock()
 		msg, err := message.Unmarshal(body)
 		if err != nil {
-			n.receiver.ReceiveError(p, fmt.Errorf("bitswap: decoding %d-byte message from %s: %w", len(body), p, err))
+			n.malformed(p, fmt.Errorf("bitswap: decoding %d-byte message from %s: %w", len(body), p, err))
 			continue
 		}
 		n.receiver.ReceiveMessage(n.ctx, p, msg)

@@ -84,4 +84,10 @@ type Stats struct {
 	MessagesReceived uint64
 	BytesSent        uint64 // framed bytes written, length prefixes included
 	BytesReceived    uint64 // framed bytes read, length prefixes included
+	// MalformedReceived counts inbound frames that did not decode or were
+	// over the size limit.
+	MalformedReceived uint64
+	// PeersDisconnected counts peers disconnected for sending too many
+	// malformed messages (WithMaxMalformed).
+	PeersDisconnected uint64
 }

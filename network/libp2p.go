@@ -116,6 +116,7 @@ type Libp2pNetwork struct {
 	reserve bodyReserve
 
 	msgsSent, msgsRecv, bytesSent, bytesRecv atomic.Uint64
+	malformedRecv, peersDropped              atomic.Uint64
 
 	laneTurn atomic.Uint64 // spreads block messages over busy lanes
 
@@ -127,6 +128,7 @@ type Libp2pNetwork struct {
 	sub      event.Subscription          // identify events; nil before Start
 	senders  map[senderKey]*sender       // one per lane to each peer we send to
 	inbound  map[network.Stream]struct{} // inbound streams being read or closed
+	strikes  map[peer.ID]int             // malformed messages per connected peer
 }
 
 var _ Network = (*Libp2pNetwork)(nil)
@@ -148,6 +150,7 @@ func NewFromHost(h host.Host, opts ...Option) *Libp2pNetwork {
 		cancel:  cancel,
 		senders: make(map[senderKey]*sender),
 		inbound: make(map[network.Stream]struct{}),
+		strikes: make(map[peer.ID]int),
 	}
 	n.events.init()
 	n.initInboxes()
@@ -281,9 +284,11 @@ func (n *Libp2pNetwork) Latency(p peer.ID) time.Duration {
 // four are not a single snapshot.
 func (n *Libp2pNetwork) Stats() Stats {
 	return Stats{
-		MessagesSent:     n.msgsSent.Load(),
-		MessagesReceived: n.msgsRecv.Load(),
-		BytesSent:        n.bytesSent.Load(),
-		BytesReceived:    n.bytesRecv.Load(),
+		MessagesSent:      n.msgsSent.Load(),
+		MessagesReceived:  n.msgsRecv.Load(),
+		BytesSent:         n.bytesSent.Load(),
+		BytesReceived:     n.bytesRecv.Load(),
+		MalformedReceived: n.malformedRecv.Load(),
+		PeersDisconnected: n.peersDropped.Load(),
 	}
 }

@@ -33,6 +33,7 @@ type config struct {
 	sendMinRate    int               // bytes per second; 0 means no size-dependent term
 	maxRetries     int               // retries after the first failed attempt
 	logger         *slog.Logger
+	maxMalformed   int // malformed messages per connection before disconnecting; < 0 never
 }
 
 func defaultConfig() config {
@@ -43,6 +44,7 @@ func defaultConfig() config {
 		sendMinRate:    DefaultSendMinRate,
 		maxRetries:     DefaultMaxRetries,
 		logger:         slog.Default(),
+		maxMalformed:   DefaultMaxMalformed,
 	}
 }
 
