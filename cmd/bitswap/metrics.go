@@ -71,6 +71,8 @@ func newStatCollector(stat func() (*bitswap.Stat, error)) *statCollector {
 	counter("messages_sent_total", "Bitswap messages sent.", func(s *bitswap.Stat) uint64 { return s.Network.MessagesSent })
 	counter("network_received_bytes_total", "Framed message bytes received.", func(s *bitswap.Stat) uint64 { return s.Network.BytesReceived })
 	counter("network_sent_bytes_total", "Framed message bytes sent.", func(s *bitswap.Stat) uint64 { return s.Network.BytesSent })
+	counter("malformed_messages_total", "Inbound frames that did not decode or were over the size limit.", func(s *bitswap.Stat) uint64 { return s.Network.MalformedReceived })
+	counter("peers_disconnected_malformed_total", "Peers disconnected for sending too many malformed messages.", func(s *bitswap.Stat) uint64 { return s.Network.PeersDisconnected })
 	return c
 }
 
