@@ -70,7 +70,13 @@ func (n *Libp2pNetwork) readLoop(s network.Stream, from peer.ID) {
 				size, from, limit, message.ErrTooLarge))
 			return
 		}
+		// A frame must arrive as fast as we require of our own sends, so
+		// that a peer trickling bytes holds a stream and its buffer for a
+		// bounded time only. Between frames a stream may idle: Kubo and
+		// our sender keep one open for all their messages.
+		_ = s.SetReadDeadline(time.Now().Add(n.cfg.sendTimeout(int(size))))
 		body, err := readBody(br, int(size), &n.reserve)
+		_ = s.SetReadDeadline(time.Time{})
 		if err != nil {
 			n.failInbound(s, from, fmt.Errorf("bitswap: reading %d-byte message from %s: %w", size, from, err))
 			return
@@ -132,9 +138,13 @@ func uvarintLen(x uint64) int {
 	return n
 }
 
-// bodyChunk is how much of a message body is allocated before its bytes
-// arrive when the body cannot be reserved whole.
-const bodyChunk = 64 << 10
+// bodyChunk is the largest body allocated at its announced size without a
+// share of the reserve, and the first buffer of a body that grows as its
+// bytes arrive: small, because growing happens when the reserve is spent,
+// which is when many streams announce large frames at once, as trickling
+// attackers do; an honest large body doubles its way up at the cost of a
+// few copies.
+const bodyChunk = 4 << 10
 
 // maxReserved bounds the bytes allocated, across all streams, for message
 // bodies whose bytes have not all arrived yet.
@@ -175,7 +185,7 @@ func readBody(r io.Reader, size int, res *bodyReserve) ([]byte, error) {
 
 // growBody reads a size-byte body into a buffer that grows as bytes arrive.
 func growBody(r io.Reader, size int) ([]byte, error) {
-	body := make([]byte, 0, bodyChunk)
+	body := make([]byte, 0, min(size, bodyChunk))
 	for len(body) < size {
 		if len(body) == cap(body) {
 			body = append(body, make([]byte, min(cap(body), size-len(body)))...)[:len(body)]

@@ -2,9 +2,12 @@ package network
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
+	"time"
 
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -84,4 +87,33 @@ func TestMaxMalformedNegativeNeverDisconnects(t *testing.T) {
 	if st := b.net.Stats(); st.PeersDisconnected != 0 {
 		t.Fatalf("stats %+v: want no peer disconnected", st)
 	}
+}
+
+// A frame must arrive within the send timeout its size gets: a peer that
+// announces a frame and then trickles (here: stops) has the stream reset
+// and the failure reported, though it is not counted as malformed. Between
+// frames a stream may idle for as long as it likes.
+func TestTricklingFrameIsCutOff(t *testing.T) {
+	a := newNode(t)
+	b := newNode(t, WithSendTimeout(50*time.Millisecond, 0))
+	connect(t, a.h, b.h)
+	b.rec.waitFor(t, 1, "connected")
+
+	idle := openRaw(t, a.h, b.h.ID(), ProtocolBitswap)
+	writeFrames(t, idle, wantMsg(blocks.NewBlock([]byte("first")), 1))
+	b.rec.waitFor(t, 1, "msg")
+
+	s := openRaw(t, a.h, b.h.ID(), ProtocolBitswap)
+	writeRaw(t, s, 100, make([]byte, 10))
+	errs := b.rec.waitFor(t, 1, "err")
+	var ne net.Error
+	if !errors.As(errs[0].err, &ne) || !ne.Timeout() {
+		t.Fatalf("reported %v, want a deadline error", errs[0].err)
+	}
+	if st := b.net.Stats(); st.MalformedReceived != 0 {
+		t.Fatalf("stats %+v: a slow frame is not malformed", st)
+	}
+	// The stream that idled between frames all along still works.
+	writeFrames(t, idle, wantMsg(blocks.NewBlock([]byte("second")), 1))
+	b.rec.waitFor(t, 2, "msg")
 }
