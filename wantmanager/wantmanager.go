@@ -85,11 +85,15 @@ const (
 	// DefaultPeerWindow is the number of wants kept outstanding at one peer
 	// unless WithPeerWindow says otherwise: a quarter of the 1,024 that boxo
 	// and Kubo servers hold per peer, and with 4 KiB blocks exactly boxo's
-	// 1 MiB of outstanding work per peer. Measured against a boxo v0.43.0
-	// server on loopback, 20,000 × 4 KiB blocks in one request: with 512,
-	// some blocks the server sent never arrived in 4 of 5 runs (the client
-	// recovers by its peer timeout, seconds later); with 256, 0 of 7 runs
-	// lost any. Raise it for links with a large bandwidth-delay product.
+	// 1 MiB of outstanding work per peer. A boxo server sends each message
+	// on a stream of its own, so the window also sets how many streams it
+	// keeps open at us (about window / blocks per message, more on links
+	// with latency): on a host that keeps libp2p's default resource limits
+	// (75 streams per protocol and peer) larger windows lose blocks to
+	// refused streams (with 512, in 4 of 5 runs of 20,000 × 4 KiB), and
+	// even 256 did in about half the runs; see network.ResourceManager.
+	// Raise it, on such a host, for links with a large bandwidth-delay
+	// product.
 	DefaultPeerWindow = 256
 	// DefaultTargetMessageSize is the encoded size messages are packed up
 	// to unless WithTargetMessageSize says otherwise.
