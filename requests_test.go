@@ -148,6 +148,16 @@ func (w *world) wantsOut(t *testing.T, n int) {
 	}
 }
 
+// cancelsSent checks that n cancels have gone out to the seed, for the
+// wants it still held.
+func (w *world) cancelsSent(t *testing.T, n int) {
+	t.Helper()
+	synctest.Wait()
+	if st, _ := w.leech.b.Stat(); st.Wants.CancelsSent != uint64(n) {
+		t.Errorf("%d cancels sent, want %d", st.Wants.CancelsSent, n)
+	}
+}
+
 // requestLeftNothing checks what is left once a request has ended: a
 // one-off Session has ended with it while a NewSession Session lives on,
 // nothing is wanted, and no goroutine is running that was not before the
@@ -320,6 +330,21 @@ func TestCancellingTheRequestContextEndsTheRequest(t *testing.T) {
 		cancel()
 		sameBlocks(t, drain(t, ch, got), w.local)
 		w.requestLeftNothing(t)
+		w.cancelsSent(t, len(w.held)+len(w.missing))
+	})
+}
+
+// A request whose context is already cancelled ends at once, asking no
+// peer for anything.
+func TestRequestWithACancelledContextEndsAtOnce(t *testing.T) {
+	eachKind(t, func(t *testing.T, w *world) {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		sameBlocks(t, drain(t, w.request(t, ctx, w.held, w.missing), nil))
+		if st, _ := w.leech.b.Stat(); st.Wants.WantsSent != 0 {
+			t.Errorf("%d wants sent for a cancelled request", st.Wants.WantsSent)
+		}
+		w.requestLeftNothing(t)
 	})
 }
 
@@ -344,6 +369,7 @@ func TestClosingTheSessionEndsARunningRequest(t *testing.T) {
 		w.sess.Close()
 		sameBlocks(t, drain(t, ch, got), w.local)
 		w.sessionLeftNothing(t)
+		w.cancelsSent(t, len(w.held)+len(w.missing))
 	})
 }
 
@@ -355,6 +381,7 @@ func TestCancellingTheSessionContextEndsARunningRequest(t *testing.T) {
 		w.endSess()
 		sameBlocks(t, drain(t, ch, got), w.local)
 		w.sessionLeftNothing(t)
+		w.cancelsSent(t, len(w.held)+len(w.missing))
 	})
 }
 
@@ -429,6 +456,7 @@ func TestGetBlockEndsWithItsContext(t *testing.T) {
 			t.Fatalf("GetBlock = %v, want context.Canceled", err)
 		}
 		w.requestLeftNothing(t)
+		w.cancelsSent(t, 1)
 	})
 }
 
