@@ -31,6 +31,7 @@ type world struct {
 	sess                 *session.Session // nil: requests are one-off
 	endSess              context.CancelFunc
 	idle, withSess       goleak.Option // goroutines running before any Session, and once sess runs
+	seedOnly             goleak.Option // goroutines running before the leech started
 	getBlocks            func(context.Context, []cid.Cid) (<-chan blocks.Block, error)
 	getBlock             func(context.Context, cid.Cid) (blocks.Block, error)
 }
@@ -74,10 +75,13 @@ func withSession(t *testing.T, f func(t *testing.T, w *world)) {
 func newWorld(t *testing.T, withSession bool) *world {
 	t.Helper()
 	vn := testutil.NewVirtualNetwork(testutil.WithLatency(oneWay), testutil.WithBandwidth(bandwidth))
-	nodes := newNodes(t, vn, 2)
+	seed := newNodes(t, vn, 1)[0]
+	synctest.Wait()
+	seedOnly := goleak.IgnoreCurrent()
+	leech := newNodes(t, vn, 1)[0]
 	vn.ConnectAll()
 	w := &world{
-		seed: nodes[0], leech: nodes[1],
+		seed: seed, leech: leech, seedOnly: seedOnly,
 		held:    testutil.RandomBlocks(20, 3, 1<<10),
 		missing: testutil.RandomBlocks(21, 2, 1<<10),
 		local:   testutil.RandomBlocks(22, 3, 1<<10),
@@ -188,6 +192,16 @@ func (w *world) sessionLeftNothing(t *testing.T) {
 		default:
 			t.Fatal("the NewSession Session is still running")
 		}
+	}
+}
+
+// leechLeftNothing checks that no goroutine is running that was not before
+// the leech started: Bitswap.Close ended them all.
+func (w *world) leechLeftNothing(t *testing.T) {
+	t.Helper()
+	synctest.Wait()
+	if err := goleak.Find(w.seedOnly); err != nil {
+		t.Error(err)
 	}
 }
 
@@ -349,7 +363,7 @@ func TestRequestWithACancelledContextEndsAtOnce(t *testing.T) {
 }
 
 // Bitswap.Close mid-request closes the request's channel and ends its
-// Session, one-off or not, with every goroutine it started.
+// Session, one-off or not, and every goroutine of the leech.
 func TestClosingBitswapEndsARunningRequest(t *testing.T) {
 	eachKind(t, func(t *testing.T, w *world) {
 		ch, got := w.startRunning(t, context.Background())
@@ -358,6 +372,7 @@ func TestClosingBitswapEndsARunningRequest(t *testing.T) {
 		}
 		sameBlocks(t, drain(t, ch, got), w.local)
 		w.sessionLeftNothing(t)
+		w.leechLeftNothing(t)
 	})
 }
 
@@ -469,6 +484,7 @@ func TestGetBlockEndsWhenBitswapCloses(t *testing.T) {
 			t.Fatalf("GetBlock = %v, want session.ErrClosed", err)
 		}
 		w.sessionLeftNothing(t)
+		w.leechLeftNothing(t)
 	})
 }
 
