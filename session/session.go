@@ -88,7 +88,7 @@ type Session struct {
 	policy *Policy
 	ctx    context.Context
 	cancel context.CancelFunc
-	oneOff bool // ends with its first request
+	oneOff bool // ends with its request, however that ends
 	done   chan struct{}
 	wg     sync.WaitGroup
 
@@ -102,7 +102,6 @@ type Session struct {
 	byCid    map[cid.Cid][]*request
 	tick     *time.Timer
 	armed    bool // tick is running
-	served   bool // a request has been added
 }
 
 type request struct {
@@ -133,7 +132,7 @@ const (
 )
 
 // New starts a Session. It ends when ctx is cancelled or Close is called;
-// a oneOff Session also ends once its first request is done.
+// a oneOff Session also ends with its first request, however that ends.
 func New(ctx context.Context, id uint64, deps Deps, cfg Config, oneOff bool) *Session {
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Session{
@@ -177,6 +176,7 @@ func (s *Session) GetBlocks(ctx context.Context, cids []cid.Cid) (<-chan blocks.
 	list := make([]cid.Cid, 0, len(cids))
 	for _, c := range cids {
 		if !c.Defined() {
+			s.ended()
 			return nil, errors.New("bitswap: GetBlocks: undefined CID")
 		}
 		if _, dup := uniq[c]; !dup {
@@ -189,6 +189,7 @@ func (s *Session) GetBlocks(ctx context.Context, cids []cid.Cid) (<-chan blocks.
 	r := &request{ctx: ctx, out: make(chan blocks.Block, len(list)), remaining: uniq}
 	if len(list) == 0 {
 		close(r.out)
+		s.ended()
 		return r.out, nil
 	}
 	// Registered before the request is posted, so the run goroutine sees
@@ -278,9 +279,15 @@ func (s *Session) run() {
 			s.tick.Stop()
 			s.armed = false
 		}
-		if s.oneOff && s.served && len(s.requests) == 0 {
-			s.cancel()
-		}
+	}
+}
+
+// ended is called once a request has ended, however it ended (refused,
+// empty, served, cancelled or cut short by the Session's end): a one-off
+// Session ends with its request.
+func (s *Session) ended() {
+	if s.oneOff {
+		s.cancel()
 	}
 }
 
@@ -324,9 +331,8 @@ func (s *Session) handle(e event) {
 }
 
 func (s *Session) addRequest(r *request, cids []cid.Cid) {
-	s.served = true
 	if r.ctx.Err() != nil {
-		close(r.out) // cancelled before it started
+		s.finish(r) // cancelled before it started
 		return
 	}
 	s.requests[r] = struct{}{}
@@ -406,6 +412,7 @@ func (s *Session) finish(r *request) {
 	if r.stop != nil {
 		r.stop()
 	}
+	s.ended()
 }
 
 // apply carries out a Policy step.
