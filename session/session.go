@@ -155,12 +155,10 @@ func (s *Session) GetBlock(ctx context.Context, c cid.Cid) (blocks.Block, error)
 	if err != nil {
 		return nil, err
 	}
-	select {
-	case b, ok := <-ch:
-		if ok {
-			return b, nil
-		}
-	case <-ctx.Done():
+	// The request's channel closes when ctx ends, so waiting on it alone
+	// never misses a block that arrived as ctx ended.
+	if b, ok := <-ch; ok {
+		return b, nil
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("bitswap: getting %s: %w", c, err)
