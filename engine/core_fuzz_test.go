@@ -374,6 +374,13 @@ func coreSeeds() []coreInput {
 			answer(3, failed), pop(0), done(0, true)),
 		// Every block of a turn vanished before it was read.
 		with(tight, recv(0, false, blk(0, false), blk(1, false)), refill(0, 1), answer(0, have(5)), refill(0, 1), pop(3), empty(0)),
+		// One multihash wanted by every peer, by p0 under both CID versions;
+		// p0 leaves, and the block arrives: the wake order must not depend
+		// on the order p0's wants were forgotten in.
+		with(roomy, recv(0, false, blk(0, false)), recv(1, false, blk(0, false)), recv(0, false, blk(8, false)),
+			recv(2, false, blk(0, false)), recv(3, false, blk(0, false)),
+			refill(0, 4), answer(0, missing, missing), refill(1, 4), answer(1, missing), refill(2, 4), answer(2, missing),
+			refill(3, 4), answer(3, missing), remove(0), arrived(0)),
 		// Updates: a changed want, a repeated parked want, priorities.
 		with(roomy, recv(0, false, hav(0, false), coreEntry{cid: 1, block: true, prio: 3}), refill(0, 4),
 			recv(0, false, blk(0, true)), answer(0, missing, missing), refill(0, 4), answer(0, missing, missing),
@@ -935,7 +942,9 @@ func (r *coreRun) check() {
 		}
 		inRing[pq.id] = true
 	}
-	if len(c.tq.ring) > 0 && c.tq.next >= len(c.tq.ring) {
+	// next may be len(ring): the turn after the last peer's, which goes to
+	// a peer that joins the ring before it wraps.
+	if c.tq.next > len(c.tq.ring) || c.tq.next < 0 {
 		r.fatalf("task queue's next turn %d past its ring of %d", c.tq.next, len(c.tq.ring))
 	}
 	for id, pq := range c.tq.peers {

@@ -492,3 +492,26 @@ func TestCoreOutstandingBytesOutliveRemovePeer(t *testing.T) {
 		t.Fatal("task queue state left after every turn was done")
 	}
 }
+
+// The hash index keeps its order when wants leave it, so which peers a block
+// wakes first (and the seqs their wants get) does not depend on the order in
+// which other wants were forgotten, which removePeer and full wantlists take
+// from a map. (FuzzCore checks that two runs of the same inputs agree.)
+func TestCoreWakeOrderDoesNotDependOnForgetOrder(t *testing.T) {
+	v1 := testCid(t, 1)
+	v0 := cid.NewCidV0(v1.Hash())
+	woken := func(first, second cid.Cid) []peer.ID {
+		h := newHarness(t, defaultLimits())
+		h.receive("p0", false, wantEntry(v1, message.WantBlock, false))
+		h.receive("p1", false, wantEntry(v1, message.WantBlock, false))
+		h.receive("p0", false, wantEntry(v0, message.WantBlock, false))
+		h.receive("p2", false, wantEntry(v1, message.WantBlock, false))
+		h.receive("p3", false, wantEntry(v1, message.WantBlock, false))
+		h.receive("p0", false, message.Entry{Cid: first, Cancel: true}, message.Entry{Cid: second, Cancel: true})
+		return h.c.blocksArrived([]cid.Cid{v1})
+	}
+	a, b := woken(v1, v0), woken(v0, v1)
+	if fmt.Sprint(a) != fmt.Sprint(b) {
+		t.Fatalf("a block woke %v or %v depending on the order another peer's wants were cancelled in", a, b)
+	}
+}
