@@ -420,7 +420,7 @@ func TestCoreLateLargeBlockAfterDontHaveIsAnnouncedNotPushed(t *testing.T) {
 	}
 }
 
-// Found by FuzzCore: a want cancelled while its block was being sent came
+// Found by a FuzzCore seed: a want cancelled while its block was being sent came
 // back when the send failed, and was served again.
 func TestCoreCancelDuringFailedSendStaysCancelled(t *testing.T) {
 	const p = peer.ID("peer")
@@ -443,7 +443,7 @@ func TestCoreCancelDuringFailedSendStaysCancelled(t *testing.T) {
 	}
 }
 
-// Found by FuzzCore: a peer removed while a send to it was in flight, and
+// Found by a FuzzCore seed: a peer removed while a send to it was in flight, and
 // back with a new wantlist before the send failed, had its old wants
 // restored into the new wantlist.
 func TestCoreFailedSendFromBeforeRemovalRestoresNothing(t *testing.T) {

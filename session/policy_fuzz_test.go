@@ -266,6 +266,8 @@ func policySeeds() [][]policyEvent {
 		// Found by the fuzzer: a rebroadcast's want-have and the want-block
 		// it unblocks go to one peer in the same step.
 		{add(7), have(1, 7), dont(0, 7)},
+		// A DONT_HAVE, then the peer leaves: the want forgets it.
+		{add(16, 10), dont(0, 16), disconnect(0)},
 		// A block from a peer that was never asked; a re-added CID.
 		{connect(0, 2), connect(1, 2), add(3, 3, 4), blocks(1, 3), blocks(2, 4), add(3, 4), wait(4), tick(6)},
 	}

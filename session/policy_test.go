@@ -323,8 +323,9 @@ func TestPolicyQueueShrinksWithoutTicks(t *testing.T) {
 	}
 }
 
-// Found by FuzzPolicy: a provider search could go to a CID no longer wanted
-// (still in the lazily compacted queue), spending the search interval on it.
+// Seen while deriving FuzzPolicy's invariants (its corpus catches it): a
+// provider search could go to a CID no longer wanted (still in the lazily
+// compacted queue), spending the search interval on it.
 func TestPolicySearchesOnlyWantedCids(t *testing.T) {
 	ps := peers(2)
 	p := withPeers(ps)
@@ -337,7 +338,8 @@ func TestPolicySearchesOnlyWantedCids(t *testing.T) {
 	}
 }
 
-// Found by FuzzPolicy: a want kept the DONT_HAVEs of peers that had left, so
+// Seen while deriving FuzzPolicy's invariants (it finds it in seconds when
+// the fix is undone): a want kept the DONT_HAVEs of peers that had left, so
 // its state grew with peer churn, and a peer that came back (its server
 // state, our wantlist, gone) was not asked again until the next rebroadcast.
 func TestPolicyForgetsDontHavesOfDepartedPeers(t *testing.T) {
