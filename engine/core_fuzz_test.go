@@ -56,6 +56,14 @@ import (
 //     the Engine's goroutines do (answer lookups, refill when the core says
 //     a peer has lookups to do, pop and send) until nothing is left, and then
 //     every want still held must be parked.
+//
+// Left as they are (the model follows the core): a restored want is
+// dropped, and counted, if the peer's new wants filled its cap meanwhile; a
+// failed send popped before removePeer counts against the peer's next
+// wantlist if it is back by then; a peer whose last send failed keeps an
+// empty entry until a send succeeds or it disconnects.
+//
+//	go test -run '^$' -fuzz=FuzzCore -fuzztime=60s -parallel=1 ./engine
 func FuzzCore(f *testing.F) {
 	for _, seed := range coreSeeds() {
 		f.Add(encodeCoreInput(seed))
