@@ -52,6 +52,7 @@ import (
 // bounds outstanding wants per peer), so there is no cap to check here.
 //
 // Gaps, by design or left open (reported, not asserted):
+//
 //   - "Known" includes peers heard from by a presence or named as providers:
 //     the Policy adds them (events can race a connect). A presence or
 //     provider event handled after the peer's disconnect therefore brings
@@ -59,13 +60,15 @@ import (
 //     that is not connected), counts as an alternative to a lone silent
 //     peer and keeps allDeclined from starting an early provider search,
 //     until a disconnect that never comes.
+//
 //   - A rebroadcast's want-have and the want-block it unblocks may go to one
 //     peer in one step (see check); harmless with the WantManager.
+//
 //   - With no peer at all, only the oldest want is searched for, once per
 //     ProviderSearchInterval (the providers of one block of a DAG usually
 //     have the rest), so only "some search happens" is asserted then.
 //
-//	go test -run '^$' -fuzz=FuzzPolicy -fuzztime=60s -parallel=1 ./session
+//     go test -run '^$' -fuzz=FuzzPolicy -fuzztime=60s -parallel=1 ./session
 func FuzzPolicy(f *testing.F) {
 	for _, seed := range policySeeds() {
 		f.Add(encodePolicyEvents(seed))
