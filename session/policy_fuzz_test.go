@@ -68,7 +68,9 @@ import (
 //     ProviderSearchInterval (the providers of one block of a DAG usually
 //     have the rest), so only "some search happens" is asserted then.
 //
-//     go test -run '^$' -fuzz=FuzzPolicy -fuzztime=60s -parallel=1 ./session
+// To look for more inputs:
+//
+//	go test -run '^$' -fuzz=FuzzPolicy -fuzztime=60s -parallel=1 ./session
 func FuzzPolicy(f *testing.F) {
 	for _, seed := range policySeeds() {
 		f.Add(encodePolicyEvents(seed))
