@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"slices"
+
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -52,6 +54,17 @@ type peerWants struct {
 	active int
 	// sendFailures counts consecutive failed sends to this peer.
 	sendFailures int
+	// sending holds, by CID, the latest task popped and not yet reported
+	// done, with its want, so that a failed send restores the want as it
+	// was. A cancel (or a full wantlist without the CID) deletes the entry:
+	// what the peer cancelled while we were sending stays cancelled.
+	sending map[cid.Cid]inFlight
+}
+
+// inFlight is a popped task and the want it answers.
+type inFlight struct {
+	t *task
+	w *want
 }
 
 // lookup asks the Engine to check the blockstore for one want.
@@ -128,6 +141,11 @@ func (c *core) receive(p peer.ID, full bool, entries []message.Entry) bool {
 				c.cancel(p, pw, k)
 			}
 		}
+		for k := range pw.sending {
+			if _, ok := keep[k]; !ok {
+				delete(pw.sending, k)
+			}
+		}
 	}
 	for _, e := range entries {
 		if e.Cancel {
@@ -148,23 +166,29 @@ func (c *core) receive(p peer.ID, full bool, entries []message.Entry) bool {
 			c.update(p, pw, w, e)
 			continue
 		}
-		if len(pw.wants) >= c.maxWantsPerPeer || c.total >= c.maxWantsTotal {
-			c.droppedWants++
-			continue
-		}
-		c.seq++
-		w := &want{cid: e.Cid, priority: e.Priority, wantType: e.WantType, sendDontHave: e.SendDontHave, seq: c.seq, index: -1}
-		pw.wants[e.Cid] = w
-		c.total++
-		h := string(e.Cid.Hash())
-		c.byHash[h] = append(c.byHash[h], wantRef{p, e.Cid})
-		pw.unchecked.Push(w)
+		c.add(p, pw, &want{cid: e.Cid, priority: e.Priority, wantType: e.WantType, sendDontHave: e.SendDontHave})
 	}
 	if pw == nil {
 		return false
 	}
 	c.gcPeer(p, pw)
 	return pw.unchecked.Len() > 0
+}
+
+// add makes w, new or restored, one of p's unchecked wants, as far as the
+// limits allow.
+func (c *core) add(p peer.ID, pw *peerWants, w *want) {
+	if len(pw.wants) >= c.maxWantsPerPeer || c.total >= c.maxWantsTotal {
+		c.droppedWants++
+		return
+	}
+	c.seq++
+	w.seq, w.state, w.dontHaveSent = c.seq, wantUnchecked, false
+	pw.wants[w.cid] = w
+	c.total++
+	h := string(w.cid.Hash())
+	c.byHash[h] = append(c.byHash[h], wantRef{p, w.cid})
+	pw.unchecked.Push(w)
 }
 
 // update applies a want for a CID the peer already wants. A changed request,
@@ -192,16 +216,23 @@ func (c *core) update(p peer.ID, pw *peerWants, w *want, e message.Entry) {
 	case wantUnchecked:
 		return
 	}
+	w.haveOnly = false // asked again: serve it as asked
+	c.recheck(pw, w)
+}
+
+// recheck makes w, parked or active (and no longer counted so), unchecked
+// again; lookup results and tasks for it carry the old seq.
+func (c *core) recheck(pw *peerWants, w *want) {
 	c.seq++
 	w.seq = c.seq
 	w.dontHaveSent = false
-	w.haveOnly = false // asked again: serve it as asked
 	w.state = wantUnchecked
 	pw.unchecked.Push(w)
 }
 
 // cancel forgets p's want for k.
 func (c *core) cancel(p peer.ID, pw *peerWants, k cid.Cid) {
+	delete(pw.sending, k)
 	w := pw.wants[k]
 	if w == nil {
 		return
@@ -226,8 +257,9 @@ func (c *core) forget(p peer.ID, pw *peerWants, w *want) {
 	refs := c.byHash[h]
 	for i, r := range refs {
 		if r.peer == p && r.cid == w.cid {
-			refs[i] = refs[len(refs)-1]
-			refs = refs[:len(refs)-1]
+			// In order, so that the order of wakings (and the seqs they
+			// hand out) does not depend on the order of forgetting.
+			refs = slices.Delete(refs, i, i+1)
 			break
 		}
 	}
@@ -306,11 +338,15 @@ func (c *core) pop(target int) (p peer.ID, tasks []*task, pending int, ok bool) 
 		return
 	}
 	pw := c.peers[p]
+	if pw.sending == nil {
+		pw.sending = make(map[cid.Cid]inFlight)
+	}
 	for _, t := range tasks {
 		w := pw.wants[t.cid]
 		if w == nil || w.seq != t.seq {
 			continue // cannot happen: cancels and updates unqueue their task
 		}
+		pw.sending[t.cid] = inFlight{t, w}
 		pw.active--
 		if t.kind == sendDontHave {
 			w.state = wantParked
@@ -323,40 +359,45 @@ func (c *core) pop(target int) (p peer.ID, tasks []*task, pending int, ok bool) 
 	return
 }
 
-// done reports that popped tasks were sent (sent=true) or failed. After
-// repeated failures the peer's wantlist is dropped; otherwise the wants of a
-// failed send are restored so that nothing the peer asked for is lost.
-func (c *core) done(p peer.ID, tasks []*task, sent bool) (requeued bool) {
+// done reports that popped tasks were sent (sent=true; also when nothing
+// was left to send) or failed. After repeated failures the peer's wantlist
+// is dropped; otherwise the wants of a failed send are restored as they
+// were, so that nothing the peer asked for is lost, unless the peer has
+// cancelled them meanwhile, or asked for them again (that want stands). It
+// reports whether p has wants that need a lookup: popping freed active
+// slots, and restored wants need one.
+func (c *core) done(p peer.ID, tasks []*task, sent bool) (more bool) {
 	c.tq.done(p, tasks)
 	pw := c.peers[p]
 	if pw == nil {
 		return false // the peer left while we were sending
 	}
-	if sent {
-		pw.sendFailures = 0
-		c.gcPeer(p, pw)
-		return false
+	var failed []inFlight
+	for _, t := range tasks {
+		if f, ok := pw.sending[t.cid]; ok && f.t == t {
+			delete(pw.sending, t.cid)
+			failed = append(failed, f)
+		}
 	}
-	pw.sendFailures++
-	if pw.sendFailures >= c.maxSendFailures {
+	switch {
+	case sent:
+		pw.sendFailures = 0
+	case pw.sendFailures+1 >= c.maxSendFailures:
 		c.removePeer(p)
 		return false
-	}
-	for _, t := range tasks {
-		e := message.Entry{Cid: t.cid, Priority: t.priority, WantType: message.WantBlock}
-		if t.kind == sendHave {
-			e.WantType = message.WantHave
-		}
-		if t.kind == sendDontHave {
-			e.SendDontHave = true
-			if w := pw.wants[t.cid]; w != nil && w.state == wantParked {
-				e.WantType = w.wantType
-				w.dontHaveSent = false
+	default:
+		pw.sendFailures++
+		for _, f := range failed {
+			switch cur := pw.wants[f.t.cid]; {
+			case cur == nil:
+				c.add(p, pw, f.w) // served by this send: back, as it was
+			case cur == f.w && cur.seq == f.t.seq:
+				c.recheck(pw, cur) // parked by this DONT_HAVE: say it again
 			}
 		}
-		requeued = c.receive(p, false, []message.Entry{e}) || requeued
 	}
-	return requeued
+	c.gcPeer(p, pw)
+	return pw.unchecked.Len() > 0
 }
 
 // blocksArrived wakes parked wants for the given blocks and returns the
@@ -401,7 +442,7 @@ func (c *core) removePeer(p peer.ID) {
 // gcPeer forgets p once it wants nothing and nothing of it is in flight
 // (a failed send must still find the peer to restore its wants).
 func (c *core) gcPeer(p peer.ID, pw *peerWants) {
-	if len(pw.wants) == 0 && pw.active == 0 && pw.sendFailures == 0 && c.tq.peers[p] == nil {
+	if len(pw.wants) == 0 && pw.active == 0 && pw.sendFailures == 0 && len(pw.sending) == 0 && c.tq.peers[p] == nil {
 		delete(c.peers, p)
 	}
 }

@@ -419,3 +419,99 @@ func TestCoreLateLargeBlockAfterDontHaveIsAnnouncedNotPushed(t *testing.T) {
 		t.Fatalf("asked again: %q, want the block", kinds(tasks))
 	}
 }
+
+// Found by a FuzzCore seed: a want cancelled while its block was being sent came
+// back when the send failed, and was served again.
+func TestCoreCancelDuringFailedSendStaysCancelled(t *testing.T) {
+	const p = peer.ID("peer")
+	a, b := testCid(t, 1), testCid(t, 2)
+	h := newHarness(t, defaultLimits())
+	h.sizes[a], h.sizes[b] = 10, 10
+	h.receive(p, false, wantEntry(a, message.WantBlock, false), wantEntry(b, message.WantBlock, true))
+	_, tasks, _, _ := h.c.pop(1 << 20)
+	h.receive(p, false, message.Entry{Cid: a, Cancel: true})
+	if h.c.done(p, tasks, false) {
+		h.lookups(p)
+	}
+	got := h.c.wantlist(p)
+	if len(got) != 1 || !got[0].Equals(b) {
+		t.Fatalf("wantlist after the failed send = %v, want only %s (the peer cancelled %s)", got, b, a)
+	}
+	// The one it did not cancel is restored as it was asked: with sendDontHave.
+	if w := h.c.peers[p].wants[b]; !w.sendDontHave || w.wantType != message.WantBlock {
+		t.Fatalf("restored want: type %v sendDontHave %v", w.wantType, w.sendDontHave)
+	}
+}
+
+// Found by a FuzzCore seed: a peer removed while a send to it was in flight, and
+// back with a new wantlist before the send failed, had its old wants
+// restored into the new wantlist.
+func TestCoreFailedSendFromBeforeRemovalRestoresNothing(t *testing.T) {
+	const p = peer.ID("peer")
+	a, b := testCid(t, 1), testCid(t, 2)
+	h := newHarness(t, defaultLimits())
+	h.sizes[a] = 10
+	h.receive(p, false, wantEntry(a, message.WantBlock, false))
+	_, tasks, _, _ := h.c.pop(1 << 20)
+	h.c.removePeer(p)
+	h.receive(p, false, wantEntry(b, message.WantBlock, false))
+	h.c.done(p, tasks, false)
+	got := h.c.wantlist(p)
+	if len(got) != 1 || !got[0].Equals(b) {
+		t.Fatalf("wantlist = %v, want only the new %s", got, b)
+	}
+}
+
+// Found while modelling the core for FuzzCore: removePeer zeroed the peer's outstanding bytes while
+// its turns were still being sent; when the peer came back, those turns'
+// done subtracted their bytes from its new ones, and its cap was exceeded.
+func TestCoreOutstandingBytesOutliveRemovePeer(t *testing.T) {
+	const p = peer.ID("peer")
+	l := defaultLimits()
+	l.maxOutstanding = 1000
+	h := newHarness(t, l)
+	a, b := testCid(t, 1), testCid(t, 2)
+	h.sizes[a], h.sizes[b] = 1000, 1000
+	h.receive(p, false, wantEntry(a, message.WantBlock, false))
+	_, old, _, _ := h.c.pop(1 << 20)
+	h.c.removePeer(p)
+	h.receive(p, false, wantEntry(b, message.WantBlock, false))
+	if _, _, _, ok := h.c.pop(1 << 20); ok {
+		t.Fatal("a second turn popped with the first's 1000 bytes still in flight, cap 1000")
+	}
+	h.c.done(p, old, false)
+	_, cur, _, ok := h.c.pop(1 << 20)
+	if !ok {
+		t.Fatal("nothing popped once the first turn was done")
+	}
+	if n := h.c.tq.peers[p].outstanding; n != 1000 {
+		t.Fatalf("%d bytes outstanding, 1000 in flight", n)
+	}
+	h.c.done(p, cur, true)
+	if len(h.c.tq.peers) != 0 {
+		t.Fatal("task queue state left after every turn was done")
+	}
+}
+
+// The hash index keeps its order when wants leave it, so which peers a block
+// wakes first (and the seqs their wants get) does not depend on the order in
+// which other wants were forgotten, which removePeer and full wantlists take
+// from a map. (FuzzCore checks that two runs of the same inputs agree.)
+func TestCoreWakeOrderDoesNotDependOnForgetOrder(t *testing.T) {
+	v1 := testCid(t, 1)
+	v0 := cid.NewCidV0(v1.Hash())
+	woken := func(first, second cid.Cid) []peer.ID {
+		h := newHarness(t, defaultLimits())
+		h.receive("p0", false, wantEntry(v1, message.WantBlock, false))
+		h.receive("p1", false, wantEntry(v1, message.WantBlock, false))
+		h.receive("p0", false, wantEntry(v0, message.WantBlock, false))
+		h.receive("p2", false, wantEntry(v1, message.WantBlock, false))
+		h.receive("p3", false, wantEntry(v1, message.WantBlock, false))
+		h.receive("p0", false, message.Entry{Cid: first, Cancel: true}, message.Entry{Cid: second, Cancel: true})
+		return h.c.blocksArrived([]cid.Cid{v1})
+	}
+	a, b := woken(v1, v0), woken(v0, v1)
+	if fmt.Sprint(a) != fmt.Sprint(b) {
+		t.Fatalf("a block woke %v or %v depending on the order another peer's wants were cancelled in", a, b)
+	}
+}

@@ -326,7 +326,7 @@ func (e *Engine) worker() {
 		case err != errEmpty:
 			e.stat.SendErrors++
 		}
-		requeued := e.core.done(p, tasks, err == nil || err == errEmpty)
+		more := e.core.done(p, tasks, err == nil || err == errEmpty)
 		e.cond.Broadcast() // outstanding bytes went down: a capped peer may go again
 		e.mu.Unlock()
 
@@ -337,7 +337,9 @@ func (e *Engine) worker() {
 		} else if err != errEmpty && e.ctx.Err() == nil {
 			e.cfg.logger.Debug("bitswap engine: send failed", "peer", p, "err", err)
 		}
-		if requeued || err == nil {
+		// Also after an empty turn (its blocks vanished): popping freed
+		// active slots that unchecked wants may be waiting for.
+		if more {
 			e.refill(e.ctx, p)
 		}
 	}

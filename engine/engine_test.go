@@ -22,10 +22,11 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // fakeStore serves blocks of given sizes, sharing one buffer: the Engine
 // never hashes what it sends, so the bytes need not match the CID.
 type fakeStore struct {
-	mu    sync.Mutex
-	sizes map[cid.Cid]int
-	fail  error // returned for every call when set
-	buf   []byte
+	mu     sync.Mutex
+	sizes  map[cid.Cid]int
+	fail   error            // returned for every call when set
+	vanish map[cid.Cid]bool // GetSize finds these, Get does not (deleted in between)
+	buf    []byte
 }
 
 func newFakeStore() *fakeStore {
@@ -55,6 +56,12 @@ func (s *fakeStore) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
 	n, err := s.GetSize(ctx, c)
 	if err != nil {
 		return nil, err
+	}
+	s.mu.Lock()
+	gone := s.vanish[c]
+	s.mu.Unlock()
+	if gone {
+		return nil, ipld.ErrNotFound{Cid: c}
 	}
 	return blocks.NewBlockWithCid(s.buf[:n], c)
 }
@@ -330,5 +337,26 @@ func TestEngineForgetsPeerOnDisconnect(t *testing.T) {
 	e.PeerDisconnected("p")
 	if st := e.Stat(); st.Wants != 0 || st.Peers != 0 {
 		t.Fatalf("after disconnect the engine holds %d wants for %d peers", st.Wants, st.Peers)
+	}
+}
+
+// Found by FuzzCore's seeds: a turn whose blocks had all vanished from the
+// blockstore sent nothing, and the worker then did not refill the peer, so
+// wants waiting for the active slots that turn freed were never looked up.
+func TestEngineEmptyTurnStillRefills(t *testing.T) {
+	store, rec := newFakeStore(), newRecorder()
+	cids := storeBlocks(t, store, 0, 2, 100)
+	store.vanish = map[cid.Cid]bool{cids[0]: true}
+	e := New(store, rec, ledger.New(), WithMaxActiveWantsPerPeer(1), WithTaskWorkerCount(1))
+	e.Start()
+	defer e.Close()
+
+	e.MessageReceived(context.Background(), "p", wantBlocks(cids))
+	deadline := time.Now().Add(5 * time.Second)
+	for countBlocks(rec.snapshot(), "p") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the second block was never sent after the first vanished")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

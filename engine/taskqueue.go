@@ -98,7 +98,10 @@ func (q *taskQueue) remove(p peer.ID, c cid.Cid) bool {
 	return true
 }
 
-// clear forgets p entirely, queued tasks and outstanding bytes alike.
+// clear forgets p's queued tasks. Bytes popped for p stay counted until
+// their turns are reported done: workers are still sending them, and if p
+// comes back meanwhile its cap must not start again from zero (nor its new
+// turns be discounted by the old ones' done).
 func (q *taskQueue) clear(p peer.ID) {
 	peerq := q.peers[p]
 	if peerq == nil {
@@ -106,7 +109,6 @@ func (q *taskQueue) clear(p peer.ID) {
 	}
 	peerq.tasks.Clear()
 	clear(peerq.byCid)
-	peerq.outstanding = 0
 	q.gc(peerq)
 }
 

@@ -118,7 +118,7 @@ type peerInfo struct {
 type Policy struct {
 	cfg   Config
 	wants map[cid.Cid]*wantInfo
-	queue []*wantInfo // wants in seq order, compacted on Tick
+	queue []*wantInfo // wants in seq order; dropped ones are compacted away lazily
 	// pending holds the wants no peer is asked for, oldest first, so that
 	// each step looks only at them, not at every want.
 	pending pq.Heap[*wantInfo]
@@ -175,6 +175,7 @@ func (p *Policy) PeerDisconnected(now time.Time, id peer.ID) Actions {
 		}
 		delete(w.haves, id)
 		delete(w.askedHave, id)
+		delete(w.dontHaves, id) // a peer that comes back is asked anew
 	}
 	delete(p.peers, id)
 	p.schedule(now)
@@ -219,6 +220,12 @@ func (p *Policy) drop(w *wantInfo) {
 		p.pending.Remove(w.pidx)
 	}
 	delete(p.wants, w.c)
+	// The queue is compacted on Tick, but a Session whose wants all end
+	// between two ticks stops its timer: compact here too once most of the
+	// queue is dead, so it never holds more than twice the live wants.
+	if len(p.queue) > 2*len(p.wants) {
+		p.compact()
+	}
 }
 
 func (w *wantInfo) hasHave(id peer.ID) bool { _, ok := w.haves[id]; return ok }
@@ -348,7 +355,12 @@ func (p *Policy) ProvidersFound(now time.Time, c cid.Cid, provs []peer.ID) Actio
 
 // Tick handles time passing: peer timeouts, rebroadcasts, provider search.
 func (p *Policy) Tick(now time.Time) Actions {
-	for _, pi := range p.peers {
+	p.compact()
+	// Peers in a fixed order, and their wants in the queue's: whether a
+	// peer has an alternative depends on the peers handled before it, and
+	// the Actions' lists keep the order in which CIDs were first wanted.
+	for _, id := range peersOf(p.peers) {
+		pi := p.peers[id]
 		if pi.inflight > 0 && !pi.suspended && now.Sub(pi.lastProgress) > p.timeout(pi) {
 			// A silent peer has often just lost our wants or its blocks
 			// (libp2p's resource manager resets streams past its limits,
@@ -358,7 +370,7 @@ func (p *Policy) Tick(now time.Time) Actions {
 			if pi.penalty == 0 && !p.alternative(pi) {
 				pi.penalty = p.timeout(pi)
 				pi.lastProgress = now
-				for _, w := range p.wants {
+				for _, w := range p.queue {
 					if w.assigned == pi.id {
 						w.sentAt = now
 						p.act.add(&p.act.Resends, pi.id, w.c)
@@ -373,7 +385,7 @@ func (p *Policy) Tick(now time.Time) Actions {
 			pi.suspended = true
 			pi.penalty = min(max(2*pi.penalty, p.timeout(pi)), p.cfg.RebroadcastInterval)
 			pi.suspendedUntil = now.Add(pi.penalty)
-			for _, w := range p.wants {
+			for _, w := range p.queue {
 				if w.assigned == pi.id {
 					p.unassign(w)
 					pi.inflight--
@@ -382,7 +394,6 @@ func (p *Policy) Tick(now time.Time) Actions {
 			}
 		}
 	}
-	p.compact()
 	for _, w := range p.queue {
 		if w.assigned != "" || now.Sub(w.lastBroadcast) < p.cfg.RebroadcastInterval || now.Sub(w.added) < p.cfg.RebroadcastInterval {
 			continue
@@ -454,8 +465,8 @@ func (p *Policy) searchProviders(now time.Time) {
 		return
 	}
 	for _, w := range p.queue {
-		if len(w.haves) > 0 {
-			continue
+		if p.wants[w.c] != w || len(w.haves) > 0 {
+			continue // no longer wanted (the queue is compacted lazily), or a peer has it
 		}
 		if pi := p.peers[w.assigned]; pi != nil && pi.useful {
 			continue // asked of a peer that has been serving this session
@@ -650,7 +661,7 @@ func (p *Policy) score(pi *peerInfo) time.Duration {
 	return lat + time.Duration(pi.inflight)*st
 }
 
-// peersOf lists the peers in a map in a stable order (for tests and logs).
+// peersOf lists the peers in a map in a stable order.
 func peersOf[M ~map[peer.ID]V, V any](m M) []peer.ID {
 	out := make([]peer.ID, 0, len(m))
 	for id := range m {

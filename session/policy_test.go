@@ -277,3 +277,83 @@ func TestPolicyOnlyPeerIsRetried(t *testing.T) {
 		t.Fatal("an answer did not lift the suspension")
 	}
 }
+
+// Found by FuzzPolicy: Tick walked the wants and the peers in map order, so
+// the lone peer's resends came out in any order, and which of two peers
+// timing out together was retried rather than suspended varied from run to
+// run. Actions' lists keep the order in which CIDs were first wanted.
+func TestPolicyTickIsDeterministic(t *testing.T) {
+	c := cids(t, 8)
+	for range 20 {
+		p := withPeers(peers(1))
+		p.Add(t0, c)
+		a := p.Tick(t0.Add(p.timeout(p.peers[peers(1)[0]]) + time.Millisecond))
+		if fmt.Sprint(a.Resends[peers(1)[0]]) != fmt.Sprint(c) {
+			t.Fatalf("resends %v, want them in the order wanted %v", a.Resends, c)
+		}
+	}
+	var first string
+	for i := range 20 {
+		ps := peers(2)
+		p := withPeers(ps)
+		p.Add(t0, c)
+		a := p.Tick(t0.Add(p.timeout(p.peers[ps[0]]) + time.Millisecond))
+		got := render(a, nil) + fmt.Sprint(a.Cancels, a.Resends, a.WantBlocks)
+		if i == 0 {
+			first = got
+		} else if got != first {
+			t.Fatalf("two peers timing out together: Actions differ between runs:\n%s\n%s", first, got)
+		}
+	}
+}
+
+// Found by FuzzPolicy: the queue was compacted only on Tick, and a Session
+// whose wants all end between two ticks stops its timer, so a long-lived
+// Session fetching one block at a time kept every want it ever had.
+func TestPolicyQueueShrinksWithoutTicks(t *testing.T) {
+	ps := peers(1)
+	p := withPeers(ps)
+	for i, c := range cids(t, 1000) {
+		at := t0.Add(time.Duration(i) * time.Millisecond)
+		p.Add(at, []cid.Cid{c})
+		p.BlocksReceived(at, ps[0], []cid.Cid{c})
+	}
+	if len(p.queue) != 0 {
+		t.Fatalf("queue holds %d entries with no want left", len(p.queue))
+	}
+}
+
+// Seen while deriving FuzzPolicy's invariants (its corpus catches it): a
+// provider search could go to a CID no longer wanted (still in the lazily
+// compacted queue), spending the search interval on it.
+func TestPolicySearchesOnlyWantedCids(t *testing.T) {
+	ps := peers(2)
+	p := withPeers(ps)
+	c := cids(t, 3)
+	p.Add(t0, c)
+	p.Remove(t0, c[:1])
+	a := p.Presences(t0.Add(DefaultConfig().ProviderSearchDelay), p.Assigned(c[1]), nil, c[1:2])
+	if len(a.FindProvs) != 1 || !a.FindProvs[0].Equals(c[1]) {
+		t.Fatalf("searched for %v, want the oldest wanted CID %s", a.FindProvs, c[1])
+	}
+}
+
+// Seen while deriving FuzzPolicy's invariants (it finds it in seconds when
+// the fix is undone): a want kept the DONT_HAVEs of peers that had left, so
+// its state grew with peer churn, and a peer that came back (its server
+// state, our wantlist, gone) was not asked again until the next rebroadcast.
+func TestPolicyForgetsDontHavesOfDepartedPeers(t *testing.T) {
+	ps := peers(1)
+	p := withPeers(ps)
+	c := cids(t, 1)
+	p.Add(t0, c)
+	p.Presences(t0.Add(50*time.Millisecond), ps[0], nil, c)
+	p.PeerDisconnected(t0.Add(60*time.Millisecond), ps[0])
+	if n := len(p.wants[c[0]].dontHaves); n != 0 {
+		t.Fatalf("want holds %d DONT_HAVEs after the peer left", n)
+	}
+	a := p.PeerConnected(t0.Add(70*time.Millisecond), ps[0], 50*time.Millisecond)
+	if len(a.WantBlocks[ps[0]]) != 1 {
+		t.Fatalf("the returning peer was not asked: %v", a.WantBlocks)
+	}
+}
