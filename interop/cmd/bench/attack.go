@@ -37,17 +37,19 @@ from the server and the honest client.`
 // atkSizes are the attack suite's parameters.
 type atkSizes struct {
 	n, size        int           // the server's blocks
+	fetchN         int           // blocks the honest (and the attacked) client fetch: the first fetchN
 	dur            time.Duration // least time an attack lasts once under way
 	honestAt       time.Duration // when the honest client starts, after the attack is under way
 	tail           time.Duration // the server keeps sampling this long after the attack stops
 	fetches        int           // honest fetches per run
 	fetchTimeout   time.Duration
-	batch          int // the honest boxo client's GetBlocks calls
+	honest         impl // the honest client
+	batch          int  // its GetBlocks calls
 	entriesPerMsg  int
 	floodEntries   int // distinct entries of a want flood (then it repeats them)
 	trickleStreams int
 	peers          int  // attack 7's hosts
-	boxoAll        bool // boxo under every attack (else only the first)
+	boxoAll        bool // boxo under every attack (else only unattacked)
 	baselineTwice  bool // baselines before and after the attacks
 	clientReps     int
 	clientTimeout  time.Duration
@@ -55,9 +57,9 @@ type atkSizes struct {
 
 func attackSizes(cfg Config) atkSizes {
 	s := atkSizes{
-		n: 2000, size: 256 << 10,
+		n: 2000, size: 256 << 10, fetchN: 2000,
 		dur: 20 * time.Second, honestAt: 2 * time.Second, tail: 500 * time.Millisecond,
-		fetches: min(cfg.Repeat, 3), fetchTimeout: time.Minute, batch: 1000,
+		fetches: min(cfg.Repeat, 3), fetchTimeout: time.Minute, honest: boxo, batch: 1000,
 		entriesPerMsg: 50000, floodEntries: 1000000,
 		trickleStreams: 200,
 		peers:          500,
@@ -65,9 +67,12 @@ func attackSizes(cfg Config) atkSizes {
 		clientReps: min(cfg.Repeat, 3), clientTimeout: time.Minute,
 	}
 	if cfg.Short {
-		s.n = 200
-		s.dur, s.honestAt, s.tail = 2*time.Second, 500*time.Millisecond, 200*time.Millisecond
-		s.fetchTimeout, s.clientTimeout = 30*time.Second, 30*time.Second
+		// The smoke test runs the children with the race detector, which
+		// makes every fetch about 10 times slower: the clients fetch a
+		// quarter of the blocks, and boxo is only measured unattacked.
+		s.n, s.fetchN = 200, 50
+		s.dur, s.honestAt, s.tail = 2*time.Second, 500*time.Millisecond, 100*time.Millisecond
+		s.fetchTimeout, s.clientTimeout = 6*time.Second, 10*time.Second
 		s.floodEntries = 200000
 		s.peers = 100
 		s.boxoAll, s.baselineTwice = false, false
@@ -120,6 +125,7 @@ type serverRun struct {
 	honest honestResult
 	rep    attackReport
 	err    error
+	took   time.Duration // the whole run, server start to exit
 }
 
 // growth is the peak RSS and heap above idle over the segments that pass
@@ -161,12 +167,34 @@ type attackRunner struct {
 func (ar *attackRunner) run(atk *serverAttack, which impl) *serverRun {
 	r := &serverRun{}
 	sz := ar.env.sz
+	// The honest child starts its first node while the server starts.
+	type started struct {
+		h   *honestProc
+		err error
+	}
+	hc := make(chan started, 1)
+	go func() {
+		h, err := startHonest(childSpec{Role: "honest", Impl: sz.honest, N: sz.fetchN, Size: sz.size, CidsFile: ar.cidsFile,
+			Batch: sz.batch, Fetches: sz.fetches, Timeout: sz.fetchTimeout})
+		hc <- started{h, err}
+	}()
 	srv, err := startServer(which, ar.repo)
+	hs := <-hc
+	if err == nil {
+		err = hs.err
+	}
 	if err != nil {
+		if hs.h != nil {
+			hs.h.kill()
+		}
+		if srv != nil {
+			srv.kill()
+		}
 		r.err = err
 		return r
 	}
 	defer srv.kill()
+	honest := hs.h
 	ctl := &attackCtl{srv: srv, armedCh: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -197,6 +225,7 @@ func (ar *attackRunner) run(atk *serverAttack, which impl) *serverRun {
 	if aerr != nil {
 		cancel()
 		<-done
+		honest.kill()
 		r.err = fmt.Errorf("attacker: %w", aerr)
 		return r
 	}
@@ -205,8 +234,7 @@ func (ar *attackRunner) run(atk *serverAttack, which impl) *serverRun {
 		time.Sleep(sz.honestAt)
 	}
 	srv.mark("honest")
-	herr := runChildJSON(childSpec{Role: "honest", Impl: boxo, N: sz.n, Size: sz.size, CidsFile: ar.cidsFile,
-		Addr: srv.addrS, Batch: sz.batch, Fetches: sz.fetches, Timeout: sz.fetchTimeout}, &r.honest)
+	herr := honest.run(srv.addrS, &r.honest)
 	srv.mark("after")
 	if atk != nil {
 		time.Sleep(time.Until(armedAt.Add(sz.dur)))
@@ -245,7 +273,7 @@ func runAttack(cfg Config) ([]Row, error) {
 		return nil, err
 	}
 	var sb strings.Builder
-	for _, c := range cids {
+	for _, c := range cids[:sz.fetchN] {
 		sb.WriteString(c.String() + "\n")
 	}
 	if err := os.WriteFile(ar.cidsFile, []byte(sb.String()), 0o600); err != nil {
@@ -264,12 +292,14 @@ func runAttack(cfg Config) ([]Row, error) {
 	baselines := map[impl][]*serverRun{}
 	runBaselines := func(when string) {
 		for _, which := range impls {
+			t0 := time.Now()
 			r := ar.run(nil, which)
+			r.took = time.Since(t0)
 			note(fmt.Sprintf("baseline %s (%s)", which, when), r)
 			baselines[which] = append(baselines[which], r)
 			secs, _ := r.fetchSeconds()
 			rg, hg := r.growth(nil)
-			cfg.logf("attack: baseline (%s), %s: honest fetches %v s; server +%.1f MiB RSS, +%.1f MiB heap", when, which, fmtList(secs), rg, hg)
+			cfg.logf("attack: baseline (%s), %s, %.1f s: honest fetches %v s; server +%.1f MiB RSS, +%.1f MiB heap", when, which, r.took.Seconds(), fmtList(secs), rg, hg)
 		}
 	}
 	runBaselines("before")
@@ -288,16 +318,18 @@ func runAttack(cfg Config) ([]Row, error) {
 			order = []impl{boxo, ours}
 		}
 		for _, which := range order {
-			if which == boxo && !sz.boxoAll && i > 0 {
+			if which == boxo && !sz.boxoAll {
 				continue
 			}
+			t0 := time.Now()
 			r := ar.run(atk, which)
+			r.took = time.Since(t0)
 			note(fmt.Sprintf("attack %s (%s), %s", atk.id, atk.name, which), r)
 			runs[atk.id][which] = r
 			secs, failed := r.fetchSeconds()
 			rg, hg := r.growth(nil)
-			cfg.logf("attack %s (%s), %s: honest fetches %v s%s; server +%.1f MiB RSS, +%.1f MiB heap; %s",
-				atk.id, atk.name, which, fmtList(secs), map[bool]string{true: " (failed: " + failed + ")", false: ""}[failed != ""], rg, hg, r.rep.Note)
+			cfg.logf("attack %s (%s), %s, %.1f s: honest fetches %v s%s; server +%.1f MiB RSS, +%.1f MiB heap; %s",
+				atk.id, atk.name, which, r.took.Seconds(), fmtList(secs), map[bool]string{true: " (failed: " + failed + ")", false: ""}[failed != ""], rg, hg, r.rep.Note)
 		}
 	}
 	if sz.baselineTwice {
@@ -382,7 +414,7 @@ func serverAttackRows(sz atkSizes, attacks []serverAttack, runs map[string]map[i
 				sideOf(&rss, which).Text, sideOf(&heap, which).Text = "failed", "failed"
 			}
 			n := fmt.Sprintf("%d runs × %d fetches of %s × %s; server growth from serving the honest client alone",
-				len(baselines[which]), sz.fetches, countName(sz.n), sizeName(int64(sz.size)))
+				len(baselines[which]), sz.fetches, countName(sz.fetchN), sizeName(int64(sz.size)))
 			if len(failed) > 0 {
 				n += "; failed: " + shorten(failed[0])
 			}

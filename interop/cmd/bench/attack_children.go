@@ -202,6 +202,12 @@ func childAttackServer(s childSpec) error {
 		}
 	}
 	res.Segments = smp.finish()
+	defer func() {
+		// The result is out: exit without closing the node and pebble,
+		// which under the race detector takes over a second per run, and
+		// pebble recovers from any exit.
+		os.Exit(0)
+	}()
 	if isOurs {
 		extra()
 		s, err := b.Stat()
@@ -230,7 +236,7 @@ type honestResult struct {
 	Fetches []honestFetch `json:"fetches"`
 }
 
-// childHonest fetches every block from s.Addr s.Fetches times, each time on
+// childHonest fetches every block from the server s.Fetches times, each time on
 // a fresh node of s.Impl with an in-memory blockstore (boxo's client stores
 // nothing; ours would store in memory), in calls of s.Batch. It stops after
 // a failed fetch.
@@ -239,13 +245,33 @@ func childHonest(s childSpec) error {
 	if err != nil {
 		return err
 	}
-	ai, err := peer.AddrInfoFromString(s.Addr)
+	// The first node starts before the fetches are due (while the parent
+	// starts the server): the parent waits for "ready", then sends the
+	// server's address on stdin when the fetches are due.
+	n, err := startNode(context.Background(), s.Impl, nil, nil)
 	if err != nil {
 		return err
 	}
+	fmt.Println("ready")
+	line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+	if err != nil {
+		n.close()
+		return fmt.Errorf("waiting for the server's address: %w", err)
+	}
+	ai, err := peer.AddrInfoFromString(strings.TrimSpace(line))
+	if err != nil {
+		n.close()
+		return err
+	}
 	var r honestResult
-	for range max(s.Fetches, 1) {
-		f := honestFetchOnce(s, *ai, cids)
+	for i := range max(s.Fetches, 1) {
+		if i > 0 {
+			if n, err = startNode(context.Background(), s.Impl, nil, nil); err != nil {
+				return err
+			}
+		}
+		f := honestFetchOnce(s, n, *ai, cids)
+		n.close()
 		r.Fetches = append(r.Fetches, f)
 		if f.Err != "" {
 			break
@@ -254,14 +280,10 @@ func childHonest(s childSpec) error {
 	return json.NewEncoder(os.Stdout).Encode(r)
 }
 
-func honestFetchOnce(s childSpec, ai peer.AddrInfo, cids []cid.Cid) honestFetch {
+// honestFetchOnce connects n to ai and fetches cids.
+func honestFetchOnce(s childSpec, n *node, ai peer.AddrInfo, cids []cid.Cid) honestFetch {
 	ctx, cancel := context.WithTimeout(context.Background(), s.Timeout)
 	defer cancel()
-	n, err := startNode(context.Background(), s.Impl, nil, nil)
-	if err != nil {
-		return honestFetch{Err: err.Error()}
-	}
-	defer n.close()
 	if err := n.h.Connect(ctx, ai); err != nil {
 		return honestFetch{Err: "connecting: " + err.Error()}
 	}

@@ -276,7 +276,7 @@ type clientRun struct {
 func (ar *attackRunner) runClient(srv *serverProc, kind string) *clientRun {
 	sz := ar.env.sz
 	r := &clientRun{}
-	spec := childSpec{Role: "attacked-client", N: sz.n, Size: sz.size, CidsFile: ar.cidsFile, Addr: srv.addrS, Timeout: sz.clientTimeout}
+	spec := childSpec{Role: "attacked-client", N: sz.fetchN, Size: sz.size, CidsFile: ar.cidsFile, Addr: srv.addrS, Timeout: sz.clientTimeout}
 	if kind != "" {
 		x, err := newHostile(kind, sz.size)
 		if err != nil {
@@ -319,14 +319,16 @@ func runClientAttacks(cfg Config, ar *attackRunner) ([]Row, []string) {
 	for rep := range sz.clientReps {
 		for i := range all {
 			a := all[(i+rep)%len(all)]
+			t0 := time.Now()
 			r := ar.runClient(srv, a.kind)
+			took := time.Since(t0)
 			runs[a.id] = append(runs[a.id], r)
 			rg, hg := r.growth()
 			if r.err != nil {
 				errs = append(errs, fmt.Sprintf("client attack %s (%s): %v", a.id, a.name, r.err))
 			}
-			cfg.logf("attack %s (%s), repeat %d/%d: complete %v in %.2f s; client +%.1f MiB RSS, +%.1f MiB heap; %d unwanted blocks; %s; err %v",
-				a.id, a.name, rep+1, sz.clientReps, r.res.Completed, r.res.Seconds, rg, hg, r.res.Unwanted, r.hostile, r.err)
+			cfg.logf("attack %s (%s), repeat %d/%d, %.1f s: complete %v in %.2f s; client +%.1f MiB RSS, +%.1f MiB heap; %d unwanted blocks; %s; err %v",
+				a.id, a.name, rep+1, sz.clientReps, took.Seconds(), r.res.Completed, r.res.Seconds, rg, hg, r.res.Unwanted, r.hostile, r.err)
 		}
 	}
 	return clientAttackRows(all, runs), errs

@@ -56,7 +56,10 @@ func childCmd(spec childSpec) (*exec.Cmd, error) {
 		return nil, err
 	}
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), childEnv+"="+string(b))
+	// Under the race detector (the smoke test) a process sleeps a second
+	// at exit unless told otherwise; the suite starts dozens of children.
+	gorace := strings.TrimSpace(os.Getenv("GORACE") + " atexit_sleep_ms=0")
+	cmd.Env = append(os.Environ(), childEnv+"="+string(b), "GORACE="+gorace)
 	return cmd, nil
 }
 
@@ -221,4 +224,74 @@ func (p *serverProc) kill() {
 	}
 	_ = p.cmd.Process.Kill()
 	<-p.exited
+}
+
+// honestProc is an honest-client child, started ahead of its fetches.
+type honestProc struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	out    *bufio.Reader
+	stderr *tailBuffer
+}
+
+// startHonest starts the child and waits until its first node is up.
+func startHonest(spec childSpec) (*honestProc, error) {
+	cmd, err := childCmd(spec)
+	if err != nil {
+		return nil, err
+	}
+	h := &honestProc{cmd: cmd, stderr: &tailBuffer{}}
+	cmd.Stderr = h.stderr
+	if h.stdin, err = cmd.StdinPipe(); err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	h.out = bufio.NewReader(stdout)
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	ready := make(chan string, 1)
+	go func() {
+		line, _ := h.out.ReadString('\n')
+		ready <- strings.TrimSpace(line)
+	}()
+	select {
+	case line := <-ready:
+		if line != "ready" {
+			h.kill()
+			return nil, fmt.Errorf("honest child: %q; stderr: %s", line, h.stderr)
+		}
+	case <-time.After(time.Minute):
+		h.kill()
+		return nil, errors.New("honest child not ready after a minute")
+	}
+	return h, nil
+}
+
+// run starts the fetches from the server at addr and waits for their
+// result.
+func (h *honestProc) run(addr string, out *honestResult) error {
+	_, _ = io.WriteString(h.stdin, addr+"\n")
+	_ = h.stdin.Close()
+	b, rerr := io.ReadAll(h.out)
+	if err := h.cmd.Wait(); err != nil {
+		return fmt.Errorf("honest child: %w; stderr: %s", err, h.stderr)
+	}
+	if rerr != nil {
+		return rerr
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("honest child output %q: %w", b, err)
+	}
+	return nil
+}
+
+// kill ends the child (this process started it).
+func (h *honestProc) kill() {
+	_ = h.stdin.Close()
+	_ = h.cmd.Process.Kill()
+	_ = h.cmd.Wait()
 }
