@@ -24,8 +24,8 @@ func writeAttackMarkdown(w io.Writer, rows []Row) {
 		cell[label][metric] = r
 	}
 	esc := func(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
-	fmt.Fprintf(w, "| attack | impl | RSS growth (MiB) | heap growth (MiB) | honest fetch (s) | ÷ baseline | attacker disconnected | notes |\n")
-	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "| attack | impl | RSS growth (MiB) | before the honest client (MiB) | heap growth (MiB) | honest fetch (s) | ÷ baseline | attacker disconnected | notes |\n")
+	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|\n")
 	for _, l := range labels {
 		if strings.HasPrefix(l, "C") {
 			continue
@@ -38,8 +38,8 @@ func writeAttackMarkdown(w io.Writer, rows []Row) {
 				}
 				return spreadCell(*sideOf(&r, side))
 			}
-			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", esc(l), side,
-				get(mRSS), get(mHeap), get(mFetch), get(mRatio), esc(get(mDropped)), esc(get(mNotes)))
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", esc(l), side,
+				get(mRSS), get(mAlone), get(mHeap), get(mFetch), get(mRatio), esc(get(mDropped)), esc(get(mNotes)))
 		}
 	}
 	fmt.Fprintf(w, "\n| attack on our client | fetch complete | fetch time (s) | ÷ no hostile | client RSS growth (MiB) | client heap growth (MiB) | notes |\n")
