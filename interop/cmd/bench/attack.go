@@ -86,6 +86,15 @@ const attackSeed = 11
 // (comma-separated, e.g. "1,4c"), for working on one of them.
 const attacksEnv = "GOBITSWAP_BENCH_ATTACKS"
 
+// implsEnv, when set, picks the servers attacked ("ours", "boxo" or both,
+// comma-separated).
+const implsEnv = "GOBITSWAP_BENCH_IMPLS"
+
+// profileEnv, when set to a directory, makes each attacked server write a
+// heap profile as the honest client starts and a CPU profile of the honest
+// client's fetches (see profileAt), for finding out where an attack hurts.
+const profileEnv = "GOBITSWAP_BENCH_PROFILE"
+
 // buildAttackRepo writes n blocks of size bytes (genData(attackSeed, i))
 // into a pebble repository at dir, as bitswap serve stores them, and
 // returns their CIDs.
@@ -178,7 +187,11 @@ func (ar *attackRunner) run(atk *serverAttack, which impl) *serverRun {
 			Batch: sz.batch, Fetches: sz.fetches, Timeout: sz.fetchTimeout})
 		hc <- started{h, err}
 	}()
-	srv, err := startServer(which, ar.repo)
+	profile := ""
+	if dir := os.Getenv(profileEnv); dir != "" && atk != nil {
+		profile = filepath.Join(dir, "attack-"+atk.id+"-"+string(which))
+	}
+	srv, err := startServer(which, ar.repo, profile)
 	hs := <-hc
 	if err == nil {
 		err = hs.err
@@ -282,6 +295,9 @@ func runAttack(cfg Config) ([]Row, error) {
 	ar.env = &attackEnv{sz: sz, cids: cids, seed: attackSeed, logf: cfg.logf}
 
 	impls := []impl{ours, boxo}
+	if only := os.Getenv(implsEnv); only != "" {
+		impls = slices.DeleteFunc(impls, func(i impl) bool { return !slices.Contains(strings.Split(only, ","), string(i)) })
+	}
 	var errs []string
 	note := func(what string, r *serverRun) {
 		if r.err != nil {
@@ -313,9 +329,9 @@ func runAttack(cfg Config) ([]Row, error) {
 	for i := range attacks {
 		atk := &attacks[i]
 		runs[atk.id] = map[impl]*serverRun{}
-		order := impls
+		order := slices.Clone(impls)
 		if i%2 == 1 {
-			order = []impl{boxo, ours}
+			slices.Reverse(order)
 		}
 		for _, which := range order {
 			if (which == boxo && !sz.boxoAll) || (atk.fullOnly && ar.cfg.Short) {

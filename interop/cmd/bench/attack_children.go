@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -28,8 +29,9 @@ import (
 // binary) run again with childEnv set:
 //
 //   - attack-server: serves the suite's pebble repository until its stdin
-//     closes, sampling its own heap and RSS; each "mark" line on stdin starts
-//     a new segment of samples; at the end it prints an atkServerResult.
+//     closes, sampling its own heap and RSS; each "mark <label>" line on
+//     stdin starts a new segment of samples; at the end it prints an
+//     atkServerResult.
 //   - honest: boxo's client (or ours) fetching every block, Fetches times,
 //     each on a fresh node; prints an honestResult.
 //   - attacked-client: our client fetching every block from the honest
@@ -197,8 +199,13 @@ func childAttackServer(s childSpec) error {
 	fmt.Printf("ready %s/p2p/%s\n", addrs[0], n.h.ID())
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
-		if sc.Text() == "mark" {
-			smp.mark()
+		label, ok := strings.CutPrefix(sc.Text(), "mark ")
+		if !ok {
+			continue
+		}
+		smp.mark()
+		if s.Profile != "" {
+			profileAt(s.Profile, label)
 		}
 	}
 	res.Segments = smp.finish()
@@ -395,4 +402,24 @@ func childAttackedClient(s childSpec) error {
 	st, _ := b.Stat()
 	r.Unwanted, r.Dups, r.Received = st.Client.UnwantedBlocks, st.DupBlksReceived, st.BlocksReceived
 	return json.NewEncoder(os.Stdout).Encode(r)
+}
+
+// profileAt writes a heap profile when the honest client starts (the
+// attack has been under way for a while: what it makes the server hold) and
+// profiles the CPU from then until the honest client is done, to files
+// named prefix + "-heap.pprof" and "-cpu.pprof".
+func profileAt(prefix, label string) {
+	switch label {
+	case "honest":
+		runtime.GC() // the heap profile's in-use figures are as of the last GC
+		if f, err := os.Create(prefix + "-heap.pprof"); err == nil {
+			_ = pprof.WriteHeapProfile(f)
+			f.Close()
+		}
+		if f, err := os.Create(prefix + "-cpu.pprof"); err == nil {
+			_ = pprof.StartCPUProfile(f)
+		}
+	case "after":
+		pprof.StopCPUProfile()
+	}
 }

@@ -308,7 +308,7 @@ func runClientAttacks(cfg Config, ar *attackRunner) ([]Row, []string) {
 			return nil, nil
 		}
 	}
-	srv, err := startServer(ours, ar.repo)
+	srv, err := startServer(ours, ar.repo, "")
 	if err != nil {
 		return nil, []string{"client attacks: starting the honest server: " + err.Error()}
 	}

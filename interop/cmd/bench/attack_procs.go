@@ -99,8 +99,8 @@ type serverProc struct {
 
 // startServer starts an attack-server child of which over the repository
 // in dir and waits for it to be ready.
-func startServer(which impl, dir string) (*serverProc, error) {
-	cmd, err := childCmd(childSpec{Role: "attack-server", Impl: which, Dir: dir})
+func startServer(which impl, dir, profile string) (*serverProc, error) {
+	cmd, err := childCmd(childSpec{Role: "attack-server", Impl: which, Dir: dir, Profile: profile})
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +157,7 @@ func (p *serverProc) mark(label string) {
 		return
 	}
 	p.marks = append(p.marks, label)
-	_, _ = io.WriteString(p.stdin, "mark\n")
+	_, _ = io.WriteString(p.stdin, "mark "+label+"\n")
 }
 
 // crashed reports whether the server exited by itself.

@@ -46,6 +46,7 @@ type childSpec struct {
 	// The attack suite's children (attack_children.go).
 	Fetches int    `json:"fetches,omitempty"` // honest: fetches, each on a fresh node
 	Hostile string `json:"hostile,omitempty"` // attacked-client: the hostile peer's /p2p multiaddr
+	Profile string `json:"profile,omitempty"` // attack-server: write profiles with this path prefix
 }
 
 // memResult is what a client child prints on stdout.
