@@ -53,6 +53,10 @@ func TestBenchShort(t *testing.T) {
 		if len(s.Rows) == 0 {
 			t.Errorf("suite %s: no rows", s.Name)
 		}
+		if s.Name == "attack" {
+			checkAttackRows(t, s.Rows)
+			continue
+		}
 		for _, r := range s.Rows {
 			if !r.Ours.ok() {
 				t.Errorf("suite %s, %s: no figure for ours", s.Name, r.Case)
@@ -96,5 +100,43 @@ func checkVtimeTargets(t *testing.T, rows []Row) {
 	t.Helper()
 	for _, f := range vtimeTargetFailures(rows, vtime.ShortParams().Blocks) {
 		t.Error(f)
+	}
+}
+
+// checkAttackRows checks that the attack suite ran every attack and has a
+// figure (or a reason for none) for each of its rows. A run that failed
+// (the server crashed, an honest fetch timed out) is a result of the
+// suite, reported in its rows, not a failure of the smoke test; neither are
+// the suite's targets checked here.
+func checkAttackRows(t *testing.T, rows []Row) {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, r := range rows {
+		label, metric, ok := strings.Cut(r.Case, ": ")
+		if !ok {
+			t.Errorf("attack row %q: no metric", r.Case)
+			continue
+		}
+		id, _, _ := strings.Cut(label, ". ")
+		seen[id] = true
+		if !r.Ours.ok() && r.Ours.Text == "" {
+			t.Errorf("attack row %q (%s): nothing for ours", r.Case, metric)
+		}
+		if !r.Boxo.ok() && r.Boxo.Text == "" {
+			t.Errorf("attack row %q (%s): nothing for boxo", r.Case, metric)
+		}
+	}
+	want := []string{"0"}
+	for _, a := range serverAttacks() {
+		want = append(want, a.id)
+	}
+	want = append(want, "C0")
+	for _, a := range clientAttacks {
+		want = append(want, a.id)
+	}
+	for _, id := range want {
+		if !seen[id] {
+			t.Errorf("attack suite: no rows for attack %s", id)
+		}
 	}
 }

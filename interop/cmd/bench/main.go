@@ -54,6 +54,7 @@ func init() {
 	register("throughput", runThroughput, throughputDoc)
 	register("memory", runMemory, memoryDoc)
 	register("vtime", runVtime, vtimeDoc)
+	register("attack", runAttack, attackDoc)
 }
 
 // suiteDocs maps a suite's name to its doc, for the markdown report.

@@ -43,6 +43,10 @@ type childSpec struct {
 	Dir      string        `json:"dir,omitempty"`  // client: the pebble directory
 	Batch    int           `json:"batch,omitempty"`
 	Timeout  time.Duration `json:"timeout"`
+	// The attack suite's children (attack_children.go).
+	Fetches int    `json:"fetches,omitempty"` // honest: fetches, each on a fresh node
+	Hostile string `json:"hostile,omitempty"` // attacked-client: the hostile peer's /p2p multiaddr
+	Profile string `json:"profile,omitempty"` // attack-server: write profiles with this path prefix
 }
 
 // memResult is what a client child prints on stdout.
@@ -66,6 +70,12 @@ func runChild(spec string) int {
 			err = childServer(s)
 		case "client":
 			err = childClient(s)
+		case "attack-server":
+			err = childAttackServer(s)
+		case "honest":
+			err = childHonest(s)
+		case "attacked-client":
+			err = childAttackedClient(s)
 		default:
 			err = fmt.Errorf("unknown role %q", s.Role)
 		}

@@ -236,6 +236,13 @@ func writeMarkdown(w io.Writer, rep Report, plotFile string) {
 		if len(s.Rows) == 0 {
 			continue
 		}
+		if s.Name == "attack" {
+			writeAttackMarkdown(w, s.Rows)
+			if d, ok := suiteDocs[s.Name]; ok {
+				fmt.Fprintf(w, "\n%s\n", d)
+			}
+			continue
+		}
 		if s.Name == "vtime" {
 			writeVtimeMarkdown(w, s.Rows)
 			if d, ok := suiteDocs[s.Name]; ok {

@@ -58,6 +58,11 @@ func targets(results []SuiteResult, short bool) []target {
 			Figure: fmt.Sprintf("%.1f MiB", h.Ours.Median), Met: h.Ours.Median <= 64})
 	}
 	for _, s := range results {
+		if s.Name == "attack" && len(s.Rows) > 0 {
+			out = append(out, attackTargets(s.Rows)...)
+		}
+	}
+	for _, s := range results {
 		if s.Name == "vtime" && len(s.Rows) > 0 {
 			p := vtime.DefaultParams()
 			if short {
@@ -106,4 +111,87 @@ func vtimeTargetFailures(rows []Row, blocks int) []string {
 		fails = append(fails, fmt.Sprintf("%d virtual-time scenarios, want 7", scenarios))
 	}
 	return fails
+}
+
+// Targets of the attack suite, for ours.
+const (
+	attackMaxRSS       = 32  // MiB of RSS growth of the attacked server
+	attackMaxSlowdown  = 1.2 // honest fetch under attack over the baseline
+	clientExtraRSSSlop = 32  // MiB of client RSS growth over its growth with no hostile peer
+)
+
+// attackTargets checks ours against the attack suite's targets: under every
+// server attack, RSS growth ≤ 32 MiB and the honest fetch ≤ 1.2 × the
+// baseline (medians); under every client attack, every fetch complete and
+// RSS growth ≤ the no-hostile growth + 32 MiB.
+func attackTargets(rows []Row) []target {
+	var rssMiss, slowMiss, incomplete, memMiss []string
+	worstRSS, worstSlow := "", ""
+	var wr, ws float64
+	var clientBase float64
+	for _, r := range rows {
+		if label, metric, _ := strings.Cut(r.Case, ": "); label == "C0. no hostile peer" && metric == mRSS && r.Ours.ok() {
+			clientBase = r.Ours.Median
+		}
+	}
+	for _, r := range rows {
+		label, metric, ok := strings.Cut(r.Case, ": ")
+		if !ok {
+			continue
+		}
+		id, _, _ := strings.Cut(label, ". ")
+		client := strings.HasPrefix(id, "C")
+		if id == "0" || id == "C0" {
+			continue
+		}
+		fig := r.Ours.cell()
+		switch {
+		case !client && metric == mRSS:
+			if !r.Ours.ok() {
+				rssMiss = append(rssMiss, id+": "+fig)
+			} else if r.Ours.Median > attackMaxRSS {
+				rssMiss = append(rssMiss, fmt.Sprintf("%s: +%.0f MiB", id, r.Ours.Median))
+			}
+			if r.Ours.ok() && r.Ours.Median >= wr {
+				wr, worstRSS = r.Ours.Median, fmt.Sprintf("+%.1f MiB (%s)", r.Ours.Median, id)
+			}
+		case !client && metric == mRatio:
+			if !r.Ours.ok() {
+				slowMiss = append(slowMiss, id+": "+fig)
+			} else if r.Ours.Median > attackMaxSlowdown {
+				slowMiss = append(slowMiss, fmt.Sprintf("%s: %.2f×", id, r.Ours.Median))
+			}
+			if r.Ours.ok() && r.Ours.Median >= ws {
+				ws, worstSlow = r.Ours.Median, fmt.Sprintf("%.2f× (%s)", r.Ours.Median, id)
+			}
+		case client && metric == mComplete:
+			if !strings.HasPrefix(r.Ours.Text, "yes") {
+				incomplete = append(incomplete, id+": "+fig)
+			}
+		case client && metric == mRSS:
+			if !r.Ours.ok() {
+				memMiss = append(memMiss, id+": "+fig)
+			} else if r.Ours.Median > clientBase+clientExtraRSSSlop {
+				memMiss = append(memMiss, fmt.Sprintf("%s: +%.0f MiB", id, r.Ours.Median))
+			}
+		}
+	}
+	mk := func(goal string, miss []string, worst string) target {
+		t := target{Goal: goal, Met: len(miss) == 0}
+		switch {
+		case len(miss) > 0:
+			t.Figure = "missed: " + strings.Join(miss, "; ")
+		case worst != "":
+			t.Figure = "all met; worst " + worst
+		default:
+			t.Figure = "all met"
+		}
+		return t
+	}
+	return []target{
+		mk(fmt.Sprintf("attacks on the server: ours' RSS growth ≤ %d MiB under every attack", attackMaxRSS), rssMiss, worstRSS),
+		mk(fmt.Sprintf("attacks on the server: honest fetch from ours ≤ %.1f × baseline under every attack", attackMaxSlowdown), slowMiss, worstSlow),
+		mk("attacks on our client: every fetch completes", incomplete, ""),
+		mk(fmt.Sprintf("attacks on our client: RSS growth ≤ its growth with no hostile peer (%.0f MiB) + %d MiB", clientBase, clientExtraRSSSlop), memMiss, ""),
+	}
 }

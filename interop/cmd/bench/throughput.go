@@ -73,11 +73,19 @@ func sizeName(n int64) string {
 	}
 }
 
+// countName writes n with thousands separators from 10,000 on.
 func countName(n int) string {
-	if n >= 10000 {
-		return fmt.Sprintf("%d,%03d", n/1000, n%1000)
+	if n < 10000 && n > -10000 {
+		return fmt.Sprint(n)
 	}
-	return fmt.Sprint(n)
+	if n < 0 {
+		return "-" + countName(-n)
+	}
+	s := fmt.Sprint(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 func mbps(bytes int64, d time.Duration) float64 { return float64(bytes) / 1e6 / d.Seconds() }
