@@ -137,7 +137,8 @@ func TestOurClientTwentyThousandBlocksFromBoxo(t *testing.T) {
 	measureStalls(t, fourKiBBlocks(20000), func(t *testing.T, ctx context.Context) fetchPair {
 		theirs := startBoxo(t, ctx, nil)
 		ours := startOurs(t, ctx, nil)
-		return fetchPair{theirs.bs, theirs.h, ours.b, ours.h, func() string { return diagPair(ours, theirs) }}
+		return fetchPair{theirs.bs, theirs.h, ours.b, ours.h, func() string { return diagPair(ours, theirs) },
+			func() error { return askedOnce(ours, theirs, 20000) }}
 	})
 }
 

@@ -121,7 +121,7 @@ func TestBoxoClientTwentyThousandBlocksInOneCall(t *testing.T) {
 				t.Errorf("server dropped %d wants", st.Server.WantsDropped)
 			}
 		})
-		return fetchPair{ours.bs, ours.h, theirs.b, theirs.h, func() string { return diagPair(ours, theirs) }}
+		return fetchPair{ours.bs, ours.h, theirs.b, theirs.h, func() string { return diagPair(ours, theirs) }, nil}
 	})
 }
 
