@@ -47,9 +47,15 @@ func (n *Libp2pNetwork) malformed(p peer.ID, err error) {
 	}
 	n.strikes[p]++
 	strikes := n.strikes[p]
+	if strikes >= n.cfg.maxMalformed {
+		// Start afresh at once rather than when the disconnect is seen:
+		// a peer that reconnects before the event goroutine notices would
+		// otherwise keep a count past the limit and never reach it again.
+		delete(n.strikes, p)
+	}
 	n.mu.Unlock()
-	if strikes != n.cfg.maxMalformed {
-		return // under the limit, or already disconnected for it
+	if strikes < n.cfg.maxMalformed {
+		return
 	}
 	n.peersDropped.Add(1)
 	n.cfg.logger.Warn("bitswap: disconnecting a peer that keeps sending malformed messages",

@@ -117,3 +117,25 @@ func TestTricklingFrameIsCutOff(t *testing.T) {
 	writeFrames(t, idle, wantMsg(blocks.NewBlock([]byte("second")), 1))
 	b.rec.waitFor(t, 2, "msg")
 }
+
+// Every connection gets the same allowance: a peer that reconnects at once
+// after being disconnected, before the disconnect is even noticed, is
+// disconnected again at the limit.
+func TestReconnectingMalformedPeerIsDisconnectedAgain(t *testing.T) {
+	a := newNode(t)
+	b := newNode(t, WithMaxMalformed(2))
+	for round := 1; round <= 3; round++ {
+		connect(t, a.h, b.h)
+		s := openRaw(t, a.h, b.h.ID(), ProtocolBitswap)
+		for range 2 {
+			writeRaw(t, s, uint64(len(garbage)), garbage)
+		}
+		deadline := time.Now().Add(waitTimeout)
+		for b.net.Stats().PeersDisconnected < uint64(round) {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: stats %+v", round, b.net.Stats())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}

@@ -72,7 +72,14 @@ func runChildJSON(spec childSpec, out any) error {
 	var stdout bytes.Buffer
 	stderr := &tailBuffer{}
 	cmd.Stdout, cmd.Stderr = &stdout, stderr
-	if err := cmd.Run(); err != nil {
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	// The child bounds its own work by spec.Timeout; this is for a child
+	// that hangs anyway.
+	guard := time.AfterFunc(spec.Timeout+2*time.Minute, func() { _ = cmd.Process.Kill() })
+	defer guard.Stop()
+	if err := cmd.Wait(); err != nil {
 		return fmt.Errorf("%s child: %w; stderr: %s", spec.Role, err, stderr)
 	}
 	if err := json.Unmarshal(stdout.Bytes(), out); err != nil {
@@ -232,6 +239,9 @@ type honestProc struct {
 	stdin  io.WriteCloser
 	out    *bufio.Reader
 	stderr *tailBuffer
+
+	fetches int
+	timeout time.Duration // per fetch
 }
 
 // startHonest starts the child and waits until its first node is up.
@@ -240,7 +250,7 @@ func startHonest(spec childSpec) (*honestProc, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &honestProc{cmd: cmd, stderr: &tailBuffer{}}
+	h := &honestProc{cmd: cmd, stderr: &tailBuffer{}, fetches: spec.Fetches, timeout: spec.Timeout}
 	cmd.Stderr = h.stderr
 	if h.stdin, err = cmd.StdinPipe(); err != nil {
 		return nil, err
@@ -276,6 +286,10 @@ func startHonest(spec childSpec) (*honestProc, error) {
 func (h *honestProc) run(addr string, out *honestResult) error {
 	_, _ = io.WriteString(h.stdin, addr+"\n")
 	_ = h.stdin.Close()
+	// The child bounds each fetch by its timeout; this is for one that
+	// hangs anyway.
+	guard := time.AfterFunc(time.Duration(max(h.fetches, 1))*(h.timeout+time.Minute), func() { _ = h.cmd.Process.Kill() })
+	defer guard.Stop()
 	b, rerr := io.ReadAll(h.out)
 	if err := h.cmd.Wait(); err != nil {
 		return fmt.Errorf("honest child: %w; stderr: %s", err, h.stderr)
