@@ -40,6 +40,7 @@ type Option func(*config)
 
 type config struct {
 	engineOpts []engine.Option
+	routerOpts []blockrouter.Option
 	wmOpts     []wantmanager.Option
 	session    session.Config
 	routing    routing.ContentRouting
@@ -140,6 +141,15 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
+// WithMaxUnrequested sets how far the blocks a peer sends unasked may
+// outnumber those we wanted from it, during one connection, before its
+// messages count against it like malformed ones (and it is disconnected
+// after a few; see network.WithMaxMalformed). The default is
+// blockrouter.DefaultMaxUnrequested; n < 0 tolerates any number.
+func WithMaxUnrequested(n int) Option {
+	return func(c *config) { c.routerOpts = append(c.routerOpts, blockrouter.WithMaxUnrequested(n)) }
+}
+
 func engineOption(o engine.Option) Option {
 	return func(c *config) { c.engineOpts = append(c.engineOpts, o) }
 }
@@ -193,7 +203,7 @@ func New(ctx context.Context, net network.Network, bs blockstore.Blockstore, opt
 		peers:      make(map[peer.ID]struct{}),
 		sessions:   make(map[*session.Session]struct{}),
 	}
-	b.blockRouter = blockrouter.New(bs, l, b.engine, cfg.logger)
+	b.blockRouter = blockrouter.New(bs, l, b.engine, cfg.logger, cfg.routerOpts...)
 	if cfg.routing != nil {
 		b.providers = &providerFinder{r: cfg.routing, net: net}
 	}
@@ -414,11 +424,14 @@ func (b *Bitswap) Close() error {
 // set.
 type receiver Bitswap
 
-func (r *receiver) ReceiveMessage(ctx context.Context, from peer.ID, msg *message.Message) {
+// ReceiveMessage hands msg to the server and the client side. Its error,
+// when the message was abuse (wants for oversized CIDs, a flood of
+// unrequested blocks), lets the network count it against the peer.
+func (r *receiver) ReceiveMessage(ctx context.Context, from peer.ID, msg *message.Message) error {
 	r.messagesReceived.Add(1)
-	r.engine.MessageReceived(ctx, from, msg)
+	errServer := r.engine.MessageReceived(ctx, from, msg)
 	if len(msg.Blocks) == 0 && len(msg.BlockPresences) == 0 {
-		return
+		return errServer
 	}
 	var haves, dontHaves []cid.Cid
 	for _, bp := range msg.BlockPresences {
@@ -435,8 +448,9 @@ func (r *receiver) ReceiveMessage(ctx context.Context, from peer.ID, msg *messag
 	// The WantManager hears first, so that it knows the sender has forgotten
 	// these wants before Sessions cancel them everywhere.
 	r.wm.ReceivedFrom(from, keys, haves, dontHaves)
-	r.blockRouter.ReceiveBlocks(ctx, from, msg.Blocks)
+	errClient := r.blockRouter.ReceiveBlocks(ctx, from, msg.Blocks)
 	r.peerRouter.ReceivePresences(from, haves, dontHaves)
+	return errors.Join(errServer, errClient)
 }
 
 func (r *receiver) ReceiveError(from peer.ID, err error) {

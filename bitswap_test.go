@@ -26,10 +26,11 @@ type inbox struct {
 	msgs []*message.Message
 }
 
-func (r *inbox) ReceiveMessage(_ context.Context, _ peer.ID, m *message.Message) {
+func (r *inbox) ReceiveMessage(_ context.Context, _ peer.ID, m *message.Message) error {
 	r.mu.Lock()
 	r.msgs = append(r.msgs, m)
 	r.mu.Unlock()
+	return nil
 }
 func (r *inbox) ReceiveError(peer.ID, error)  {}
 func (r *inbox) PeerConnected(peer.ID)        {}

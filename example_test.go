@@ -19,11 +19,12 @@ import (
 // printBlocks is a bare Bitswap peer that prints the blocks it receives.
 type printBlocks chan struct{}
 
-func (r printBlocks) ReceiveMessage(_ context.Context, _ peer.ID, m *message.Message) {
+func (r printBlocks) ReceiveMessage(_ context.Context, _ peer.ID, m *message.Message) error {
 	for _, b := range m.Blocks {
 		fmt.Printf("received %q\n", b.RawData())
 		close(r)
 	}
+	return nil
 }
 func (printBlocks) ReceiveError(peer.ID, error) {}
 func (printBlocks) PeerConnected(peer.ID)       {}

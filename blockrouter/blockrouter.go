@@ -14,6 +14,8 @@ package blockrouter
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 
@@ -51,19 +53,46 @@ type Stat struct {
 	BlockstoreErrors uint64
 }
 
+// DefaultMaxUnrequested is how many more blocks nobody asked for than
+// wanted ones a peer may send during one connection before ReceiveBlocks
+// rejects its messages (WithMaxUnrequested). Honest peers send a few: blocks
+// already on their way when our request was cancelled. Blocks we already
+// have (late duplicates) are not counted.
+const DefaultMaxUnrequested = 1024
+
+// ErrUnrequested is wrapped by ReceiveBlocks' error once a peer has sent
+// more unrequested blocks than the limit allows.
+var ErrUnrequested = errors.New("too many unrequested blocks")
+
+// Option configures New.
+type Option func(*BlockRouter)
+
+// WithMaxUnrequested sets how far a peer's unrequested blocks may outnumber
+// its wanted ones during a connection before its messages are rejected:
+// each unrequested block counts one, each wanted block takes one off. n < 0
+// never rejects; 0 keeps DefaultMaxUnrequested.
+func WithMaxUnrequested(n int) Option {
+	return func(r *BlockRouter) {
+		if n != 0 {
+			r.maxUnrequested = n
+		}
+	}
+}
+
 // BlockRouter routes incoming blocks. Create it with New.
 type BlockRouter struct {
-	bs     Blockstore
-	ledger *ledger.Ledger
-	notify Notifier
-	logger *slog.Logger
+	bs             Blockstore
+	ledger         *ledger.Ledger
+	notify         Notifier
+	logger         *slog.Logger
+	maxUnrequested int
 
 	mu     sync.Mutex
 	sinks  map[uint64]Sink
 	wanted map[string]map[uint64]cid.Cid // multihash -> session -> CID it asked for
 	stat   Stat
-	// charged counts unwanted blocks per peer; bounded like the ledger by
-	// only holding peers that misbehaved, reset by Forget.
+	// charged counts, per peer, unwanted blocks less wanted ones (never
+	// below 0); bounded by only holding peers above 0, reset by Forget.
 	charged map[peer.ID]uint64
 	// storing counts, per multihash, the wanted blocks taken by a
 	// ReceiveBlocks call that has not yet stored them. A copy arriving
@@ -74,17 +103,22 @@ type BlockRouter struct {
 }
 
 // New returns a BlockRouter that stores into bs, records in l and tells n.
-func New(bs Blockstore, l *ledger.Ledger, n Notifier, logger *slog.Logger) *BlockRouter {
+func New(bs Blockstore, l *ledger.Ledger, n Notifier, logger *slog.Logger, opts ...Option) *BlockRouter {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &BlockRouter{
+	r := &BlockRouter{
 		bs: bs, ledger: l, notify: n, logger: logger,
-		sinks:   make(map[uint64]Sink),
-		wanted:  make(map[string]map[uint64]cid.Cid),
-		charged: make(map[peer.ID]uint64),
-		storing: make(map[string]int),
+		maxUnrequested: DefaultMaxUnrequested,
+		sinks:          make(map[uint64]Sink),
+		wanted:         make(map[string]map[uint64]cid.Cid),
+		charged:        make(map[peer.ID]uint64),
+		storing:        make(map[string]int),
 	}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
 }
 
 // Register adds a Session's sink.
@@ -140,10 +174,13 @@ func (r *BlockRouter) IsWanted(c cid.Cid) bool {
 	return len(r.wanted[string(c.Hash())]) > 0
 }
 
-// ReceiveBlocks handles the blocks of one message from a peer.
-func (r *BlockRouter) ReceiveBlocks(ctx context.Context, from peer.ID, blks []blocks.Block) {
+// ReceiveBlocks handles the blocks of one message from a peer. It returns
+// an error wrapping ErrUnrequested when the message leaves the peer over the
+// unrequested-block limit (see WithMaxUnrequested); its wanted blocks are
+// stored and delivered all the same.
+func (r *BlockRouter) ReceiveBlocks(ctx context.Context, from peer.ID, blks []blocks.Block) error {
 	if len(blks) == 0 {
-		return
+		return nil
 	}
 	type delivery struct {
 		sink Sink
@@ -193,6 +230,13 @@ func (r *BlockRouter) ReceiveBlocks(ctx context.Context, from peer.ID, blks []bl
 		// The block satisfies every Session: later copies are duplicates.
 		delete(r.wanted, k)
 	}
+	if c := r.charged[from]; c > 0 {
+		if c > uint64(len(store)) {
+			r.charged[from] = c - uint64(len(store))
+		} else {
+			delete(r.charged, from)
+		}
+	}
 	r.mu.Unlock()
 
 	for _, b := range blks {
@@ -220,6 +264,10 @@ func (r *BlockRouter) ReceiveBlocks(ctx context.Context, from peer.ID, blks []bl
 	if len(store) > 0 && r.notify != nil {
 		r.notify.NotifyNewBlocks(ctx, store...)
 	}
+	if len(unwanted) == 0 {
+		return nil
+	}
+	var charge uint64
 	for _, b := range unwanted {
 		have, err := r.bs.Has(ctx, b.Cid())
 		n := uint64(len(b.RawData()))
@@ -233,12 +281,22 @@ func (r *BlockRouter) ReceiveBlocks(ctx context.Context, from peer.ID, blks []bl
 			}
 		})
 		if err != nil || !have {
-			r.mu.Lock()
-			r.charged[from]++
-			r.mu.Unlock()
+			charge++
 			r.logger.Debug("bitswap: dropped unrequested block", "peer", from, "cid", b.Cid())
 		}
 	}
+	if charge == 0 {
+		return nil
+	}
+	r.mu.Lock()
+	r.charged[from] += charge
+	total := r.charged[from]
+	r.mu.Unlock()
+	if r.maxUnrequested >= 0 && total > uint64(r.maxUnrequested) {
+		return fmt.Errorf("bitswap: %s sent %d more unrequested blocks than wanted ones (limit %d): %w",
+			from, total, r.maxUnrequested, ErrUnrequested)
+	}
+	return nil
 }
 
 func (r *BlockRouter) count(f func(*Stat)) {
@@ -254,8 +312,8 @@ func (r *BlockRouter) Stat() Stat {
 	return r.stat
 }
 
-// Unrequested returns how many blocks nobody asked for p has sent us since
-// it connected.
+// Unrequested returns by how many blocks those nobody asked for outnumber
+// the wanted ones p has sent us since it connected.
 func (r *BlockRouter) Unrequested(p peer.ID) uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()

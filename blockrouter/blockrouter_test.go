@@ -687,3 +687,48 @@ func TestConcurrentWantUnwantAndReceive(t *testing.T) {
 		}
 	}
 }
+
+// A peer may send unrequested blocks up to the limit, net of the wanted
+// blocks it sends; past it ReceiveBlocks reports ErrUnrequested, naming the
+// peer, for every further message with unrequested blocks, while wanted
+// blocks in those messages are still delivered. Forget starts afresh.
+func TestUnrequestedBlocksPastTheLimitAreRejected(t *testing.T) {
+	bs := blockstore.NewMemory()
+	f := &fixture{bs: bs, ledger: ledger.New(), notify: &notifier{}}
+	f.r = blockrouter.New(bs, f.ledger, f.notify, slog.New(slog.DiscardHandler), blockrouter.WithMaxUnrequested(3))
+	blks := testutil.RandomBlocks(5, 10, 32)
+	junk, wanted := blks[:8], blks[8:]
+	s := f.session(1, wanted[0].Cid(), wanted[1].Cid())
+	ctx := context.Background()
+
+	if err := f.r.ReceiveBlocks(ctx, peerA, junk[:3]); err != nil {
+		t.Fatalf("3 unrequested blocks, limit 3: %v", err)
+	}
+	// A wanted block takes one off: 3 - 1 + 1 = 3, still within.
+	if err := f.r.ReceiveBlocks(ctx, peerA, []blocks.Block{wanted[0], junk[3]}); err != nil {
+		t.Fatalf("after a wanted block: %v", err)
+	}
+	err := f.r.ReceiveBlocks(ctx, peerA, []blocks.Block{junk[4], junk[5], wanted[1]}) // 3 - 1 + 2
+	if !errors.Is(err, blockrouter.ErrUnrequested) || !strings.Contains(err.Error(), peerA.String()) {
+		t.Fatalf("over the limit: err = %v, want ErrUnrequested naming %s", err, peerA)
+	}
+	if got := len(s.received()); got != 2 {
+		t.Fatalf("session got %d blocks, want both wanted ones", got)
+	}
+	if err := f.r.ReceiveBlocks(ctx, peerB, junk[6:7]); err != nil {
+		t.Fatalf("another peer is charged separately: %v", err)
+	}
+	f.r.Forget(peerA)
+	if err := f.r.ReceiveBlocks(ctx, peerA, junk[6:8]); err != nil {
+		t.Fatalf("after Forget: %v", err)
+	}
+}
+
+// WithMaxUnrequested(-1) tolerates any number.
+func TestMaxUnrequestedNegativeNeverRejects(t *testing.T) {
+	bs := blockstore.NewMemory()
+	r := blockrouter.New(bs, ledger.New(), nil, slog.New(slog.DiscardHandler), blockrouter.WithMaxUnrequested(-1))
+	if err := r.ReceiveBlocks(context.Background(), peerA, testutil.RandomBlocks(6, blockrouter.DefaultMaxUnrequested+10, 8)); err != nil {
+		t.Fatal(err)
+	}
+}

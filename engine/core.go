@@ -108,6 +108,7 @@ type core struct {
 
 	// counters
 	droppedWants  uint64 // wants refused by a limit
+	oversized     uint64 // of them, wants refused for a CID over maxCidSize
 	blockstoreErr uint64
 }
 
@@ -156,6 +157,7 @@ func (c *core) receive(p peer.ID, full bool, entries []message.Entry) bool {
 		}
 		if e.Cid.ByteLen() > c.maxCidSize {
 			c.droppedWants++
+			c.oversized++
 			continue
 		}
 		if pw == nil {

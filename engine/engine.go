@@ -13,6 +13,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 
@@ -41,6 +42,12 @@ type Sender interface {
 // PeerBlockRequestFilter decides whether p may have the block c. A refused
 // block is treated as one we do not have.
 type PeerBlockRequestFilter func(p peer.ID, c cid.Cid) bool
+
+// ErrCidTooLarge is wrapped by MessageReceived's error when a wantlist names
+// CIDs over the size limit (WithMaxCidSize). No honest peer sends them; the
+// wants are dropped, and the error lets the network count the message
+// against the peer.
+var ErrCidTooLarge = errors.New("CID over the size limit")
 
 // Defaults for the options.
 const (
@@ -193,15 +200,17 @@ func (e *Engine) Close() {
 // MessageReceived applies the wantlist of a message from p and looks up the
 // newly active wants. Blocks and presences in msg are not the Engine's
 // business. It blocks the caller for the lookups, which paces a flooding
-// peer by its own stream, not everyone's.
-func (e *Engine) MessageReceived(ctx context.Context, p peer.ID, msg *message.Message) {
+// peer by its own stream, not everyone's. It returns an error wrapping
+// ErrCidTooLarge if the wantlist named CIDs over the size limit (the rest of
+// it still applies).
+func (e *Engine) MessageReceived(ctx context.Context, p peer.ID, msg *message.Message) error {
 	if len(msg.Wantlist) == 0 && !msg.Full {
-		return
+		return nil
 	}
 	e.mu.Lock()
-	before := e.core.droppedWants
+	before, oversizedBefore := e.core.droppedWants, e.core.oversized
 	pending := e.core.receive(p, msg.Full, msg.Wantlist)
-	dropped := e.core.droppedWants - before
+	dropped, oversized := e.core.droppedWants-before, e.core.oversized-oversizedBefore
 	e.mu.Unlock()
 	if dropped > 0 {
 		e.cfg.logger.Debug("bitswap engine: dropped wants over a limit", "peer", p, "count", dropped)
@@ -209,6 +218,11 @@ func (e *Engine) MessageReceived(ctx context.Context, p peer.ID, msg *message.Me
 	if pending {
 		e.refill(ctx, p)
 	}
+	if oversized > 0 {
+		return fmt.Errorf("bitswap engine: %d wants from %s for CIDs over %d bytes: %w",
+			oversized, p, e.cfg.maxCidSize, ErrCidTooLarge)
+	}
+	return nil
 }
 
 // NotifyNewBlocks serves peers waiting for these blocks. The blocks must

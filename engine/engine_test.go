@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	cid "github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/libp2p/go-libp2p/core/peer"
+	mh "github.com/multiformats/go-multihash"
 	"go.uber.org/goleak"
 
 	"github.com/gobitswap/bitswap/ledger"
@@ -358,5 +360,33 @@ func TestEngineEmptyTurnStillRefills(t *testing.T) {
 			t.Fatal("the second block was never sent after the first vanished")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// Wants for CIDs over the size limit are dropped and reported as an error
+// naming the peer (the network counts it against the peer); the rest of the
+// wantlist is served.
+func TestEngineRejectsOversizedCids(t *testing.T) {
+	store, rec := newFakeStore(), newRecorder()
+	e := New(store, rec, ledger.New(), WithMaxCidSize(64))
+	e.Start()
+	defer e.Close()
+
+	good := storeBlocks(t, store, 0, 1, 100)[0]
+	big, err := cid.Prefix{Version: 1, Codec: cid.Raw, MhType: mh.IDENTITY, MhLength: -1}.Sum(make([]byte, 200))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &message.Message{Wantlist: []message.Entry{
+		{Cid: big, WantType: message.WantBlock},
+		{Cid: good, WantType: message.WantBlock},
+	}}
+	err = e.MessageReceived(context.Background(), "p", m)
+	if !errors.Is(err, ErrCidTooLarge) || !strings.Contains(err.Error(), "p") {
+		t.Fatalf("err = %v, want ErrCidTooLarge", err)
+	}
+	rec.waitFor(t, "the good block", func(s []sent) bool { return countBlocks(s, "p") == 1 })
+	if err := e.MessageReceived(context.Background(), "p", wantBlocks([]cid.Cid{good})); err != nil {
+		t.Fatalf("a normal wantlist: %v", err)
 	}
 }

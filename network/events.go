@@ -100,7 +100,7 @@ func (n *Libp2pNetwork) reconcile(reported map[peer.ID]struct{}, p peer.ID, m *p
 			n.receiver.PeerDisconnected(p)
 		}
 		n.dropSender(p)
-		n.forgetStrikes(p)
+		n.forgetGuard(p)
 	case !was && (m.stream || n.speaksBitswap(p)):
 		reported[p] = struct{}{}
 		n.receiver.PeerConnected(p)

@@ -15,10 +15,13 @@ import (
 // printer is a Receiver that hands inbound messages to a channel.
 type printer struct{ msgs chan *message.Message }
 
-func (p printer) ReceiveMessage(_ context.Context, _ peer.ID, m *message.Message) { p.msgs <- m }
-func (p printer) ReceiveError(peer.ID, error)                                     {}
-func (p printer) PeerConnected(peer.ID)                                           {}
-func (p printer) PeerDisconnected(peer.ID)                                        {}
+func (p printer) ReceiveMessage(_ context.Context, _ peer.ID, m *message.Message) error {
+	p.msgs <- m
+	return nil
+}
+func (p printer) ReceiveError(peer.ID, error) {}
+func (p printer) PeerConnected(peer.ID)       {}
+func (p printer) PeerDisconnected(peer.ID)    {}
 
 func ExampleNewFromHost() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -65,7 +66,11 @@ type recorder struct {
 
 	stopped atomic.Bool  // set by the test once Stop returned
 	late    atomic.Int32 // calls made after stopped was set
+	reject  atomic.Bool  // ReceiveMessage rejects every message
 }
+
+// errRejected is what a recorder told to reject returns.
+var errRejected = errors.New("rejected by the test's receiver")
 
 func newRecorder() *recorder { return &recorder{changed: make(chan struct{}, 1)} }
 
@@ -82,8 +87,12 @@ func (r *recorder) add(rec record) {
 	}
 }
 
-func (r *recorder) ReceiveMessage(_ context.Context, from peer.ID, msg *message.Message) {
+func (r *recorder) ReceiveMessage(_ context.Context, from peer.ID, msg *message.Message) error {
 	r.add(record{kind: "msg", from: from, msg: msg})
+	if r.reject.Load() {
+		return errRejected
+	}
+	return nil
 }
 func (r *recorder) ReceiveError(from peer.ID, err error) {
 	r.add(record{kind: "err", from: from, err: err})

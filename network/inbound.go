@@ -18,10 +18,18 @@ import (
 // the goroutine libp2p starts for the stream and reads messages from it
 // until the remote closes or resets it, or the network stops.
 func (n *Libp2pNetwork) handleStream(s network.Stream) {
+	from := s.Conn().RemotePeer()
 	n.mu.Lock()
 	if n.state != stateStarted {
 		n.mu.Unlock()
 		_ = s.Reset()
+		return
+	}
+	if n.isBanned(from) {
+		n.mu.Unlock()
+		n.refused.Add(1)
+		_ = s.Reset()
+		_ = n.host.Network().ClosePeer(from)
 		return
 	}
 	n.inbound[s] = struct{}{}
@@ -29,7 +37,6 @@ func (n *Libp2pNetwork) handleStream(s network.Stream) {
 	n.mu.Unlock()
 	defer n.wg.Done()
 
-	from := s.Conn().RemotePeer()
 	if !n.awaitReported(from) {
 		n.resetInbound(s)
 		return

@@ -111,7 +111,12 @@ func (n *Libp2pNetwork) drain(p peer.ID, b *inbox) {
 			n.malformed(p, fmt.Errorf("bitswap: decoding %d-byte message from %s: %w", len(body), p, err))
 			continue
 		}
-		n.receiver.ReceiveMessage(n.ctx, p, msg)
+		if !n.pace(p, len(msg.Wantlist)) {
+			continue // stopping: the loop sees it
+		}
+		if err := n.receiver.ReceiveMessage(n.ctx, p, msg); err != nil {
+			n.rejected(p, err)
+		}
 	}
 }
 

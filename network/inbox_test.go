@@ -20,11 +20,12 @@ type gatedReceiver struct {
 	got  []int32
 }
 
-func (r *gatedReceiver) ReceiveMessage(_ context.Context, _ peer.ID, m *message.Message) {
+func (r *gatedReceiver) ReceiveMessage(_ context.Context, _ peer.ID, m *message.Message) error {
 	<-r.gate
 	r.mu.Lock()
 	r.got = append(r.got, m.PendingBytes)
 	r.mu.Unlock()
+	return nil
 }
 func (r *gatedReceiver) ReceiveError(peer.ID, error) {}
 func (r *gatedReceiver) PeerConnected(peer.ID)       {}

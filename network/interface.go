@@ -64,8 +64,10 @@ type Network interface {
 // PeerConnected delays every event and every new inbound stream.
 type Receiver interface {
 	// ReceiveMessage is called with each decoded inbound message. ctx is
-	// cancelled when the network stops.
-	ReceiveMessage(ctx context.Context, from peer.ID, msg *message.Message)
+	// cancelled when the network stops. A non-nil error rejects the
+	// message as abuse (an honest peer would not have sent it): it counts
+	// against the peer like a malformed message (see WithMaxMalformed).
+	ReceiveMessage(ctx context.Context, from peer.ID, msg *message.Message) error
 	// ReceiveError is called when an inbound stream fails in the middle of
 	// a message, or carries a message that is over the size limit
 	// (message.ErrTooLarge) or does not decode (message.ErrMalformed); the
@@ -88,6 +90,14 @@ type Stats struct {
 	// over the size limit.
 	MalformedReceived uint64
 	// PeersDisconnected counts peers disconnected for sending too many
-	// malformed messages (WithMaxMalformed).
+	// malformed or rejected messages (WithMaxMalformed).
 	PeersDisconnected uint64
+	// RejectedReceived counts messages the Receiver rejected.
+	RejectedReceived uint64
+	// ThrottledMessages counts messages held back because their peer sent
+	// wantlist entries faster than WithWantlistRate allows.
+	ThrottledMessages uint64
+	// StreamsRefused counts inbound streams reset because their peer was
+	// banned for misbehaving.
+	StreamsRefused uint64
 }

@@ -117,6 +117,7 @@ type Libp2pNetwork struct {
 
 	msgsSent, msgsRecv, bytesSent, bytesRecv atomic.Uint64
 	malformedRecv, peersDropped              atomic.Uint64
+	rejectedRecv, throttled, refused         atomic.Uint64
 
 	laneTurn atomic.Uint64 // spreads block messages over busy lanes
 
@@ -128,7 +129,8 @@ type Libp2pNetwork struct {
 	sub      event.Subscription          // identify events; nil before Start
 	senders  map[senderKey]*sender       // one per lane to each peer we send to
 	inbound  map[network.Stream]struct{} // inbound streams being read or closed
-	strikes  map[peer.ID]int             // malformed messages per connected peer
+	guards   map[peer.ID]*guard          // strikes and pace per connected peer
+	banned   map[peer.ID]time.Time       // peers whose streams are refused, until when
 }
 
 var _ Network = (*Libp2pNetwork)(nil)
@@ -150,7 +152,8 @@ func NewFromHost(h host.Host, opts ...Option) *Libp2pNetwork {
 		cancel:  cancel,
 		senders: make(map[senderKey]*sender),
 		inbound: make(map[network.Stream]struct{}),
-		strikes: make(map[peer.ID]int),
+		guards:  make(map[peer.ID]*guard),
+		banned:  make(map[peer.ID]time.Time),
 	}
 	n.events.init()
 	n.initInboxes()
@@ -290,5 +293,8 @@ func (n *Libp2pNetwork) Stats() Stats {
 		BytesReceived:     n.bytesRecv.Load(),
 		MalformedReceived: n.malformedRecv.Load(),
 		PeersDisconnected: n.peersDropped.Load(),
+		RejectedReceived:  n.rejectedRecv.Load(),
+		ThrottledMessages: n.throttled.Load(),
+		StreamsRefused:    n.refused.Load(),
 	}
 }

@@ -33,7 +33,10 @@ type config struct {
 	sendMinRate    int               // bytes per second; 0 means no size-dependent term
 	maxRetries     int               // retries after the first failed attempt
 	logger         *slog.Logger
-	maxMalformed   int // malformed messages per connection before disconnecting; < 0 never
+	maxMalformed   int           // malformed or rejected messages per connection before disconnecting; < 0 never
+	banFor         time.Duration // how long a disconnected misbehaving peer is refused; 0 never
+	wantRate       int           // wantlist entries per second per peer; 0 no pacing
+	wantBurst      int
 }
 
 func defaultConfig() config {
@@ -45,6 +48,9 @@ func defaultConfig() config {
 		maxRetries:     DefaultMaxRetries,
 		logger:         slog.Default(),
 		maxMalformed:   DefaultMaxMalformed,
+		banFor:         DefaultBanDuration,
+		wantRate:       DefaultWantlistRate,
+		wantBurst:      DefaultWantlistBurst,
 	}
 }
 

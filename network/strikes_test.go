@@ -3,14 +3,18 @@ package network
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
+	"github.com/gobitswap/bitswap/message"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // garbage is a frame body that is not a Bitswap message (field 1 with the
@@ -120,10 +124,10 @@ func TestTricklingFrameIsCutOff(t *testing.T) {
 
 // Every connection gets the same allowance: a peer that reconnects at once
 // after being disconnected, before the disconnect is even noticed, is
-// disconnected again at the limit.
+// disconnected again at the limit (here with bans off).
 func TestReconnectingMalformedPeerIsDisconnectedAgain(t *testing.T) {
 	a := newNode(t)
-	b := newNode(t, WithMaxMalformed(2))
+	b := newNode(t, WithMaxMalformed(2), WithBanDuration(-1))
 	for round := 1; round <= 3; round++ {
 		connect(t, a.h, b.h)
 		s := openRaw(t, a.h, b.h.ID(), ProtocolBitswap)
@@ -137,5 +141,94 @@ func TestReconnectingMalformedPeerIsDisconnectedAgain(t *testing.T) {
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
+	}
+}
+
+// A peer disconnected for misbehaving is banned: when it reconnects, its
+// Bitswap streams are reset unread and its connection closed, counted in
+// StreamsRefused.
+func TestDisconnectedPeerIsBanned(t *testing.T) {
+	a := newNode(t)
+	b := newNode(t, WithMaxMalformed(2), WithBanDuration(time.Hour))
+	connect(t, a.h, b.h)
+	s := openRaw(t, a.h, b.h.ID(), ProtocolBitswap)
+	for range 2 {
+		writeRaw(t, s, uint64(len(garbage)), garbage)
+	}
+	waitStats(t, b.net, func(st Stats) bool { return st.PeersDisconnected == 1 })
+
+	connect(t, a.h, b.h)
+	if s, err := a.h.NewStream(t.Context(), b.h.ID(), ProtocolBitswap); err == nil {
+		_, _ = s.Write(message.AppendFrame(nil, wantMsg(blocks.NewBlock([]byte("while banned")), 1), message.V120))
+	}
+	waitStats(t, b.net, func(st Stats) bool { return st.StreamsRefused >= 1 })
+	if msgs := b.rec.snapshot("msg"); len(msgs) != 0 {
+		t.Fatalf("%d messages of a banned peer delivered", len(msgs))
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for b.h.Network().Connectedness(a.h.ID()) == network.Connected {
+		if time.Now().After(deadline) {
+			t.Fatal("banned peer's connection left open")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A ban ends after its duration; the list never holds more than maxBanned
+// peers, dropping the ban closest to its end first.
+func TestBansExpireAndAreBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := pacedNetwork(WithBanDuration(time.Minute))
+		defer n.cancel()
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		n.ban("first")
+		time.Sleep(time.Second)
+		for i := range maxBanned {
+			n.ban(peer.ID(fmt.Sprint("p", i)))
+		}
+		if len(n.banned) != maxBanned || n.isBanned("first") {
+			t.Fatalf("%d bans, first banned %v: want %d, the earliest dropped", len(n.banned), n.isBanned("first"), maxBanned)
+		}
+		if !n.isBanned("p0") {
+			t.Fatal("p0 not banned")
+		}
+		time.Sleep(time.Minute)
+		if n.isBanned("p0") {
+			t.Fatal("p0 still banned after the ban duration")
+		}
+	})
+}
+
+// A message the Receiver rejects counts like a malformed one: at the limit
+// the peer is disconnected, and each rejection is counted.
+func TestRejectedMessagesDisconnectThePeer(t *testing.T) {
+	a := newNode(t)
+	b := newNode(t, WithMaxMalformed(3))
+	b.rec.reject.Store(true)
+	connect(t, a.h, b.h)
+	b.rec.waitFor(t, 1, "connected")
+	s := openRaw(t, a.h, b.h.ID(), ProtocolBitswap)
+	for i := range 3 {
+		writeFrames(t, s, wantMsg(blocks.NewBlock([]byte{byte(i)}), 1))
+	}
+	b.rec.waitFor(t, 1, "disconnected")
+	st := b.net.Stats()
+	if st.RejectedReceived != 3 || st.PeersDisconnected != 1 || st.MalformedReceived != 0 {
+		t.Fatalf("stats %+v: want 3 rejected, 1 peer disconnected, none malformed", st)
+	}
+	if errs := b.rec.snapshot("err"); len(errs) != 0 {
+		t.Fatalf("rejections reported as stream errors: %v", errs)
+	}
+}
+
+func waitStats(t *testing.T, n *Libp2pNetwork, ok func(Stats) bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !ok(n.Stats()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v", n.Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

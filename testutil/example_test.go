@@ -12,10 +12,13 @@ import (
 // inbox hands received messages to a channel.
 type inbox chan *message.Message
 
-func (in inbox) ReceiveMessage(_ context.Context, _ peer.ID, m *message.Message) { in <- m }
-func (in inbox) ReceiveError(peer.ID, error)                                     {}
-func (in inbox) PeerConnected(peer.ID)                                           {}
-func (in inbox) PeerDisconnected(peer.ID)                                        {}
+func (in inbox) ReceiveMessage(_ context.Context, _ peer.ID, m *message.Message) error {
+	in <- m
+	return nil
+}
+func (in inbox) ReceiveError(peer.ID, error) {}
+func (in inbox) PeerConnected(peer.ID)       {}
+func (in inbox) PeerDisconnected(peer.ID)    {}
 
 // Two peers exchange a message over the virtual network. Inside a
 // testing/synctest bubble, links with latency and bandwidth (see

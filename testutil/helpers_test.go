@@ -44,11 +44,12 @@ func (r *recorder) add(e string) {
 	r.events = append(r.events, e)
 }
 
-func (r *recorder) ReceiveMessage(ctx context.Context, from peer.ID, msg *message.Message) {
+func (r *recorder) ReceiveMessage(ctx context.Context, from peer.ID, msg *message.Message) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.events = append(r.events, fmt.Sprintf("message from %s", r.name(from)))
 	r.msgs = append(r.msgs, received{from: r.name(from), at: time.Now(), msg: msg})
+	return nil
 }
 
 func (r *recorder) ReceiveError(from peer.ID, err error) {

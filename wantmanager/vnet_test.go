@@ -27,7 +27,7 @@ type client struct {
 	last      time.Time
 }
 
-func (c *client) ReceiveMessage(_ context.Context, from peer.ID, msg *message.Message) {
+func (c *client) ReceiveMessage(_ context.Context, from peer.ID, msg *message.Message) error {
 	var bs, haves, dontHaves []cid.Cid
 	for _, b := range msg.Blocks {
 		bs = append(bs, b.Cid())
@@ -47,6 +47,7 @@ func (c *client) ReceiveMessage(_ context.Context, from peer.ID, msg *message.Me
 	c.blocks += len(bs)
 	c.dontHaves += len(dontHaves)
 	c.last = time.Now()
+	return nil
 }
 
 func (c *client) ReceiveError(peer.ID, error) {}
@@ -82,7 +83,7 @@ func newServer(vp *testutil.VirtualPeer, bs []blocks.Block) *server {
 	return s
 }
 
-func (s *server) ReceiveMessage(ctx context.Context, from peer.ID, msg *message.Message) {
+func (s *server) ReceiveMessage(ctx context.Context, from peer.ID, msg *message.Message) error {
 	var reply message.Message
 	s.mu.Lock()
 	if msg.Full {
@@ -113,6 +114,7 @@ func (s *server) ReceiveMessage(ctx context.Context, from peer.ID, msg *message.
 	if len(reply.Blocks)+len(reply.BlockPresences) > 0 {
 		_ = s.vp.SendMessage(ctx, from, &reply)
 	}
+	return nil
 }
 
 func (s *server) ReceiveError(peer.ID, error) {}

@@ -130,15 +130,16 @@ func (n *BoxoNetwork) each(f func(bsnet.Receiver)) {
 }
 
 // ReceiveMessage implements our network.Receiver.
-func (n *BoxoNetwork) ReceiveMessage(ctx context.Context, from peer.ID, msg *message.Message) {
+func (n *BoxoNetwork) ReceiveMessage(ctx context.Context, from peer.ID, msg *message.Message) error {
 	bm, err := toBoxo(msg)
 	if err != nil {
 		n.convErrs.Add(1)
 		n.each(func(r bsnet.Receiver) { r.ReceiveError(err) })
-		return
+		return nil
 	}
 	n.msgsRecv.Add(1)
 	n.each(func(r bsnet.Receiver) { r.ReceiveMessage(ctx, from, bm) })
+	return nil
 }
 
 // ReceiveError implements our network.Receiver.
