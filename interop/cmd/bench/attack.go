@@ -514,7 +514,7 @@ func fillServerSides(r *serverRun, which impl, base float64, rss, alone, heap, f
 	}
 	if o := r.res.Ours; o != nil {
 		if o.PeersDisconnected > 0 {
-			sideOf(dropped, which).Text += fmt.Sprintf(" (%d by the malformed-input rule)", o.PeersDisconnected)
+			sideOf(dropped, which).Text += fmt.Sprintf(" (%d by the misbehaviour rule)", o.PeersDisconnected)
 		}
 		var s []string
 		if o.WantsDropped > 0 {
@@ -523,6 +523,15 @@ func fillServerSides(r *serverRun, which impl, base float64, rss, alone, heap, f
 		s = append(s, "held at most "+countName(o.PeakWants)+" wants")
 		if o.MalformedReceived > 0 {
 			s = append(s, fmt.Sprintf("%s malformed messages", countName(int(o.MalformedReceived))))
+		}
+		if o.RejectedReceived > 0 {
+			s = append(s, countName(int(o.RejectedReceived))+" messages rejected")
+		}
+		if o.ThrottledMessages > 0 {
+			s = append(s, countName(int(o.ThrottledMessages))+" messages paced")
+		}
+		if o.StreamsRefused > 0 {
+			s = append(s, countName(int(o.StreamsRefused))+" streams of a banned peer refused")
 		}
 		if o.UnwantedBlocks > 0 {
 			s = append(s, countName(int(o.UnwantedBlocks))+" unwanted blocks dropped")

@@ -49,6 +49,9 @@ type memPeak struct {
 type oursServerStat struct {
 	MalformedReceived uint64 `json:"malformed_received"`
 	PeersDisconnected uint64 `json:"peers_disconnected"`
+	RejectedReceived  uint64 `json:"rejected_received"`
+	ThrottledMessages uint64 `json:"throttled_messages"`
+	StreamsRefused    uint64 `json:"streams_refused"`
 	WantsDropped      uint64 `json:"wants_dropped"`
 	PeakWants         int    `json:"peak_wants"` // wants held, sampled
 	PeakPeers         int    `json:"peak_peers"` // peers with wants held, sampled
@@ -223,6 +226,7 @@ func childAttackServer(s childSpec) error {
 		}
 		statMu.Lock()
 		st.MalformedReceived, st.PeersDisconnected = s.Network.MalformedReceived, s.Network.PeersDisconnected
+		st.RejectedReceived, st.ThrottledMessages, st.StreamsRefused = s.Network.RejectedReceived, s.Network.ThrottledMessages, s.Network.StreamsRefused
 		st.WantsDropped, st.UnwantedBlocks = s.Server.WantsDropped, s.Client.UnwantedBlocks
 		st.BlocksSent, st.HavesSent, st.DontHavesSent = s.Server.BlocksSent, s.Server.HavesSent, s.Server.DontHavesSent
 		st.SendErrors, st.MessagesReceived = s.Server.SendErrors, s.MessagesReceived
