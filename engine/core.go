@@ -188,7 +188,7 @@ func (c *core) add(p peer.ID, pw *peerWants, w *want) {
 	w.seq, w.state, w.dontHaveSent = c.seq, wantUnchecked, false
 	pw.wants[w.cid] = w
 	c.total++
-	h := string(w.cid.Hash())
+	h := hashKey(w.cid)
 	c.byHash[h] = append(c.byHash[h], wantRef{p, w.cid})
 	pw.unchecked.Push(w)
 }
@@ -255,7 +255,7 @@ func (c *core) cancel(p peer.ID, pw *peerWants, k cid.Cid) {
 func (c *core) forget(p peer.ID, pw *peerWants, w *want) {
 	delete(pw.wants, w.cid)
 	c.total--
-	h := string(w.cid.Hash())
+	h := hashKey(w.cid)
 	refs := c.byHash[h]
 	for i, r := range refs {
 		if r.peer == p && r.cid == w.cid {
@@ -408,7 +408,7 @@ func (c *core) blocksArrived(keys []cid.Cid) []peer.ID {
 	var out []peer.ID
 	seen := make(map[peer.ID]struct{})
 	for _, k := range keys {
-		for _, r := range c.byHash[string(k.Hash())] {
+		for _, r := range c.byHash[hashKey(k)] {
 			pw := c.peers[r.peer]
 			w := pw.wants[r.cid]
 			if w.state != wantParked {
@@ -472,3 +472,21 @@ func (w *want) Less(o *want) bool {
 
 // SetIndex records w's position in the unchecked queue.
 func (w *want) SetIndex(i int) { w.index = i }
+
+// hashKey is c's multihash as a string that shares c's own bytes: the key
+// of byHash, without the allocation that string(c.Hash()) costs for every
+// want held.
+func hashKey(c cid.Cid) string {
+	s := c.KeyString()
+	if c.Version() == 0 {
+		return s // a CIDv0 is its multihash
+	}
+	i := 0
+	for range 2 { // version and codec, uvarints
+		for i < len(s) && s[i]&0x80 != 0 {
+			i++
+		}
+		i++
+	}
+	return s[min(i, len(s)):]
+}

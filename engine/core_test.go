@@ -515,3 +515,24 @@ func TestCoreWakeOrderDoesNotDependOnForgetOrder(t *testing.T) {
 		t.Fatalf("a block woke %v or %v depending on the order another peer's wants were cancelled in", a, b)
 	}
 }
+
+// hashKey is the multihash of every CID version, without copying it.
+func TestHashKeyIsTheMultihash(t *testing.T) {
+	h, err := mh.Sum([]byte("data"), mh.SHA2_256, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []cid.Cid{
+		cid.NewCidV0(h),
+		cid.NewCidV1(cid.DagProtobuf, h),
+		cid.NewCidV1(cid.Raw, h),
+		cid.NewCidV1(0x300000, h), // a codec of several varint bytes
+	} {
+		if got := hashKey(c); got != string(h) {
+			t.Errorf("hashKey(%s) = %x, want %x", c, got, []byte(h))
+		}
+	}
+	if got := hashKey(cid.Undef); got != "" {
+		t.Errorf("hashKey(Undef) = %q", got)
+	}
+}
