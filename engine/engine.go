@@ -151,6 +151,8 @@ type Engine struct {
 	core   *core
 	closed bool
 	stat   Stat
+
+	gate *lookupGate // has its own lock
 }
 
 // New creates an Engine that reads bs, sends with s and records what it sends
@@ -174,7 +176,7 @@ func New(bs Blockstore, s Sender, l *ledger.Ledger, opts ...Option) *Engine {
 		o(&cfg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &Engine{cfg: cfg, bs: bs, send: s, ledger: l, ctx: ctx, cancel: cancel, core: newCore(cfg.limits)}
+	e := &Engine{cfg: cfg, bs: bs, send: s, ledger: l, ctx: ctx, cancel: cancel, core: newCore(cfg.limits), gate: newLookupGate(lookupSlots)}
 	e.cond = sync.NewCond(&e.mu)
 	return e
 }
@@ -245,6 +247,7 @@ func (e *Engine) PeerDisconnected(p peer.ID) {
 	e.mu.Lock()
 	e.core.removePeer(p)
 	e.mu.Unlock()
+	e.gate.forget(p)
 }
 
 // WantlistForPeer returns the CIDs p currently wants from us.
@@ -267,24 +270,38 @@ func (e *Engine) Stat() Stat {
 }
 
 // refill looks up p's next unchecked wants, as many as its active cap
-// allows, and queues what to send. Lookups run without the lock.
+// allows, and queues what to send. Lookups run without the lock, a batch at
+// a time through the lookup gate, which puts peers with few lookups lately
+// ahead of those keeping the blockstore busy.
 func (e *Engine) refill(ctx context.Context, p peer.ID) {
 	for {
 		e.mu.Lock()
-		todo := e.core.nextLookups(p, e.cfg.maxActivePerPeer)
+		todo := e.core.nextLookups(p, lookupBatch)
 		e.mu.Unlock()
 		if len(todo) == 0 {
 			return
 		}
 		results := make([]lookupResult, len(todo))
-		for i, l := range todo {
-			results[i] = e.lookup(ctx, p, l)
+		if e.gate.acquire(ctx, p, len(todo)) {
+			for i, l := range todo {
+				results[i] = e.lookup(ctx, p, l)
+			}
+			e.gate.release()
+		} else {
+			// Stopping: fail the lookups, as the blockstore would with
+			// this ctx, so the wants park instead of staying in checking.
+			for i, l := range todo {
+				results[i] = lookupResult{lookup: l, err: ctx.Err()}
+			}
 		}
 		e.mu.Lock()
 		if e.core.lookupDone(p, results) {
 			e.cond.Broadcast()
 		}
 		e.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
 	}
 }
 
