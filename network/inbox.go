@@ -36,6 +36,10 @@ type inboxes struct {
 type inbox struct {
 	msgs  [][]byte // message bodies as read, decoded when delivered
 	bytes int
+	// paced is set while the peer's next message waits for its wantlist
+	// pace: its queue then holds one message at most, since a peer sending
+	// faster than the pace would otherwise keep 8 MiB of bodies queued.
+	paced bool
 }
 
 func (n *Libp2pNetwork) initInboxes() {
@@ -65,7 +69,7 @@ func (n *Libp2pNetwork) enqueue(p peer.ID, body []byte) bool {
 		}
 		// A message larger than the bounds still goes when the peer's
 		// queue is empty.
-		if b.bytes == 0 || (b.bytes+size <= maxInboxBytes && in.total+size <= maxInboxTotal) {
+		if b.bytes == 0 || (!b.paced && b.bytes+size <= maxInboxBytes && in.total+size <= maxInboxTotal) {
 			b.msgs = append(b.msgs, body)
 			b.bytes += size
 			in.total += size
@@ -111,7 +115,7 @@ func (n *Libp2pNetwork) drain(p peer.ID, b *inbox) {
 			n.malformed(p, fmt.Errorf("bitswap: decoding %d-byte message from %s: %w", len(body), p, err))
 			continue
 		}
-		if !n.pace(p, len(msg.Wantlist)) {
+		if !n.pace(p, b, len(msg.Wantlist)) {
 			continue // stopping: the loop sees it
 		}
 		if err := n.receiver.ReceiveMessage(n.ctx, p, msg); err != nil {

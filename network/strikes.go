@@ -107,8 +107,9 @@ func (n *Libp2pNetwork) guardOf(p peer.ID) *guard {
 }
 
 // pace waits until p may deliver a message carrying entries wantlist
-// entries. It returns false if the network stopped meanwhile.
-func (n *Libp2pNetwork) pace(p peer.ID, entries int) bool {
+// entries, holding p's queue b to one message meanwhile (b may be nil). It
+// returns false if the network stopped meanwhile.
+func (n *Libp2pNetwork) pace(p peer.ID, b *inbox, entries int) bool {
 	if entries == 0 || n.cfg.wantRate <= 0 {
 		return true
 	}
@@ -121,6 +122,17 @@ func (n *Libp2pNetwork) pace(p peer.ID, entries int) bool {
 		return true
 	}
 	n.throttled.Add(1)
+	if b != nil {
+		n.in.mu.Lock()
+		b.paced = true
+		n.in.mu.Unlock()
+		defer func() {
+			n.in.mu.Lock()
+			b.paced = false
+			n.in.cond.Broadcast()
+			n.in.mu.Unlock()
+		}()
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
