@@ -9,7 +9,9 @@ import (
 	"time"
 
 	blocks "github.com/ipfs/go-block-format"
+	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
+	mh "github.com/multiformats/go-multihash"
 	"go.uber.org/goleak"
 
 	bitswap "github.com/gobitswap/bitswap"
@@ -173,5 +175,53 @@ func TestContextCancelCloses(t *testing.T) {
 		bitswap.New(ctx, p, blockstore.NewMemory())
 		cancel()
 		synctest.Wait() // every goroutine of Bitswap must have exited
+	})
+}
+
+// Abuse is reported to the network, which counts it against the sender:
+// wants for CIDs over the size limit, and unrequested blocks past
+// WithMaxUnrequested (net of the wanted blocks the peer sent). Honest
+// messages are not.
+func TestAbusiveMessagesAreRejected(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		vn := testutil.NewVirtualNetwork(testutil.WithLatency(time.Millisecond))
+		serverNet, pusher := vn.NewPeer(), vn.NewPeer()
+		vn.ConnectAll()
+		ctx := context.Background()
+		bsw := bitswap.New(ctx, serverNet, blockstore.NewMemory(), bitswap.WithMaxUnrequested(4))
+		defer bsw.Close()
+		pusher.Start(&inbox{})
+		defer pusher.Stop()
+
+		send := func(m *message.Message) {
+			if err := pusher.SendMessage(ctx, serverNet.Self(), m); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(10 * time.Millisecond)
+			synctest.Wait()
+		}
+		rejected := func() uint64 { return vn.TrafficBetween(pusher.Self(), serverNet.Self()).Rejected }
+
+		blks := testutil.RandomBlocks(9, 8, 64)
+		send(&message.Message{Blocks: blks[:4]}) // 4 unrequested: at the limit
+		if got := rejected(); got != 0 {
+			t.Fatalf("%d rejected at the limit, want 0", got)
+		}
+		send(&message.Message{Blocks: blks[4:5]})
+		if got := rejected(); got != 1 {
+			t.Fatalf("%d rejected past the limit, want 1", got)
+		}
+		big, err := cid.Prefix{Version: 1, Codec: cid.Raw, MhType: mh.IDENTITY, MhLength: -1}.Sum(make([]byte, 1024))
+		if err != nil {
+			t.Fatal(err)
+		}
+		send(&message.Message{Wantlist: []message.Entry{{Cid: big, WantType: message.WantBlock}}})
+		if got := rejected(); got != 2 {
+			t.Fatalf("%d rejected after a want for a 1 KiB CID, want 2", got)
+		}
+		send(&message.Message{Wantlist: []message.Entry{{Cid: blks[7].Cid(), WantType: message.WantHave, SendDontHave: true}}})
+		if got := rejected(); got != 2 {
+			t.Fatalf("an honest want was rejected (%d)", got)
+		}
 	})
 }

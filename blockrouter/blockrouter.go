@@ -58,7 +58,7 @@ type Stat struct {
 // rejects its messages (WithMaxUnrequested). Honest peers send a few: blocks
 // already on their way when our request was cancelled. Blocks we already
 // have (late duplicates) are not counted.
-const DefaultMaxUnrequested = 1024
+const DefaultMaxUnrequested = 256
 
 // ErrUnrequested is wrapped by ReceiveBlocks' error once a peer has sent
 // more unrequested blocks than the limit allows.

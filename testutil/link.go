@@ -284,5 +284,7 @@ func (l *link) deliver(it item) {
 	}
 	to.msgsRecv.Add(1)
 	l.account(func(t *Traffic) { t.Delivered.add(it.counts) })
-	to.receiver.ReceiveMessage(to.ctx, from, it.msg)
+	if err := to.receiver.ReceiveMessage(to.ctx, from, it.msg); err != nil {
+		l.account(func(t *Traffic) { t.Rejected++ })
+	}
 }

@@ -86,6 +86,10 @@ type Traffic struct {
 	Dropped   uint64 // messages lost on lossy links (see WithLoss)
 	Swallowed uint64 // messages swallowed by unresponsive peers (see SetUnresponsive)
 	Aborted   uint64 // messages cut off by a disconnection or Stop
+	// Rejected counts delivered messages whose ReceiveMessage returned an
+	// error (the libp2p network counts those against the sender). The
+	// virtual network only counts them: it never disconnects for them.
+	Rejected uint64
 }
 
 func (t *Traffic) add(o *Traffic) {
@@ -94,6 +98,7 @@ func (t *Traffic) add(o *Traffic) {
 	t.Dropped += o.Dropped
 	t.Swallowed += o.Swallowed
 	t.Aborted += o.Aborted
+	t.Rejected += o.Rejected
 }
 
 // trafficOf returns the (live, shared) traffic record of the directed pair.
