@@ -118,6 +118,14 @@ func WithMaxWantsPerPeer(n int) Option { return engineOption(engine.WithMaxWants
 // (default 262,144).
 func WithMaxWantsTotal(n int) Option { return engineOption(engine.WithMaxWantsTotal(n)) }
 
+// WithMaxParkedWants caps the wants held for all peers together for blocks
+// the server lacks, waiting in case they arrive (default 32,768; 0 for no
+// cap). Past it the oldest such want is forgotten, as if its peer had
+// cancelled it, and counted in Stat().Server.WantsEvicted; new wants are
+// never refused for it, so peers asking for blocks we lack cannot crowd out
+// the rest.
+func WithMaxParkedWants(n int) Option { return engineOption(engine.WithMaxParkedWants(n)) }
+
 // WithMaxCidSize sets the largest CID, in bytes, that a peer may want
 // (default 168).
 func WithMaxCidSize(n int) Option { return engineOption(engine.WithMaxCidSize(n)) }

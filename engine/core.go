@@ -21,7 +21,8 @@ const (
 	// wantQueued: a task for it is in the task queue.
 	wantQueued
 	// wantParked: we lack the block (or may not give it); waiting for
-	// blocksArrived.
+	// blocksArrived. Parked wants of all peers are in core.parked, and the
+	// oldest are forgotten past limits.maxParked.
 	wantParked
 )
 
@@ -40,6 +41,12 @@ type want struct {
 	// it still wants the block from us it asks again.
 	haveOnly bool
 	index    int // position in the unchecked heap; -1 when not in it
+	// peer is whose want this is, so that eviction from core.parked finds
+	// the wantlist to forget it from.
+	peer peer.ID
+	// prev and next link w into core.parked while it is parked (older,
+	// newer); nil otherwise.
+	prev, next *want
 }
 
 // peerWants is one peer's inbound wantlist.
@@ -90,6 +97,7 @@ type limits struct {
 	maxReplaceSize   int // want-have for a block this small gets the block
 	maxOutstanding   int // bytes in flight per peer
 	maxSendFailures  int // consecutive failed sends before a peer's wants are dropped
+	maxParked        int // parked entries held for all peers together, oldest evicted; 0: no cap
 }
 
 // core is the server's decision logic over plain data: inbound wantlists,
@@ -105,11 +113,20 @@ type core struct {
 	total  int
 	seq    uint64
 	tq     *taskQueue
+	// parked holds every parked want, of all peers, in the order they were
+	// parked, so that past maxParked the oldest is evicted in O(1).
+	parked parkedList
 
 	// counters
 	droppedWants  uint64 // wants refused by a limit
 	oversized     uint64 // of them, wants refused for a CID over maxCidSize
+	evictedWants  uint64 // parked wants forgotten over maxParked
 	blockstoreErr uint64
+
+	// recordEvicted makes evict append to evicted, for FuzzCore's model.
+	// Tests only: production never sets it, so nothing accumulates.
+	recordEvicted bool
+	evicted       []*want
 }
 
 type wantRef struct {
@@ -186,6 +203,7 @@ func (c *core) add(p peer.ID, pw *peerWants, w *want) {
 	}
 	c.seq++
 	w.seq, w.state, w.dontHaveSent = c.seq, wantUnchecked, false
+	w.peer = p
 	pw.wants[w.cid] = w
 	c.total++
 	h := hashKey(w.cid)
@@ -225,6 +243,7 @@ func (c *core) update(p peer.ID, pw *peerWants, w *want, e message.Entry) {
 // recheck makes w, parked or active (and no longer counted so), unchecked
 // again; lookup results and tasks for it carry the old seq.
 func (c *core) recheck(pw *peerWants, w *want) {
+	c.parked.remove(w)
 	c.seq++
 	w.seq = c.seq
 	w.dontHaveSent = false
@@ -251,8 +270,10 @@ func (c *core) cancel(p peer.ID, pw *peerWants, k cid.Cid) {
 	c.forget(p, pw, w)
 }
 
-// forget drops w from p's wantlist and the hash index.
+// forget drops w from p's wantlist, the hash index and, if it is parked,
+// the parked list.
 func (c *core) forget(p peer.ID, pw *peerWants, w *want) {
+	c.parked.remove(w)
 	delete(pw.wants, w.cid)
 	c.total--
 	h := hashKey(w.cid)
@@ -321,8 +342,12 @@ func (c *core) lookupDone(p peer.ID, results []lookupResult) bool {
 			t.kind, t.size = sendDontHave, w.cid.ByteLen()
 		default:
 			// Keep the want: NotifyNewBlocks may bring the block later.
-			w.state = wantParked
+			// Parking may evict the oldest parked want, of any peer,
+			// p's included; never w, the newest, and never p itself,
+			// which still holds w. Nothing here ranges over what
+			// eviction changes (wantlists, the hash index).
 			pw.active--
+			c.park(w)
 			continue
 		}
 		w.state = wantQueued
@@ -351,8 +376,11 @@ func (c *core) pop(target int) (p peer.ID, tasks []*task, pending int, ok bool) 
 		pw.sending[t.cid] = inFlight{t, w}
 		pw.active--
 		if t.kind == sendDontHave {
-			w.state = wantParked
+			// Parking may evict a parked want of p, even one whose
+			// DONT_HAVE is in this turn; gcPeer leaves p alone while
+			// pw.sending holds the turn, so pw stays valid.
 			w.dontHaveSent = true
+			c.park(w)
 			continue
 		}
 		c.forget(p, pw, w)
@@ -414,6 +442,7 @@ func (c *core) blocksArrived(keys []cid.Cid) []peer.ID {
 			if w.state != wantParked {
 				continue
 			}
+			c.parked.remove(w)
 			c.seq++
 			w.seq = c.seq
 			w.state = wantUnchecked
@@ -439,6 +468,82 @@ func (c *core) removePeer(p peer.ID) {
 		delete(c.peers, p)
 	}
 	c.tq.clear(p)
+}
+
+// park makes w, checking or queued until now, parked, and evicts the
+// oldest parked want if that takes the parked list over maxParked. Parked
+// wants are what a peer can make us hold for nothing: wants for blocks we
+// lack cost memory until the peer cancels them or leaves, and many peers
+// can park up to MaxWantsPerPeer each, so maxParked bounds them for all
+// peers together without lowering maxWantsTotal, which would refuse
+// honest peers' new wants once others filled it. The oldest go first: a
+// want unanswered longest is the least likely to be served.
+func (c *core) park(w *want) {
+	w.state = wantParked
+	c.parked.push(w)
+	// w is the newest: with maxParked >= 1 the loop stops before it.
+	for c.maxParked > 0 && c.parked.n > c.maxParked {
+		c.evict(c.parked.head)
+	}
+}
+
+// evict forgets the parked want w as if its peer had cancelled it: the
+// peer heard DONT_HAVE if it asked for one (or will: a DONT_HAVE in flight
+// stays in pw.sending, so a failed send restores the want and says it
+// again), and loses only the notice if the block arrives later; a peer
+// that asks again gets a fresh lookup. The peer is forgotten if that was
+// all it held.
+func (c *core) evict(w *want) {
+	p := w.peer
+	pw := c.peers[p]
+	c.forget(p, pw, w)
+	c.evictedWants++
+	if c.recordEvicted {
+		c.evicted = append(c.evicted, w)
+	}
+	c.gcPeer(p, pw)
+}
+
+// parkedList is a doubly-linked list of parked wants, linked through the
+// wants' prev and next, oldest first: O(1) to add, remove and evict, and
+// no allocation per want.
+type parkedList struct {
+	head, tail *want // oldest, newest
+	n          int
+}
+
+func (l *parkedList) contains(w *want) bool { return w.prev != nil || l.head == w }
+
+// push adds w, which must not be in the list, as the newest.
+func (l *parkedList) push(w *want) {
+	w.prev, w.next = l.tail, nil
+	if l.tail != nil {
+		l.tail.next = w
+	} else {
+		l.head = w
+	}
+	l.tail = w
+	l.n++
+}
+
+// remove takes w out of the list if it is in it, and clears its links, so
+// that a want restored or parked again later starts unlinked.
+func (l *parkedList) remove(w *want) {
+	if !l.contains(w) {
+		return
+	}
+	if w.prev != nil {
+		w.prev.next = w.next
+	} else {
+		l.head = w.next
+	}
+	if w.next != nil {
+		w.next.prev = w.prev
+	} else {
+		l.tail = w.prev
+	}
+	w.prev, w.next = nil, nil
+	l.n--
 }
 
 // gcPeer forgets p once it wants nothing and nothing of it is in flight

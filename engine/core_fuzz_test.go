@@ -28,17 +28,23 @@ import (
 //   - the wants held for each peer are exactly those of a model that applies
 //     the same messages: accepted while within MaxWantsPerPeer,
 //     MaxWantsTotal and the CID size limit, dropped by cancels and full
-//     wantlists, served by a popped block or HAVE, restored after a failed
-//     send unless the peer cancelled them meanwhile (or was removed), all
-//     forgotten after removePeer or MaxSendFailures failed sends. So nothing
-//     the peer still wants is silently forgotten, and nothing it cancelled
-//     comes back;
+//     wantlists, served by a popped block or HAVE, evicted over
+//     MaxParkedWants (the core reports each eviction, and the model checks
+//     that the want was held and parked before any want still parked),
+//     restored after a failed send unless the peer cancelled them meanwhile
+//     (or was removed), all forgotten after removePeer or MaxSendFailures
+//     failed sends. So nothing the peer still wants is silently forgotten,
+//     and nothing it cancelled comes back;
 //   - per peer at most MaxWantsPerPeer wants, in all at most MaxWantsTotal,
 //     and the total and the hash index agree with the wantlists;
 //   - every held want is in exactly one state: unchecked (in the peer's
 //     heap), checking (a lookup handed out for it is unanswered), queued
 //     (its task is in the task queue) or parked (none of these); at most
 //     MaxActiveWantsPerPeer are checking or queued, and active counts them;
+//   - the parked list holds exactly the parked wants, each once, soundly
+//     linked, in the order they were parked, counted right, at most
+//     MaxParkedWants of them when that is set; the eviction counter counts
+//     the evictions reported;
 //   - the task queue holds tasks only for queued wants, its ring exactly the
 //     peers with tasks, and each peer's outstanding bytes equal what was
 //     popped for it and not yet reported done;
@@ -52,6 +58,7 @@ import (
 //     and names each of their peers once;
 //   - removePeer frees the peer's wants and queued tasks;
 //   - the same inputs produce the same outputs (the run is repeated);
+//     inputs without a parked cap are run again with a small one;
 //   - nothing is wedged: when the inputs end, the harness keeps doing what
 //     the Engine's goroutines do (answer lookups, refill when the core says
 //     a peer has lookups to do, pop and send) until nothing is left, and then
@@ -61,7 +68,10 @@ import (
 // dropped, and counted, if the peer's new wants filled its cap meanwhile; a
 // failed send popped before removePeer counts against the peer's next
 // wantlist if it is back by then; a peer whose last send failed keeps an
-// empty entry until a send succeeds or it disconnects.
+// empty entry until a send succeeds or it disconnects. A want evicted while
+// its DONT_HAVE is in flight is restored if that send fails, like a served
+// one (the peer has not heard the DONT_HAVE), unless it asked again
+// meanwhile.
 //
 //	go test -run '^$' -fuzz=FuzzCore -fuzztime=60s -parallel=1 ./engine
 func FuzzCore(f *testing.F) {
@@ -70,17 +80,29 @@ func FuzzCore(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := decodeCoreInput(data)
-		first := runCore(t, in)
-		second := runCore(t, in)
-		if !reflect.DeepEqual(first, second) {
-			for i := range min(len(first), len(second)) {
-				if first[i] != second[i] {
-					t.Fatalf("output %d differs between two runs of the same inputs:\n%s\n%s\ninputs:\n%s", i, first[i], second[i], in)
-				}
-			}
-			t.Fatalf("two runs of the same inputs gave %d and %d outputs", len(first), len(second))
+		runCoreTwice(t, in)
+		if in.parked == 0 {
+			// Inputs without a parked cap (most of them, the older ones
+			// all) run again under a small one, so evictions are
+			// exercised as often as the rest.
+			in.parked = 1 + (in.perPeer+in.total)%3
+			runCoreTwice(t, in)
 		}
 	})
+}
+
+// runCoreTwice runs in twice and checks that both runs agree.
+func runCoreTwice(t *testing.T, in coreInput) {
+	first := runCore(t, in)
+	second := runCore(t, in)
+	if !reflect.DeepEqual(first, second) {
+		for i := range min(len(first), len(second)) {
+			if first[i] != second[i] {
+				t.Fatalf("output %d differs between two runs of the same inputs:\n%s\n%s\ninputs:\n%s", i, first[i], second[i], in)
+			}
+		}
+		t.Fatalf("two runs of the same inputs gave %d and %d outputs", len(first), len(second))
+	}
 }
 
 const (
@@ -135,9 +157,9 @@ type coreEvent struct {
 }
 
 type coreInput struct {
-	// limits, as indices or small numbers
-	perPeer, total, active, failures, cidSize, replace, outst int
-	evs                                                       []coreEvent
+	// limits, as indices or small numbers; parked 0 is no cap
+	perPeer, total, active, failures, cidSize, replace, outst, parked int
+	evs                                                               []coreEvent
 }
 
 func (in coreInput) limits() limits {
@@ -149,6 +171,7 @@ func (in coreInput) limits() limits {
 		maxReplaceSize:   fuzzReplace[in.replace],
 		maxOutstanding:   fuzzOutst[in.outst],
 		maxSendFailures:  in.failures,
+		maxParked:        in.parked,
 	}
 }
 
@@ -237,13 +260,23 @@ func (r *fuzzBytes) next() int {
 
 // decodeCoreInput turns fuzz bytes into limits and inputs;
 // encodeCoreInput is its inverse (for the seeds).
+//
+// The parked cap came later: it is a fifth header byte, present only when
+// the top bit of the first is set (a bit perPeer never read, clear in every
+// input of the committed corpus), so older inputs decode as they did, with
+// no cap; a missing fifth byte is no cap too.
 func decodeCoreInput(data []byte) coreInput {
 	r := fuzzBytes(data)
-	in := coreInput{perPeer: r.next()%8 + 1, total: r.next()%16 + 1}
 	b := r.next()
+	in := coreInput{perPeer: b%8 + 1, total: r.next()%16 + 1}
+	hasParked := b&0x80 != 0
+	b = r.next()
 	in.active, in.failures, in.cidSize = b%4+1, ((b>>2)&3)%3+1, (b>>4)&1
 	b = r.next()
 	in.replace, in.outst = b%3, (b>>2)%4
+	if hasParked {
+		in.parked = r.next() % 9
+	}
 	for len(r) > 0 && len(in.evs) < maxCoreSteps {
 		e := coreEvent{kind: coreEventKind(r.next() % int(numCoreEventKinds))}
 		switch e.kind {
@@ -293,6 +326,10 @@ func encodeCoreInput(in coreInput) []byte {
 	b := []byte{byte(in.perPeer - 1), byte(in.total - 1),
 		byte(in.active-1) | byte(in.failures-1)<<2 | byte(in.cidSize)<<4,
 		byte(in.replace) | byte(in.outst)<<2}
+	if in.parked > 0 {
+		b[0] |= 0x80
+		b = append(b, byte(in.parked))
+	}
 	bit := func(v bool, n uint) byte {
 		if v {
 			return 1 << n
@@ -354,6 +391,8 @@ func coreSeeds() []coreInput {
 	remove := func(p int) coreEvent { return coreEvent{kind: cRemove, peer: p} }
 	roomy := coreInput{perPeer: 8, total: 16, active: 4, failures: 3, cidSize: 1, replace: 2, outst: 3}
 	tight := coreInput{perPeer: 3, total: 5, active: 1, failures: 1, cidSize: 0, replace: 1, outst: 1}
+	parked2 := coreInput{perPeer: 8, total: 16, active: 4, failures: 3, cidSize: 1, replace: 2, outst: 3, parked: 2}
+	parked1 := coreInput{perPeer: 8, total: 16, active: 4, failures: 3, cidSize: 1, replace: 2, outst: 3, parked: 1}
 	with := func(l coreInput, evs ...coreEvent) coreInput { l.evs = evs; return l }
 	return []coreInput{
 		// Each kind of answer: block, small block for a want-have, HAVE,
@@ -393,6 +432,18 @@ func coreSeeds() []coreInput {
 		with(roomy, recv(0, false, hav(0, false), coreEntry{cid: 1, block: true, prio: 3}), refill(0, 4),
 			recv(0, false, blk(0, true)), answer(0, missing, missing), refill(0, 4), answer(0, missing, missing),
 			recv(0, false, coreEntry{cid: 1, block: true, prio: 1}), refill(0, 4), answer(0, have(5)), pop(3), done(0, true)),
+		// The parked cap: p0's parked wants evicted by p1's, one of them
+		// with its DONT_HAVE in flight; the send fails and it comes back.
+		with(parked2, recv(0, false, hav(0, true), blk(1, false)), refill(0, 4), answer(0, missing, missing), pop(3),
+			recv(1, false, blk(2, false), blk(3, false)), refill(1, 4), answer(1, missing, missing), done(0, false),
+			refill(0, 4), answer(0, missing), pop(3), done(0, true), arrived(2), recv(1, false, blk(3, false))),
+		// Room for one parked want: unparked by arrival, cancel and a repeat
+		// before others park; a peer evicted of all it held, and back.
+		with(parked1, recv(0, false, blk(0, false)), refill(0, 4), answer(0, missing), arrived(0),
+			recv(1, false, blk(1, false)), refill(1, 4), answer(1, missing), recv(1, false, cancel(1)),
+			recv(2, false, blk(2, true), blk(4, true)), refill(2, 4), answer(2, missing, missing), pop(3), pop(3),
+			recv(2, false, blk(4, true)), recv(3, false, blk(5, false)), refill(3, 4), answer(3, missing),
+			remove(3), recv(0, false, blk(6, false)), refill(0, 4), answer(0, missing, missing), done(0, true), done(0, false)),
 	}
 }
 
@@ -445,7 +496,12 @@ type coreRun struct {
 	restorable  map[peer.ID]map[cid.Cid]uint64 // popped, in flight, not cancelled since: task seq
 	failures    map[peer.ID]int
 	outstanding map[peer.ID]int // bytes popped and not done
-	draining    bool
+	evictions   uint64          // evictions the core reported
+	// parkedAt is when (in checks) each want, at one seq, was first seen
+	// parked: evictions must take the oldest first.
+	parkedAt map[parkKey]int
+	checks   int
+	draining bool
 
 	out []string // every output, for the determinism check
 }
@@ -457,8 +513,10 @@ func runCore(t *testing.T, in coreInput) []string {
 		types: make(map[uint64]message.Entry), due: make(map[peer.ID]bool),
 		held: make(map[peer.ID]map[cid.Cid]bool), restorable: make(map[peer.ID]map[cid.Cid]uint64),
 		failures: make(map[peer.ID]int), outstanding: make(map[peer.ID]int),
+		parkedAt: make(map[parkKey]int),
 	}
 	r.c = newCore(r.l)
+	r.c.recordEvicted = true
 	for i, c := range r.cidOf {
 		r.nameOf[c] = fmt.Sprintf("c%d", i)
 	}
@@ -480,10 +538,9 @@ func (r *coreRun) fatalf(format string, args ...any) {
 	if r.draining {
 		where = "after the inputs, serving what is left"
 	}
-	msg := fmt.Sprintf("%s: %s\ninputs:\n%s", where, fmt.Sprintf(format, args...), coreInput{
-		perPeer: r.in.perPeer, total: r.in.total, active: r.in.active, failures: r.in.failures,
-		cidSize: r.in.cidSize, replace: r.in.replace, outst: r.in.outst, evs: r.in.evs[:min(r.step+1, len(r.in.evs))],
-	})
+	in := r.in
+	in.evs = in.evs[:min(r.step+1, len(in.evs))]
+	msg := fmt.Sprintf("%s: %s\ninputs:\n%s", where, fmt.Sprintf(format, args...), in)
 	for i, p := range r.peerOf { // peer IDs print in base58
 		msg = strings.ReplaceAll(msg, p.String(), fmt.Sprintf("p%d", i))
 	}
@@ -672,6 +729,7 @@ func (r *coreRun) answer(p peer.ID, res []lookupResult) {
 	}
 	queued := r.c.lookupDone(p, res)
 	r.emit("lookupDone %s: %v", p, queued)
+	r.takeEvictions()
 	r.due[p] = true // the refill loop goes on
 }
 
@@ -746,6 +804,59 @@ func (r *coreRun) pop(target int) {
 	}
 	r.outstanding[p] += size
 	r.batches = append(r.batches, batch{p: p, tasks: tasks})
+	// After the loop above: parking a DONT_HAVE of this turn may have
+	// evicted another of the same turn.
+	r.takeEvictions()
+}
+
+type parkKey struct {
+	w   *want
+	seq uint64
+}
+
+// takeEvictions applies the evictions the core reports to the model: each
+// evicted want was held and parked, is held no more, and was parked before
+// every want still parked (as far as checks can tell: wants first seen
+// parked at the same check are not ordered among themselves). A send in
+// flight for it stays restorable.
+func (r *coreRun) takeEvictions() {
+	c := r.c
+	if len(c.evicted) == 0 {
+		return
+	}
+	oldestLeft, stampedLeft := 0, false
+	for w := c.parked.head; w != nil; w = w.next {
+		if at, ok := r.parkedAt[parkKey{w, w.seq}]; ok && (!stampedLeft || at < oldestLeft) {
+			oldestLeft, stampedLeft = at, true
+		}
+	}
+	var names []string
+	for _, w := range c.evicted {
+		p := w.peer
+		names = append(names, fmt.Sprintf("%s:%s", p, r.name(w.cid)))
+		if !r.held[p][w.cid] {
+			r.fatalf("evicted %s of %s, which the peer does not hold", r.name(w.cid), p)
+		}
+		if pw := c.peers[p]; pw != nil && pw.wants[w.cid] == w {
+			r.fatalf("evicted %s of %s, still in its wantlist", r.name(w.cid), p)
+		}
+		if c.parked.contains(w) || w.prev != nil || w.next != nil {
+			r.fatalf("evicted %s of %s, still linked into the parked list", r.name(w.cid), p)
+		}
+		k := parkKey{w, w.seq}
+		at, ok := r.parkedAt[k]
+		switch {
+		case ok && stampedLeft && at > oldestLeft:
+			r.fatalf("evicted %s of %s, parked at check %d, before a want parked at check %d", r.name(w.cid), p, at, oldestLeft)
+		case !ok && stampedLeft:
+			r.fatalf("evicted %s of %s, parked just now, before a want parked at check %d", r.name(w.cid), p, oldestLeft)
+		}
+		delete(r.parkedAt, k)
+		delete(r.held[p], w.cid)
+		r.evictions++
+	}
+	r.emit("evicted %v", names)
+	c.evicted = c.evicted[:0]
 }
 
 func (r *coreRun) done(b batch, sent, empty bool) {
@@ -831,6 +942,54 @@ func (r *coreRun) kinds(tasks []*task) string {
 func (r *coreRun) check() {
 	r.t.Helper()
 	c := r.c
+	if len(c.evicted) > 0 {
+		r.fatalf("%d evictions outside lookupDone and pop", len(c.evicted))
+	}
+	if c.evictedWants != r.evictions {
+		r.fatalf("evictedWants=%d, %d evictions reported", c.evictedWants, r.evictions)
+	}
+	// The parked list: sound links, each want once, held and parked, in
+	// the order first seen parked.
+	r.checks++
+	inList := make(map[*want]bool)
+	stamps := make(map[parkKey]int)
+	var prev *want
+	last := 0
+	for w := c.parked.head; w != nil; w = w.next {
+		if inList[w] {
+			r.fatalf("%s of %s twice in the parked list", r.name(w.cid), w.peer)
+		}
+		inList[w] = true
+		if w.prev != prev {
+			r.fatalf("parked list: %s of %s has a wrong prev", r.name(w.cid), w.peer)
+		}
+		if pw := c.peers[w.peer]; pw == nil || pw.wants[w.cid] != w {
+			r.fatalf("parked list holds %s of %s, which is not held", r.name(w.cid), w.peer)
+		}
+		if w.state != wantParked {
+			r.fatalf("parked list holds %s of %s in state %d", r.name(w.cid), w.peer, w.state)
+		}
+		k := parkKey{w, w.seq}
+		at, ok := r.parkedAt[k]
+		if !ok {
+			at = r.checks
+		}
+		if at < last {
+			r.fatalf("parked list: %s of %s, parked at check %d, after one parked at check %d", r.name(w.cid), w.peer, at, last)
+		}
+		stamps[k], last = at, at
+		prev = w
+	}
+	r.parkedAt = stamps
+	if c.parked.tail != prev {
+		r.fatalf("parked list's tail is not its last want")
+	}
+	if c.parked.n != len(inList) {
+		r.fatalf("parked list counts %d, holds %d", c.parked.n, len(inList))
+	}
+	if r.l.maxParked > 0 && len(inList) > r.l.maxParked {
+		r.fatalf("%d wants parked, cap %d", len(inList), r.l.maxParked)
+	}
 	total := 0
 	refs := make(map[string]int)
 	for p, pw := range c.peers {
@@ -873,8 +1032,17 @@ func (r *coreRun) check() {
 					r.fatalf("%s's want %s is queued but has no task", p, r.name(k))
 				}
 			case wantParked:
+				if !inList[w] {
+					r.fatalf("%s's parked want %s is not in the parked list", p, r.name(k))
+				}
 			default:
 				r.fatalf("%s's want %s in state %d", p, r.name(k), w.state)
+			}
+			if w.peer != p {
+				r.fatalf("%s's want %s names %s as its peer", p, r.name(k), w.peer)
+			}
+			if w.state != wantParked && (w.prev != nil || w.next != nil || c.parked.head == w) {
+				r.fatalf("%s's want %s in state %d is linked into the parked list", p, r.name(k), w.state)
 			}
 			if w.state != wantUnchecked && (w.index >= 0 || inHeap) {
 				r.fatalf("%s's want %s in state %d is also in the unchecked heap", p, r.name(k), w.state)

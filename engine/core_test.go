@@ -32,6 +32,7 @@ func defaultLimits() limits {
 		maxReplaceSize:   DefaultMaxReplaceSize,
 		maxOutstanding:   DefaultMaxOutstandingBytes,
 		maxSendFailures:  defaultMaxSendFailures,
+		maxParked:        DefaultMaxParkedWants,
 	}
 }
 
@@ -534,5 +535,237 @@ func TestHashKeyIsTheMultihash(t *testing.T) {
 	}
 	if got := hashKey(cid.Undef); got != "" {
 		t.Errorf("hashKey(Undef) = %q", got)
+	}
+}
+
+// parkedWants lists the parked wants, oldest first, as peer:cid-index
+// names, and checks the list's links on the way.
+func parkedWants(t *testing.T, c *core, names map[cid.Cid]string) []string {
+	t.Helper()
+	var out []string
+	var prev *want
+	for w := c.parked.head; w != nil; w = w.next {
+		if w.prev != prev || w.state != wantParked {
+			t.Fatalf("parked list broken at %s", names[w.cid])
+		}
+		out = append(out, string(w.peer)+":"+names[w.cid])
+		prev = w
+	}
+	if c.parked.tail != prev || c.parked.n != len(out) {
+		t.Fatalf("parked list: tail or count (%d) does not match its %d wants", c.parked.n, len(out))
+	}
+	return out
+}
+
+func testCids(t *testing.T, n int) ([]cid.Cid, map[cid.Cid]string) {
+	cs := make([]cid.Cid, n)
+	names := make(map[cid.Cid]string)
+	for i := range cs {
+		cs[i] = testCid(t, i)
+		names[cs[i]] = fmt.Sprintf("c%d", i)
+	}
+	return cs, names
+}
+
+// Parked wants, for blocks we lack, are capped for all peers together: past
+// the cap the oldest parked want is forgotten, whoever's it is, and counted.
+// A peer left with nothing is forgotten too. New wants are never refused
+// for it.
+func TestCoreParkedWantsCappedAcrossPeersOldestFirst(t *testing.T) {
+	l := defaultLimits()
+	l.maxParked = 4
+	h := newHarness(t, l)
+	cs, names := testCids(t, 9)
+	for i, p := range []peer.ID{"a", "b", "c"} {
+		for _, c := range cs[3*i : 3*i+3] {
+			h.receive(p, false, wantEntry(c, message.WantBlock, false))
+			if n := h.c.parked.n; n > 4 {
+				t.Fatalf("%d wants parked, cap 4", n)
+			}
+		}
+	}
+	if got := fmt.Sprint(parkedWants(t, h.c, names)); got != "[b:c5 c:c6 c:c7 c:c8]" {
+		t.Fatalf("parked = %s, want the newest four, oldest first", got)
+	}
+	if h.c.evictedWants != 5 || h.c.droppedWants != 0 {
+		t.Fatalf("evicted %d, dropped %d; want 5 evicted, none dropped", h.c.evictedWants, h.c.droppedWants)
+	}
+	if h.c.total != 4 || len(h.c.byHash) != 4 {
+		t.Fatalf("%d wants held, %d hashes indexed; want 4, 4", h.c.total, len(h.c.byHash))
+	}
+	if _, ok := h.c.peers["a"]; ok {
+		t.Fatal("peer a, all of whose wants were evicted, is still kept")
+	}
+	if got := h.c.wantlist("b"); len(got) != 1 || !got[0].Equals(cs[5]) {
+		t.Fatalf("b's wantlist = %v, want only its newest want", got)
+	}
+}
+
+// Only parked wants are evicted: a peer whose want was evicted but that
+// still has wants being looked up or served keeps them.
+func TestCoreEvictionLeavesOtherWantsOfThePeer(t *testing.T) {
+	l := defaultLimits()
+	l.maxParked = 1
+	h := newHarness(t, l)
+	cs, _ := testCids(t, 3)
+	h.sizes[cs[1]] = 10
+	h.receive("a", false, wantEntry(cs[0], message.WantBlock, false)) // parked
+	h.receive("a", false, wantEntry(cs[1], message.WantBlock, false)) // queued
+	h.receive("b", false, wantEntry(cs[2], message.WantBlock, false)) // parks, evicts a's
+	if h.c.evictedWants != 1 {
+		t.Fatalf("evicted %d, want 1", h.c.evictedWants)
+	}
+	if got := h.c.wantlist("a"); len(got) != 1 || !got[0].Equals(cs[1]) {
+		t.Fatalf("a's wantlist = %v, want its queued want only", got)
+	}
+	if p, tasks, _ := h.pop(1 << 20); p != "a" || kinds(tasks) != "block " {
+		t.Fatalf("popped %s %q, want a's block", p, kinds(tasks))
+	}
+}
+
+// A want leaves the parked list when its block arrives, when it is
+// cancelled, and when the peer asks for it again; so the cap counts only
+// wants still parked, and those wants are not evicted for others.
+func TestCoreUnparkedWantsLeaveTheParkedList(t *testing.T) {
+	cs, names := testCids(t, 3)
+	x := cs[0]
+	cases := []struct {
+		name   string
+		unpark func(h *harness)
+		held   bool // a still holds x afterwards (not parked)
+	}{
+		{"block arrives", func(h *harness) { h.c.blocksArrived([]cid.Cid{x}) }, true},
+		{"cancelled", func(h *harness) { h.c.receive("a", false, []message.Entry{{Cid: x, Cancel: true}}) }, false},
+		{"asked again", func(h *harness) {
+			h.c.receive("a", false, []message.Entry{wantEntry(x, message.WantBlock, false)})
+		}, true},
+		{"asked again, changed", func(h *harness) {
+			h.c.receive("a", false, []message.Entry{wantEntry(x, message.WantHave, true)})
+		}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			l := defaultLimits()
+			l.maxParked = 2
+			h := newHarness(t, l)
+			h.receive("a", false, wantEntry(x, message.WantBlock, false))
+			tc.unpark(h) // no lookup yet: x waits, unchecked
+			if got := parkedWants(t, h.c, names); len(got) != 0 {
+				t.Fatalf("parked = %v after x left parking", got)
+			}
+			h.receive("b", false, wantEntry(cs[1], message.WantBlock, false), wantEntry(cs[2], message.WantBlock, false))
+			if got := fmt.Sprint(parkedWants(t, h.c, names)); got != "[b:c1 b:c2]" || h.c.evictedWants != 0 {
+				t.Fatalf("parked = %s, %d evicted; want b's two and none evicted", got, h.c.evictedWants)
+			}
+			held := len(h.c.wantlist("a")) == 1
+			if held != tc.held {
+				t.Fatalf("a holds x: %v, want %v", held, tc.held)
+			}
+			if held && h.c.peers["a"].wants[x].state != wantUnchecked {
+				t.Fatalf("x in state %d, want unchecked", h.c.peers["a"].wants[x].state)
+			}
+		})
+	}
+}
+
+// An evicted want is forgotten as if cancelled: asked again, it is a new
+// want, looked up afresh.
+func TestCoreEvictedWantAskedAgainIsLookedUpAfresh(t *testing.T) {
+	l := defaultLimits()
+	l.maxParked = 1
+	h := newHarness(t, l)
+	cs, _ := testCids(t, 2)
+	h.receive("a", false, wantEntry(cs[0], message.WantBlock, false))
+	h.receive("b", false, wantEntry(cs[1], message.WantBlock, false)) // evicts a's
+	h.sizes[cs[0]] = 10
+	h.receive("a", false, wantEntry(cs[0], message.WantBlock, false))
+	if p, tasks, _ := h.pop(1 << 20); p != "a" || kinds(tasks) != "block " {
+		t.Fatalf("popped %s %q, want a's block", p, kinds(tasks))
+	}
+}
+
+// A want evicted while its DONT_HAVE is being sent: the peer keeps its
+// entry (the send is in flight), and if the send fails the want comes back,
+// is looked up, and the peer hears DONT_HAVE after all; parking it again
+// evicts the oldest other, and the list stays sound.
+func TestCoreWantEvictedWhileItsDontHaveIsInFlight(t *testing.T) {
+	for _, sent := range []bool{true, false} {
+		t.Run(fmt.Sprintf("sent=%v", sent), func(t *testing.T) {
+			l := defaultLimits()
+			l.maxParked = 1
+			h := newHarness(t, l)
+			cs, names := testCids(t, 2)
+			x, y := cs[0], cs[1]
+			h.receive("a", false, wantEntry(x, message.WantHave, true))
+			_, tasks, _, _ := h.c.pop(1 << 20)
+			if kinds(tasks) != "dont-have " {
+				t.Fatalf("popped %q, want DONT_HAVE", kinds(tasks))
+			}
+			h.receive("b", false, wantEntry(y, message.WantBlock, false)) // evicts x
+			if got := fmt.Sprint(parkedWants(t, h.c, names)); got != "[b:c1]" || h.c.evictedWants != 1 {
+				t.Fatalf("parked = %s, %d evicted; want b's y, 1", got, h.c.evictedWants)
+			}
+			if h.c.peers["a"] == nil {
+				t.Fatal("a was forgotten with its DONT_HAVE in flight")
+			}
+			if h.c.done("a", tasks, sent) {
+				h.lookups("a")
+			}
+			if sent {
+				if h.c.peers["a"] != nil {
+					t.Fatal("a, with nothing left, is still kept after the send")
+				}
+				return
+			}
+			if got := h.c.wantlist("a"); len(got) != 1 || !got[0].Equals(x) {
+				t.Fatalf("after the failed send a's wantlist = %v, want x back", got)
+			}
+			_, tasks, _ = h.pop(1 << 20)
+			if kinds(tasks) != "dont-have " {
+				t.Fatalf("popped %q, want DONT_HAVE said again", kinds(tasks))
+			}
+			if got := fmt.Sprint(parkedWants(t, h.c, names)); got != "[a:c0]" || h.c.evictedWants != 2 {
+				t.Fatalf("parked = %s, %d evicted; want a's x, 2", got, h.c.evictedWants)
+			}
+			if h.c.peers["b"] != nil {
+				t.Fatal("b, whose only want was evicted, is still kept")
+			}
+		})
+	}
+}
+
+// Two DONT_HAVEs in one turn with room for one parked want: parking the
+// second evicts the first, of the peer being popped, which stays.
+func TestCoreEvictionWithinOneTurn(t *testing.T) {
+	l := defaultLimits()
+	l.maxParked = 1
+	h := newHarness(t, l)
+	cs, names := testCids(t, 2)
+	h.receive("a", false, wantEntry(cs[0], message.WantHave, true), wantEntry(cs[1], message.WantHave, true))
+	_, tasks, _, _ := h.c.pop(1 << 20)
+	if kinds(tasks) != "dont-have dont-have " {
+		t.Fatalf("popped %q, want two DONT_HAVEs", kinds(tasks))
+	}
+	if got := fmt.Sprint(parkedWants(t, h.c, names)); got != "[a:c1]" || h.c.evictedWants != 1 {
+		t.Fatalf("parked = %s, %d evicted; want a's c1, 1", got, h.c.evictedWants)
+	}
+	h.c.done("a", tasks, true)
+	if got := h.c.wantlist("a"); len(got) != 1 || !got[0].Equals(cs[1]) {
+		t.Fatalf("a's wantlist = %v, want c1 only", got)
+	}
+}
+
+// With no cap (0, as in limits{}), parked wants are only bounded by the
+// wantlist caps.
+func TestCoreParkedUncappedByDefaultInLimits(t *testing.T) {
+	l := defaultLimits()
+	l.maxParked = 0
+	h := newHarness(t, l)
+	cs, _ := testCids(t, 50)
+	for _, c := range cs {
+		h.receive("a", false, wantEntry(c, message.WantBlock, false))
+	}
+	if h.c.parked.n != 50 || h.c.evictedWants != 0 {
+		t.Fatalf("%d parked, %d evicted; want 50, 0", h.c.parked.n, h.c.evictedWants)
 	}
 }

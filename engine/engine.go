@@ -57,6 +57,7 @@ const (
 	DefaultMaxActiveWantsPerPeer = 1024
 	DefaultMaxWantsPerPeer       = 32768
 	DefaultMaxWantsTotal         = 262144
+	DefaultMaxParkedWants        = 32768
 	DefaultMaxCidSize            = 168
 	DefaultMaxReplaceSize        = 1024
 	defaultMaxSendFailures       = 3
@@ -103,6 +104,17 @@ func WithMaxWantsPerPeer(n int) Option { return func(c *config) { c.maxWantsPerP
 // (default 262,144).
 func WithMaxWantsTotal(n int) Option { return func(c *config) { c.maxWantsTotal = max(n, 1) } }
 
+// WithMaxParkedWants caps the parked wants held for all peers together
+// (default 32,768; 0 for no cap): wants for blocks we lack, kept in case
+// NotifyNewBlocks brings the block. Past the cap the oldest parked want is
+// forgotten, as if its peer had cancelled it, and counted in
+// Stat.WantsEvicted: the peer heard DONT_HAVE if it asked for one and only
+// misses the notice if the block arrives later; asking again gets a fresh
+// lookup. Unlike a lower WithMaxWantsTotal, the cap never refuses new wants,
+// so peers flooding us with wants for blocks we lack cannot lock honest
+// peers out.
+func WithMaxParkedWants(n int) Option { return func(c *config) { c.maxParked = max(n, 0) } }
+
 // WithMaxCidSize sets the largest CID, in bytes, a want may name (default
 // 168: a CIDv1 header plus a 128-byte digest).
 func WithMaxCidSize(n int) Option { return func(c *config) { c.maxCidSize = n } }
@@ -128,6 +140,7 @@ type Stat struct {
 	MessagesSent  uint64
 	SendErrors    uint64
 	WantsDropped  uint64 // wants refused by a limit (CID size, per-peer or total cap)
+	WantsEvicted  uint64 // parked wants forgotten, oldest first, over the parked cap (WithMaxParkedWants)
 	BlockstoreErr uint64 // blockstore failures other than not-found
 	Peers         int    // peers with wants held
 	Wants         int    // wants held across peers
@@ -167,6 +180,7 @@ func New(bs Blockstore, s Sender, l *ledger.Ledger, opts ...Option) *Engine {
 			maxReplaceSize:   DefaultMaxReplaceSize,
 			maxOutstanding:   DefaultMaxOutstandingBytes,
 			maxSendFailures:  defaultMaxSendFailures,
+			maxParked:        DefaultMaxParkedWants,
 		},
 		workers: DefaultTaskWorkerCount,
 		target:  DefaultTargetMessageSize,
@@ -263,6 +277,7 @@ func (e *Engine) Stat() Stat {
 	defer e.mu.Unlock()
 	s := e.stat
 	s.WantsDropped = e.core.droppedWants
+	s.WantsEvicted = e.core.evictedWants
 	s.BlockstoreErr = e.core.blockstoreErr
 	s.Peers = len(e.core.peers)
 	s.Wants = e.core.total

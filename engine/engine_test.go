@@ -390,3 +390,27 @@ func TestEngineRejectsOversizedCids(t *testing.T) {
 		t.Fatalf("a normal wantlist: %v", err)
 	}
 }
+
+// WithMaxParkedWants caps wants for blocks we lack across peers; Stat
+// counts the evicted ones.
+func TestEngineMaxParkedWants(t *testing.T) {
+	store, rec := newFakeStore(), newRecorder()
+	e := New(store, rec, ledger.New(), WithMaxParkedWants(10))
+	e.Start()
+	defer e.Close()
+
+	for i, p := range []peer.ID{"a", "b", "c"} {
+		var cids []cid.Cid
+		for j := range 8 {
+			cids = append(cids, testCid(t, 100*i+j)) // none stored: they park
+		}
+		if err := e.MessageReceived(context.Background(), p, wantBlocks(cids)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := e.Stat()
+	if st.Wants != 10 || st.WantsEvicted != 14 || st.WantsDropped != 0 || st.Peers != 2 {
+		t.Fatalf("held %d wants of %d peers, evicted %d, dropped %d; want 10 of 2, 14, 0",
+			st.Wants, st.Peers, st.WantsEvicted, st.WantsDropped)
+	}
+}
