@@ -53,6 +53,7 @@ type oursServerStat struct {
 	ThrottledMessages uint64 `json:"throttled_messages"`
 	StreamsRefused    uint64 `json:"streams_refused"`
 	WantsDropped      uint64 `json:"wants_dropped"`
+	WantsEvicted      uint64 `json:"wants_evicted"`
 	PeakWants         int    `json:"peak_wants"` // wants held, sampled
 	PeakPeers         int    `json:"peak_peers"` // peers with wants held, sampled
 	UnwantedBlocks    uint64 `json:"unwanted_blocks"`
@@ -228,6 +229,7 @@ func childAttackServer(s childSpec) error {
 		st.MalformedReceived, st.PeersDisconnected = s.Network.MalformedReceived, s.Network.PeersDisconnected
 		st.RejectedReceived, st.ThrottledMessages, st.StreamsRefused = s.Network.RejectedReceived, s.Network.ThrottledMessages, s.Network.StreamsRefused
 		st.WantsDropped, st.UnwantedBlocks = s.Server.WantsDropped, s.Client.UnwantedBlocks
+		st.WantsEvicted = s.Server.WantsEvicted
 		st.BlocksSent, st.HavesSent, st.DontHavesSent = s.Server.BlocksSent, s.Server.HavesSent, s.Server.DontHavesSent
 		st.SendErrors, st.MessagesReceived = s.Server.SendErrors, s.MessagesReceived
 		res.Ours = &st
