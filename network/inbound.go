@@ -26,10 +26,7 @@ func (n *Libp2pNetwork) handleStream(s network.Stream) {
 		return
 	}
 	if n.isBanned(from) {
-		n.mu.Unlock()
-		n.refused.Add(1)
-		_ = s.Reset()
-		_ = n.host.Network().ClosePeer(from)
+		n.refuse(s, from) // unlocks n.mu
 		return
 	}
 	n.inbound[s] = struct{}{}
@@ -98,6 +95,45 @@ func (n *Libp2pNetwork) readLoop(s network.Stream, from peer.ID) {
 			return
 		}
 	}
+}
+
+// maxHeld bounds the streams of banned peers held unread at once.
+const maxHeld = 64
+
+// refuse handles a stream from a banned peer; the caller holds n.mu, which
+// refuse releases. The first such stream of a peer is held open, unread,
+// until the ban ends: a peer that writes on one stream after another (every
+// flood we have seen) then waits on flow control once the muxer's window
+// (256 KiB) is full, instead of reconnecting, handshake after handshake, as
+// fast as we close it. Further streams are reset, and past maxHeld held
+// streams the peer is disconnected instead.
+func (n *Libp2pNetwork) refuse(s network.Stream, from peer.ID) {
+	n.refused.Add(1)
+	_, holding := n.held[from]
+	if holding || len(n.held) >= maxHeld {
+		n.mu.Unlock()
+		_ = s.Reset()
+		if !holding {
+			_ = n.host.Network().ClosePeer(from)
+		}
+		return
+	}
+	end := n.banned[from]
+	n.held[from] = struct{}{}
+	n.inbound[s] = struct{}{} // Stop resets it
+	n.wg.Add(1)
+	n.mu.Unlock()
+	defer n.wg.Done()
+	t := time.NewTimer(time.Until(end))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-n.ctx.Done():
+	}
+	n.mu.Lock()
+	delete(n.held, from)
+	n.mu.Unlock()
+	n.resetInbound(s)
 }
 
 // failInbound resets s and reports err, unless the failure is Stop's doing.

@@ -131,6 +131,7 @@ type Libp2pNetwork struct {
 	inbound  map[network.Stream]struct{} // inbound streams being read or closed
 	guards   map[peer.ID]*guard          // strikes and pace per connected peer
 	banned   map[peer.ID]time.Time       // peers whose streams are refused, until when
+	held     map[peer.ID]struct{}        // banned peers with a stream held unread
 }
 
 var _ Network = (*Libp2pNetwork)(nil)
@@ -154,6 +155,7 @@ func NewFromHost(h host.Host, opts ...Option) *Libp2pNetwork {
 		inbound: make(map[network.Stream]struct{}),
 		guards:  make(map[peer.ID]*guard),
 		banned:  make(map[peer.ID]time.Time),
+		held:    make(map[peer.ID]struct{}),
 	}
 	n.events.init()
 	n.initInboxes()

@@ -56,8 +56,10 @@ func WithMaxMalformed(n int) Option {
 }
 
 // WithBanDuration sets how long a peer disconnected for misbehaving (see
-// WithMaxMalformed) has its Bitswap streams reset and its connections closed
-// as they open. d < 0 bans no one; 0 keeps DefaultBanDuration.
+// WithMaxMalformed) has its Bitswap streams refused: its first stream is
+// held open unread until the ban ends, so that a peer writing on it waits on
+// flow control, and any other is reset. d < 0 bans no one; 0 keeps
+// DefaultBanDuration.
 func WithBanDuration(d time.Duration) Option {
 	return func(c *config) {
 		if d != 0 {

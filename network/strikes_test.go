@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -145,8 +146,10 @@ func TestReconnectingMalformedPeerIsDisconnectedAgain(t *testing.T) {
 }
 
 // A peer disconnected for misbehaving is banned: when it reconnects, its
-// Bitswap streams are reset unread and its connection closed, counted in
-// StreamsRefused.
+// first Bitswap stream is held open and never read (its writes end up
+// waiting on flow control), any further stream is reset, nothing it sends is
+// delivered, and each refusal is counted in StreamsRefused. Stop releases
+// the held stream.
 func TestDisconnectedPeerIsBanned(t *testing.T) {
 	a := newNode(t)
 	b := newNode(t, WithMaxMalformed(2), WithBanDuration(time.Hour))
@@ -158,19 +161,28 @@ func TestDisconnectedPeerIsBanned(t *testing.T) {
 	waitStats(t, b.net, func(st Stats) bool { return st.PeersDisconnected == 1 })
 
 	connect(t, a.h, b.h)
-	if s, err := a.h.NewStream(t.Context(), b.h.ID(), ProtocolBitswap); err == nil {
-		_, _ = s.Write(message.AppendFrame(nil, wantMsg(blocks.NewBlock([]byte("while banned")), 1), message.V120))
+	held := openRaw(t, a.h, b.h.ID(), ProtocolBitswap)
+	writeFrames(t, held, wantMsg(blocks.NewBlock([]byte("while banned")), 1))
+	waitStats(t, b.net, func(st Stats) bool { return st.StreamsRefused == 1 })
+
+	second := openRaw(t, a.h, b.h.ID(), ProtocolBitswap)
+	_, _ = second.Write(message.AppendFrame(nil, wantMsg(blocks.NewBlock([]byte("again")), 1), message.V120))
+	_ = second.SetReadDeadline(time.Now().Add(waitTimeout))
+	if _, err := second.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("second stream of a banned peer: read %v, want a reset", err)
 	}
-	waitStats(t, b.net, func(st Stats) bool { return st.StreamsRefused >= 1 })
+	waitStats(t, b.net, func(st Stats) bool { return st.StreamsRefused == 2 })
 	if msgs := b.rec.snapshot("msg"); len(msgs) != 0 {
 		t.Fatalf("%d messages of a banned peer delivered", len(msgs))
 	}
-	deadline := time.Now().Add(waitTimeout)
-	for b.h.Network().Connectedness(a.h.ID()) == network.Connected {
-		if time.Now().After(deadline) {
-			t.Fatal("banned peer's connection left open")
-		}
-		time.Sleep(5 * time.Millisecond)
+	if got := b.h.Network().Connectedness(a.h.ID()); got != network.Connected {
+		t.Fatalf("banned peer with a held stream was disconnected (%v)", got)
+	}
+
+	b.net.Stop()
+	_ = held.SetReadDeadline(time.Now().Add(waitTimeout))
+	if _, err := held.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("held stream after Stop: read %v, want a reset", err)
 	}
 }
 
