@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	blocks "github.com/ipfs/go-block-format"
 	cid "github.com/ipfs/go-cid"
 	datastore "github.com/ipfs/go-datastore"
@@ -34,6 +35,24 @@ type Option func(*config)
 type config struct {
 	prefix       datastore.Key
 	writeThrough bool
+	sizeCache    int
+}
+
+// DefaultSizeCache is how many block sizes New remembers (WithSizeCache):
+// about 2 MiB.
+const DefaultSizeCache = 16384
+
+// WithSizeCache sets how many stored blocks' sizes the Blockstore remembers,
+// most recently used first, so that GetSize and Has for them do not go to
+// the datastore (boxo's ARC cache does the same). It matters because
+// go-ds-pebble, like most LSM stores, answers GetSize and Has by reading
+// the value: a server asked again and again for the same 256 KiB blocks
+// (a client toggling its wants, many clients after one DAG) read and
+// checksummed 256 KiB per question, 73 % of its CPU in the attack suite.
+// The cache assumes blocks are deleted only through this Blockstore. n <= 0
+// turns it off; the default is DefaultSizeCache.
+func WithSizeCache(n int) Option {
+	return func(c *config) { c.sizeCache = n }
 }
 
 // WriteThrough makes Put and PutMany write every block without first asking
@@ -65,7 +84,7 @@ func WithPrefix(prefix datastore.Key) Option {
 // datastore that is not (such as a bare MapDatastore) with
 // go-datastore/sync.MutexWrap.
 func New(d datastore.Batching, opts ...Option) Blockstore {
-	c := config{prefix: DefaultPrefix}
+	c := config{prefix: DefaultPrefix, sizeCache: DefaultSizeCache}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -73,7 +92,11 @@ func New(d datastore.Batching, opts ...Option) Blockstore {
 	if p == "/" {
 		p = "" // keys are then "/<base32>", not "//<base32>"
 	}
-	return &dsBlockstore{ds: d, prefix: p, writeThrough: c.writeThrough}
+	bs := &dsBlockstore{ds: d, prefix: p, writeThrough: c.writeThrough}
+	if c.sizeCache > 0 {
+		bs.sizes, _ = lru.New[string, int](c.sizeCache) // fails only for n <= 0
+	}
+	return bs
 }
 
 // NewMemory returns a Blockstore in memory, safe for concurrent use: New on
@@ -88,6 +111,25 @@ type dsBlockstore struct {
 	prefix       string // "" or a clean key such as "/blocks"
 	writeThrough bool
 	hashOnRead   atomic.Bool
+	// sizes maps the multihash of stored blocks to their size; nil when
+	// off. It holds only blocks known to be stored: a miss asks the
+	// datastore.
+	sizes *lru.Cache[string, int]
+}
+
+// cachedSize returns the remembered size of the block with multihash h.
+func (bs *dsBlockstore) cachedSize(h mh.Multihash) (int, bool) {
+	if bs.sizes == nil {
+		return 0, false
+	}
+	return bs.sizes.Get(string(h))
+}
+
+// remember records that the block with multihash h is stored, with n bytes.
+func (bs *dsBlockstore) remember(h mh.Multihash, n int) {
+	if bs.sizes != nil {
+		bs.sizes.Add(string(h), n)
+	}
 }
 
 var _ Blockstore = (*dsBlockstore)(nil)
@@ -122,6 +164,9 @@ func (bs *dsBlockstore) Has(ctx context.Context, c cid.Cid) (bool, error) {
 	if _, ok := inline(c); ok {
 		return true, nil
 	}
+	if _, ok := bs.cachedSize(c.Hash()); ok {
+		return true, nil
+	}
 	ok, err := bs.ds.Has(ctx, bs.key(c.Hash()))
 	if err != nil {
 		return false, fmt.Errorf("blockstore: has %s: %w", c, err)
@@ -148,6 +193,7 @@ func (bs *dsBlockstore) Get(ctx context.Context, c cid.Cid) (blocks.Block, error
 			return nil, err
 		}
 	}
+	bs.remember(c.Hash(), len(data))
 	// The block carries the CID asked for, so a CIDv0 request gets a CIDv0
 	// block even if it was stored as CIDv1.
 	return blocks.NewBlockWithCid(data, c)
@@ -172,6 +218,9 @@ func (bs *dsBlockstore) GetSize(ctx context.Context, c cid.Cid) (int, error) {
 	if data, ok := inline(c); ok {
 		return len(data), nil
 	}
+	if n, ok := bs.cachedSize(c.Hash()); ok {
+		return n, nil
+	}
 	n, err := bs.ds.GetSize(ctx, bs.key(c.Hash()))
 	if errors.Is(err, datastore.ErrNotFound) {
 		return -1, ipld.ErrNotFound{Cid: c}
@@ -179,6 +228,7 @@ func (bs *dsBlockstore) GetSize(ctx context.Context, c cid.Cid) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("blockstore: get size %s: %w", c, err)
 	}
+	bs.remember(c.Hash(), n)
 	return n, nil
 }
 
@@ -197,6 +247,7 @@ func (bs *dsBlockstore) Put(ctx context.Context, b blocks.Block) error {
 	if err := bs.ds.Put(ctx, k, b.RawData()); err != nil {
 		return fmt.Errorf("blockstore: put %s: %w", c, err)
 	}
+	bs.remember(c.Hash(), len(b.RawData()))
 	return nil
 }
 
@@ -236,6 +287,11 @@ func (bs *dsBlockstore) PutMany(ctx context.Context, bls []blocks.Block) error {
 	if err := batch.Commit(ctx); err != nil {
 		return fmt.Errorf("blockstore: put many: commit: %w", err)
 	}
+	for _, b := range bls {
+		if _, ok := inline(b.Cid()); !ok {
+			bs.remember(b.Cid().Hash(), len(b.RawData()))
+		}
+	}
 	return nil
 }
 
@@ -248,6 +304,12 @@ func (bs *dsBlockstore) DeleteBlock(ctx context.Context, c cid.Cid) error {
 	}
 	if err := bs.ds.Delete(ctx, bs.key(c.Hash())); err != nil {
 		return fmt.Errorf("blockstore: delete %s: %w", c, err)
+	}
+	// A GetSize that read the entry just before the delete may still
+	// remember it: the block then looks present until evicted, as it would
+	// to a caller that asked a moment earlier, and Get reports it missing.
+	if bs.sizes != nil {
+		bs.sizes.Remove(string(c.Hash()))
 	}
 	return nil
 }

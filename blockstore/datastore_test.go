@@ -171,7 +171,7 @@ func TestMissingBlocksAreIpldNotFoundNamingTheCid(t *testing.T) {
 func TestGetSizeAsksTheDatastoreForTheSizeOnly(t *testing.T) {
 	ctx := t.Context()
 	cd := &countingDatastore{Batching: dssync.MutexWrap(datastore.NewMapDatastore())}
-	bs := blockstore.New(cd)
+	bs := blockstore.New(cd, blockstore.WithSizeCache(0))
 	b := rawBlock(t, "twelve bytes")
 	if err := bs.Put(ctx, b); err != nil {
 		t.Fatal(err)
@@ -466,3 +466,47 @@ func (c *countingDatastore) Batch(ctx context.Context) (datastore.Batch, error) 
 
 // queryAll lists every key in a datastore.
 var queryAll = dsq.Query{KeysOnly: true}
+
+// Sizes of stored blocks are remembered: once a block was put, read or
+// sized, GetSize and Has answer without the datastore, under any CID version
+// of its multihash. DeleteBlock forgets, and misses always ask.
+func TestSizesOfStoredBlocksAreRemembered(t *testing.T) {
+	ctx := t.Context()
+	cd := &countingDatastore{Batching: dssync.MutexWrap(datastore.NewMapDatastore())}
+	bs := blockstore.New(cd, blockstore.WithSizeCache(2))
+	a, b, c := rawBlock(t, "twelve bytes"), rawBlock(t, "second"), rawBlock(t, "third!")
+	if err := bs.PutMany(ctx, []blocks.Block{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []cid.Cid{a.Cid(), v0(a.Cid())} {
+		if n, err := bs.GetSize(ctx, k); err != nil || n != 12 {
+			t.Fatalf("GetSize(%s) = %d, %v; want 12", k, n, err)
+		}
+		if ok, err := bs.Has(ctx, k); err != nil || !ok {
+			t.Fatalf("Has(%s) = %v, %v", k, ok, err)
+		}
+	}
+	if cd.getSizes.Load() != 0 || cd.hases.Load() != 2 { // the two Has of PutMany
+		t.Fatalf("datastore GetSize %d, Has %d times; want 0 and 2 (PutMany's own)", cd.getSizes.Load(), cd.hases.Load())
+	}
+	// A third block pushes the least recently used (b) out.
+	if err := bs.Put(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	before := cd.getSizes.Load()
+	if _, err := bs.GetSize(ctx, b.Cid()); err != nil {
+		t.Fatal(err)
+	}
+	if cd.getSizes.Load() != before+1 {
+		t.Fatal("an evicted size did not go to the datastore")
+	}
+	if err := bs.DeleteBlock(ctx, c.Cid()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bs.GetSize(ctx, c.Cid()); !ipld.IsNotFound(err) {
+		t.Fatalf("GetSize after DeleteBlock: %v, want not found", err)
+	}
+	if ok, _ := bs.Has(ctx, c.Cid()); ok {
+		t.Fatal("Has after DeleteBlock = true")
+	}
+}
