@@ -42,15 +42,18 @@ type config struct {
 // about 2 MiB.
 const DefaultSizeCache = 16384
 
-// WithSizeCache sets how many stored blocks' sizes the Blockstore remembers,
-// most recently used first, so that GetSize and Has for them do not go to
-// the datastore (boxo's ARC cache does the same). It matters because
-// go-ds-pebble, like most LSM stores, answers GetSize and Has by reading
-// the value: a server asked again and again for the same 256 KiB blocks
-// (a client toggling its wants, many clients after one DAG) read and
-// checksummed 256 KiB per question, 73 % of its CPU in the attack suite.
-// The cache assumes blocks are deleted only through this Blockstore. n <= 0
-// turns it off; the default is DefaultSizeCache.
+// WithSizeCache sets how many answers of GetSize and Has the Blockstore
+// remembers, most recently used first: a block's size, or that it is
+// missing. Asked again, they do not go to the datastore (boxo's ARC cache
+// does the same). It matters because go-ds-pebble, like most LSM stores
+// without bloom filters, answers GetSize and Has by reading a data block,
+// a whole 256 KiB value when blocks are that large, even for a key it does
+// not have: a client toggling wants for blocks a server lacks made it read
+// and checksum 256 KiB per question, 73 % of its CPU in the attack suite.
+// Put, PutMany and DeleteBlock update what is remembered, so the cache
+// assumes blocks are added and deleted only through this Blockstore; Get
+// always reads the datastore. n <= 0 turns it off; the default is
+// DefaultSizeCache.
 func WithSizeCache(n int) Option {
 	return func(c *config) { c.sizeCache = n }
 }
@@ -111,13 +114,16 @@ type dsBlockstore struct {
 	prefix       string // "" or a clean key such as "/blocks"
 	writeThrough bool
 	hashOnRead   atomic.Bool
-	// sizes maps the multihash of stored blocks to their size; nil when
-	// off. It holds only blocks known to be stored: a miss asks the
-	// datastore.
+	// sizes maps multihashes to the size of their stored block, or to
+	// missing when the datastore had none; nil when off.
 	sizes *lru.Cache[string, int]
 }
 
-// cachedSize returns the remembered size of the block with multihash h.
+// missing is the size remembered for a block the datastore does not have.
+const missing = -1
+
+// cachedSize returns the remembered size of the block with multihash h, or
+// missing.
 func (bs *dsBlockstore) cachedSize(h mh.Multihash) (int, bool) {
 	if bs.sizes == nil {
 		return 0, false
@@ -125,7 +131,8 @@ func (bs *dsBlockstore) cachedSize(h mh.Multihash) (int, bool) {
 	return bs.sizes.Get(string(h))
 }
 
-// remember records that the block with multihash h is stored, with n bytes.
+// remember records the size of the block with multihash h (missing: there
+// is none).
 func (bs *dsBlockstore) remember(h mh.Multihash, n int) {
 	if bs.sizes != nil {
 		bs.sizes.Add(string(h), n)
@@ -164,12 +171,15 @@ func (bs *dsBlockstore) Has(ctx context.Context, c cid.Cid) (bool, error) {
 	if _, ok := inline(c); ok {
 		return true, nil
 	}
-	if _, ok := bs.cachedSize(c.Hash()); ok {
-		return true, nil
+	if n, ok := bs.cachedSize(c.Hash()); ok {
+		return n != missing, nil
 	}
 	ok, err := bs.ds.Has(ctx, bs.key(c.Hash()))
 	if err != nil {
 		return false, fmt.Errorf("blockstore: has %s: %w", c, err)
+	}
+	if !ok {
+		bs.remember(c.Hash(), missing)
 	}
 	return ok, nil
 }
@@ -219,10 +229,14 @@ func (bs *dsBlockstore) GetSize(ctx context.Context, c cid.Cid) (int, error) {
 		return len(data), nil
 	}
 	if n, ok := bs.cachedSize(c.Hash()); ok {
+		if n == missing {
+			return -1, ipld.ErrNotFound{Cid: c}
+		}
 		return n, nil
 	}
 	n, err := bs.ds.GetSize(ctx, bs.key(c.Hash()))
 	if errors.Is(err, datastore.ErrNotFound) {
+		bs.remember(c.Hash(), missing)
 		return -1, ipld.ErrNotFound{Cid: c}
 	}
 	if err != nil {
@@ -241,7 +255,8 @@ func (bs *dsBlockstore) Put(ctx context.Context, b blocks.Block) error {
 		return nil
 	}
 	k := bs.key(c.Hash())
-	if bs.stored(ctx, k) {
+	if bs.stored(ctx, c.Hash(), k) {
+		bs.remember(c.Hash(), len(b.RawData()))
 		return nil
 	}
 	if err := bs.ds.Put(ctx, k, b.RawData()); err != nil {
@@ -255,9 +270,12 @@ func (bs *dsBlockstore) Put(ctx context.Context, b blocks.Block) error {
 // cheaper than Put on most disk-backed datastores, and blocks are immutable,
 // so an existing entry is never rewritten, unless WriteThrough says not to
 // ask.
-func (bs *dsBlockstore) stored(ctx context.Context, k datastore.Key) bool {
+func (bs *dsBlockstore) stored(ctx context.Context, h mh.Multihash, k datastore.Key) bool {
 	if bs.writeThrough {
 		return false
+	}
+	if n, ok := bs.cachedSize(h); ok && n != missing {
+		return true
 	}
 	ok, err := bs.ds.Has(ctx, k)
 	return err == nil && ok
@@ -277,7 +295,7 @@ func (bs *dsBlockstore) PutMany(ctx context.Context, bls []blocks.Block) error {
 			continue
 		}
 		k := bs.key(c.Hash())
-		if bs.stored(ctx, k) {
+		if bs.stored(ctx, c.Hash(), k) {
 			continue
 		}
 		if err := batch.Put(ctx, k, b.RawData()); err != nil {
@@ -308,9 +326,7 @@ func (bs *dsBlockstore) DeleteBlock(ctx context.Context, c cid.Cid) error {
 	// A GetSize that read the entry just before the delete may still
 	// remember it: the block then looks present until evicted, as it would
 	// to a caller that asked a moment earlier, and Get reports it missing.
-	if bs.sizes != nil {
-		bs.sizes.Remove(string(c.Hash()))
-	}
+	bs.remember(c.Hash(), missing)
 	return nil
 }
 

@@ -213,8 +213,9 @@ func TestPutAsksFirstUnlessWriteThrough(t *testing.T) {
 		opts              []blockstore.Option
 		wantHas, wantPuts int64
 	}{
-		{"default", nil, 2, 1},
-		{"write-through", []blockstore.Option{blockstore.WriteThrough()}, 0, 2},
+		// Without the size cache, which would answer the second question.
+		{"default", []blockstore.Option{blockstore.WithSizeCache(0)}, 2, 1},
+		{"write-through", []blockstore.Option{blockstore.WriteThrough(), blockstore.WithSizeCache(0)}, 0, 2},
 	} {
 		cd := &countingDatastore{Batching: dssync.MutexWrap(datastore.NewMapDatastore())}
 		bs := blockstore.New(cd, tt.opts...)
@@ -508,5 +509,37 @@ func TestSizesOfStoredBlocksAreRemembered(t *testing.T) {
 	}
 	if ok, _ := bs.Has(ctx, c.Cid()); ok {
 		t.Fatal("Has after DeleteBlock = true")
+	}
+}
+
+// A block the datastore lacks is remembered as missing, so asking again
+// costs nothing, until a Put of it; Get always asks the datastore.
+func TestMissingBlocksAreRememberedUntilPut(t *testing.T) {
+	ctx := t.Context()
+	cd := &countingDatastore{Batching: dssync.MutexWrap(datastore.NewMapDatastore())}
+	bs := blockstore.New(cd)
+	b := rawBlock(t, "not yet")
+	for range 3 {
+		if _, err := bs.GetSize(ctx, b.Cid()); !ipld.IsNotFound(err) {
+			t.Fatalf("GetSize: %v, want not found", err)
+		}
+		if ok, _ := bs.Has(ctx, b.Cid()); ok {
+			t.Fatal("Has = true for a missing block")
+		}
+	}
+	if n := cd.getSizes.Load() + cd.hases.Load(); n != 1 {
+		t.Fatalf("datastore asked %d times, want once", n)
+	}
+	if err := bs.Put(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := bs.GetSize(ctx, b.Cid()); err != nil || n != len("not yet") {
+		t.Fatalf("GetSize after Put = %d, %v", n, err)
+	}
+	if _, err := bs.Get(ctx, rawBlock(t, "never").Cid()); !ipld.IsNotFound(err) {
+		t.Fatalf("Get of a missing block: %v", err)
+	}
+	if cd.gets.Load() != 1 {
+		t.Fatalf("Get asked the datastore %d times, want 1", cd.gets.Load())
 	}
 }
