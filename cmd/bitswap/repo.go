@@ -16,8 +16,6 @@ import (
 	datastore "github.com/ipfs/go-datastore"
 	dsq "github.com/ipfs/go-datastore/query"
 	pebbleds "github.com/ipfs/go-ds-pebble"
-
-	"github.com/gobitswap/bitswap/blockstore/pebblerepo"
 	car "github.com/ipld/go-car/v2"
 	"github.com/ipld/go-car/v2/storage"
 
@@ -55,7 +53,7 @@ func openRepo(dir string) (*repo, error) {
 	}
 	probe.Close()
 	os.Remove(probe.Name())
-	ds, err := pebblerepo.Open(dir)
+	ds, err := pebbleds.NewDatastore(dir, nil)
 	if errors.Is(err, syscall.EAGAIN) { // pebble's lock file
 		return nil, fmt.Errorf("repo %s: in use by another process: %w", dir, err)
 	}

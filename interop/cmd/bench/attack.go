@@ -9,9 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gobitswap/bitswap/blockstore/pebblerepo"
 	blocks "github.com/ipfs/go-block-format"
 	cid "github.com/ipfs/go-cid"
+	pebbleds "github.com/ipfs/go-ds-pebble"
 
 	"github.com/gobitswap/bitswap/blockstore"
 )
@@ -103,7 +103,7 @@ const profileEnv = "GOBITSWAP_BENCH_PROFILE"
 // into a pebble repository at dir, as bitswap serve stores them, and
 // returns their CIDs.
 func buildAttackRepo(dir string, n, size int) ([]cid.Cid, error) {
-	pds, err := pebblerepo.Open(dir)
+	pds, err := pebbleds.NewDatastore(dir)
 	if err != nil {
 		return nil, err
 	}

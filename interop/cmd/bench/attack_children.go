@@ -14,10 +14,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gobitswap/bitswap/blockstore/pebblerepo"
 	boxobstore "github.com/ipfs/boxo/blockstore"
 	blocks "github.com/ipfs/go-block-format"
 	cid "github.com/ipfs/go-cid"
+	pebbleds "github.com/ipfs/go-ds-pebble"
 	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -159,7 +159,7 @@ func readCids(file string) ([]cid.Cid, error) {
 // serve command does (ours: blockstore.New over go-ds-pebble; boxo:
 // boxo's blockstore.NewBlockstore over the same datastore).
 func childAttackServer(s childSpec) error {
-	pds, err := pebblerepo.Open(s.Dir)
+	pds, err := pebbleds.NewDatastore(s.Dir)
 	if err != nil {
 		return err
 	}

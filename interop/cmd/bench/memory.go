@@ -19,9 +19,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gobitswap/bitswap/blockstore/pebblerepo"
 	boxobstore "github.com/ipfs/boxo/blockstore"
 	cid "github.com/ipfs/go-cid"
+	pebbleds "github.com/ipfs/go-ds-pebble"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/gobitswap/bitswap/blockstore"
@@ -155,7 +155,7 @@ func childClient(s childSpec) error {
 	if err != nil {
 		return err
 	}
-	pds, err := pebblerepo.Open(s.Dir)
+	pds, err := pebbleds.NewDatastore(s.Dir)
 	if err != nil {
 		return err
 	}
