@@ -33,9 +33,10 @@ var ErrHashMismatch = errors.New("block data does not match its CID")
 type Option func(*config)
 
 type config struct {
-	prefix       datastore.Key
-	writeThrough bool
-	sizeCache    int
+	prefix        datastore.Key
+	writeThrough  bool
+	sizeCache     int
+	bloomExpected int
 }
 
 // DefaultSizeCache is how many block sizes New remembers (WithSizeCache):
@@ -99,6 +100,10 @@ func New(d datastore.Batching, opts ...Option) Blockstore {
 	if c.sizeCache > 0 {
 		bs.sizes, _ = lru.New[string, int](c.sizeCache) // fails only for n <= 0
 	}
+	if c.bloomExpected > 0 {
+		bs.keys = newKeyFilter(c.bloomExpected)
+		go bs.fill(bs.keys)
+	}
 	return bs
 }
 
@@ -117,14 +122,19 @@ type dsBlockstore struct {
 	// sizes maps multihashes to the size of their stored block, or to
 	// missing when the datastore had none; nil when off.
 	sizes *lru.Cache[string, int]
+	// keys is the bloom filter of stored blocks; nil when off.
+	keys *keyFilter
 }
 
 // missing is the size remembered for a block the datastore does not have.
 const missing = -1
 
 // cachedSize returns the remembered size of the block with multihash h, or
-// missing.
+// missing (also when the bloom filter rules it out).
 func (bs *dsBlockstore) cachedSize(h mh.Multihash) (int, bool) {
+	if bs.keys != nil && bs.keys.rulesOut(h) {
+		return missing, true
+	}
 	if bs.sizes == nil {
 		return 0, false
 	}
@@ -134,6 +144,9 @@ func (bs *dsBlockstore) cachedSize(h mh.Multihash) (int, bool) {
 // remember records the size of the block with multihash h (missing: there
 // is none).
 func (bs *dsBlockstore) remember(h mh.Multihash, n int) {
+	if bs.keys != nil && n != missing {
+		bs.keys.add(h)
+	}
 	if bs.sizes != nil {
 		bs.sizes.Add(string(h), n)
 	}
@@ -274,8 +287,8 @@ func (bs *dsBlockstore) stored(ctx context.Context, h mh.Multihash, k datastore.
 	if bs.writeThrough {
 		return false
 	}
-	if n, ok := bs.cachedSize(h); ok && n != missing {
-		return true
+	if n, ok := bs.cachedSize(h); ok {
+		return n != missing // if wrongly missing, the block is written again
 	}
 	ok, err := bs.ds.Has(ctx, k)
 	return err == nil && ok

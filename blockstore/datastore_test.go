@@ -2,6 +2,7 @@ package blockstore_test
 
 import (
 	"context"
+	"fmt"
 	"errors"
 	"slices"
 	"strings"
@@ -541,5 +542,42 @@ func TestMissingBlocksAreRememberedUntilPut(t *testing.T) {
 	}
 	if cd.gets.Load() != 1 {
 		t.Fatalf("Get asked the datastore %d times, want 1", cd.gets.Load())
+	}
+}
+
+// With a bloom filter, once it is filled from the datastore's keys, Has and
+// GetSize for blocks that are not stored never reach the datastore, while
+// stored blocks (listed at the start or put since) are still found.
+func TestBloomFilterAnswersForMissingBlocks(t *testing.T) {
+	ctx := t.Context()
+	cd := &countingDatastore{Batching: dssync.MutexWrap(datastore.NewMapDatastore())}
+	old := rawBlock(t, "stored before")
+	if err := blockstore.New(cd).Put(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	bs := blockstore.New(cd, blockstore.WithBloomFilter(1000), blockstore.WithSizeCache(0))
+	<-bs.(interface{ BloomFilled() <-chan struct{} }).BloomFilled()
+	fresh := rawBlock(t, "put after")
+	if err := bs.Put(ctx, fresh); err != nil {
+		t.Fatal(err)
+	}
+	before := cd.hases.Load() + cd.getSizes.Load()
+	for i := range 200 {
+		c := rawBlock(t, fmt.Sprint("missing ", i)).Cid()
+		if ok, err := bs.Has(ctx, c); ok || err != nil {
+			t.Fatalf("Has(missing) = %v, %v", ok, err)
+		}
+		if _, err := bs.GetSize(ctx, c); !ipld.IsNotFound(err) {
+			t.Fatalf("GetSize(missing): %v", err)
+		}
+	}
+	// 400 questions at 1 % false positives: a handful reach the datastore.
+	if asked := cd.hases.Load() + cd.getSizes.Load() - before; asked > 20 {
+		t.Fatalf("%d of 400 questions for missing blocks reached the datastore", asked)
+	}
+	for _, b := range []blocks.Block{old, fresh} {
+		if n, err := bs.GetSize(ctx, b.Cid()); err != nil || n != len(b.RawData()) {
+			t.Fatalf("GetSize(%s) = %d, %v", b.Cid(), n, err)
+		}
 	}
 }

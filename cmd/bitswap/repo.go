@@ -60,8 +60,13 @@ func openRepo(dir string) (*repo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("repo %s: %w", dir, err)
 	}
-	return &repo{ds: ds, bs: blockstore.New(ds)}, nil
+	return &repo{ds: ds, bs: blockstore.New(ds, blockstore.WithBloomFilter(repoBloomKeys))}, nil
 }
+
+// repoBloomKeys sizes the repository's bloom filter of stored blocks
+// (blockstore.WithBloomFilter): 1.2 MiB; with more blocks it answers more
+// questions with "maybe", which go to pebble.
+const repoBloomKeys = 1 << 20
 
 func (r *repo) Close() error { return r.ds.Close() }
 

@@ -169,7 +169,10 @@ func childAttackServer(s childSpec) error {
 	var n *node
 	switch s.Impl {
 	case ours:
-		n, err = startNode(ctx, ours, blockstore.New(pds), nil)
+		// As bitswap serve opens its repository (cmd/bitswap/repo.go).
+		bs := blockstore.New(pds, blockstore.WithBloomFilter(1<<20))
+		<-bs.(interface{ BloomFilled() <-chan struct{} }).BloomFilled()
+		n, err = startNode(ctx, ours, bs, nil)
 	default:
 		n, err = startNode(ctx, s.Impl, nil, boxobstore.NewBlockstore(pds))
 	}
