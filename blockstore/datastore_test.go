@@ -2,8 +2,8 @@ package blockstore_test
 
 import (
 	"context"
-	"fmt"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync/atomic"
