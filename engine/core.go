@@ -260,7 +260,7 @@ func (c *core) cancel(p peer.ID, pw *peerWants, k cid.Cid) {
 	}
 	switch w.state {
 	case wantQueued:
-		c.tq.remove(p, k)
+		c.tq.recall(p, k)
 		pw.active--
 	case wantChecking:
 		pw.active--

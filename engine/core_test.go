@@ -769,3 +769,86 @@ func TestCoreParkedUncappedByDefaultInLimits(t *testing.T) {
 		t.Fatalf("%d parked, %d evicted; want 50, 0", h.c.parked.n, h.c.evictedWants)
 	}
 }
+
+// A peer that cancels most of the blocks queued for it (a client toggling
+// its wants) gets one turn in wastefulSitOut+1 while another peer waits,
+// every turn when it is alone, and an equal share again once it takes more
+// blocks than it cancels; its counts go when it leaves.
+func TestTaskQueueWastefulPeerSitsOutTurns(t *testing.T) {
+	q := newTaskQueue(1 << 30)
+	seq := uint64(0)
+	push := func(p peer.ID, n int) {
+		for range n {
+			seq++
+			q.push(p, &task{cid: testCid(t, int(seq)), kind: sendBlock, size: 4096, seq: seq})
+		}
+	}
+	turns := func(n int) map[peer.ID]int {
+		got := map[peer.ID]int{}
+		for range n {
+			p, tasks, _, ok := q.pop(4096)
+			if !ok {
+				t.Fatal("nothing to pop")
+			}
+			q.done(p, tasks)
+			got[p]++
+		}
+		return got
+	}
+	// The toggler has 100 blocks queued and cancels every one.
+	first := seq + 1
+	push("toggler", 100)
+	for i := range 100 {
+		q.recall("toggler", testCid(t, int(first)+i))
+	}
+
+	push("toggler", 200)
+	if got := turns(8); got["toggler"] != 8 {
+		t.Fatalf("alone, the toggler got %d of 8 turns", got["toggler"])
+	}
+	push("honest", 200)
+	got := turns(64)
+	// One turn in 8, give or take where the count starts.
+	if share := 64 / (wastefulSitOut + 1); got["toggler"] < share-1 || got["toggler"] > share {
+		t.Fatalf("turns %v, want the toggler to get 1 in %d", got, wastefulSitOut+1)
+	}
+	// Taking more blocks than it cancelled makes it a peer like others.
+	q.clear("honest")
+	push("toggler", 100)
+	for q.recalls["toggler"].wasteful() {
+		turns(1)
+	}
+	push("honest", 10)
+	got = turns(20)
+	if got["toggler"] != 10 || got["honest"] != 10 {
+		t.Fatalf("turns %v once the toggler takes more than it cancels, want equal", got)
+	}
+	q.clear("toggler")
+	if _, ok := q.recalls["toggler"]; ok {
+		t.Fatal("counts kept after the peer left")
+	}
+}
+
+// Through the core: a cancel of a want whose block is queued counts as a
+// recall; a cancel of a want still waiting for its lookup does not.
+func TestCoreCancelOfQueuedBlockIsARecall(t *testing.T) {
+	const p = peer.ID("toggler")
+	h := newHarness(t, defaultLimits())
+	var queued, waiting []message.Entry
+	for i := range 10 {
+		c := testCid(t, i)
+		h.sizes[c] = 4096
+		queued = append(queued, wantEntry(c, message.WantBlock, false))
+		waiting = append(waiting, wantEntry(testCid(t, 100+i), message.WantBlock, false))
+	}
+	h.receive(p, false, queued...)
+	h.c.receive(p, false, waiting) // not looked up yet
+	var cancels []message.Entry
+	for _, e := range append(queued, waiting...) {
+		cancels = append(cancels, message.Entry{Cid: e.Cid, Cancel: true})
+	}
+	h.receive(p, false, cancels...)
+	if r := h.c.tq.recalls[p]; r == nil || r.recalled != 10 || r.served != 0 {
+		t.Fatalf("recall counts %+v, want 10 recalled (the queued blocks only)", r)
+	}
+}

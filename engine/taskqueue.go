@@ -53,10 +53,80 @@ type taskQueue struct {
 	peers          map[peer.ID]*peerQueue
 	ring           []*peerQueue // peers with pending tasks, in turn order
 	next           int          // ring position of the next turn
+	// recalls counts, per peer, blocks served and blocks recalled (queued,
+	// then cancelled before their turn). Unlike peerQueue it outlives an
+	// empty queue; clear (the peer left) drops it.
+	recalls map[peer.ID]*recallCount
+}
+
+// A peer that cancels most of the blocks we queue for it is served one turn
+// in wastefulSitOut+1 while other peers wait. A client toggling its wants
+// (want, cancel, want, ...) and reading as fast as it can otherwise gets an
+// equal share of the server, taking blocks it cancels a moment later; it
+// doubled an honest client's fetch in the attack suite. An honest client
+// rarely cancels a block queued for it: only when another peer delivered it
+// first.
+const (
+	wastefulSitOut     = 7
+	wastefulMinRecalls = 64   // evidence needed before a peer counts as wasteful
+	recallWindow       = 4096 // counts are halved past this, so old behaviour fades
+)
+
+// recallCount is one peer's blocks served and recalled, and its turns sat
+// out since it was last served.
+type recallCount struct {
+	served, recalled, satOut int
+}
+
+func (r *recallCount) wasteful() bool {
+	return r.recalled >= wastefulMinRecalls && r.recalled > r.served
+}
+
+func (r *recallCount) fade() {
+	if r.served+r.recalled > recallWindow {
+		r.served /= 2
+		r.recalled /= 2
+	}
 }
 
 func newTaskQueue(maxOutstanding int) *taskQueue {
-	return &taskQueue{maxOutstanding: maxOutstanding, peers: make(map[peer.ID]*peerQueue)}
+	return &taskQueue{maxOutstanding: maxOutstanding, peers: make(map[peer.ID]*peerQueue),
+		recalls: make(map[peer.ID]*recallCount)}
+}
+
+func (q *taskQueue) recallsOf(p peer.ID) *recallCount {
+	r := q.recalls[p]
+	if r == nil {
+		r = &recallCount{}
+		q.recalls[p] = r
+	}
+	return r
+}
+
+// recall drops the queued task for c because p cancelled it, counting a
+// recalled block.
+func (q *taskQueue) recall(p peer.ID, c cid.Cid) {
+	if peerq := q.peers[p]; peerq != nil {
+		if t := peerq.byCid[c]; t != nil && t.kind == sendBlock {
+			r := q.recallsOf(p)
+			r.recalled++
+			r.fade()
+		}
+	}
+	q.remove(p, c)
+}
+
+// sitsOut reports whether p, wasteful, lets this turn go to another peer.
+func (q *taskQueue) sitsOut(p peer.ID) bool {
+	r := q.recalls[p]
+	if r == nil || !r.wasteful() {
+		return false
+	}
+	if r.satOut < wastefulSitOut {
+		r.satOut++
+		return true
+	}
+	return false
 }
 
 func (q *taskQueue) peer(p peer.ID) *peerQueue {
@@ -103,6 +173,7 @@ func (q *taskQueue) remove(p peer.ID, c cid.Cid) bool {
 // comes back meanwhile its cap must not start again from zero (nor its new
 // turns be discounted by the old ones' done).
 func (q *taskQueue) clear(p peer.ID) {
+	delete(q.recalls, p)
 	peerq := q.peers[p]
 	if peerq == nil {
 		return
@@ -131,36 +202,60 @@ func (q *taskQueue) canServe(peerq *peerQueue) bool {
 // pop gives the next peer in turn that may be served up to target bytes of
 // its highest-priority tasks (at least one task). It returns the bytes still
 // queued for that peer afterwards. ok is false when no peer can be served.
+// A wasteful peer (see wastefulSitOut) is passed over while another can be
+// served, until it has sat out its turns.
 func (q *taskQueue) pop(target int) (p peer.ID, tasks []*task, pending int, ok bool) {
+	idx, peerq := q.nextServable(true)
+	if peerq == nil {
+		idx, peerq = q.nextServable(false)
+	}
+	if peerq == nil {
+		return "", nil, 0, false
+	}
+	if r := q.recalls[peerq.id]; r != nil {
+		r.satOut = 0
+	}
+	size := 0
+	for peerq.tasks.Len() > 0 {
+		t := peerq.tasks.At(0)
+		if len(tasks) > 0 && (size+t.size > target || peerq.outstanding+t.size > q.maxOutstanding) {
+			break
+		}
+		peerq.tasks.Pop()
+		delete(peerq.byCid, t.cid)
+		if t.kind == sendBlock {
+			if r := q.recalls[peerq.id]; r != nil {
+				r.served++
+				r.fade()
+			}
+		}
+		tasks = append(tasks, t)
+		size += t.size
+		peerq.outstanding += t.size
+	}
+	for i := range peerq.tasks.Len() {
+		pending += peerq.tasks.At(i).size
+	}
+	// The next turn goes to the peer after this one (gc adjusts this if
+	// the peer leaves the ring).
+	q.next = idx + 1
+	q.gc(peerq)
+	return peerq.id, tasks, pending, true
+}
+
+// nextServable finds the next peer in turn that may be served; with
+// skipWasteful, wasteful peers sitting out their turns are passed over.
+func (q *taskQueue) nextServable(skipWasteful bool) (int, *peerQueue) {
 	n := len(q.ring)
 	for i := 0; i < n; i++ {
 		idx := (q.next + i) % n
 		peerq := q.ring[idx]
-		if !q.canServe(peerq) {
+		if !q.canServe(peerq) || (skipWasteful && q.sitsOut(peerq.id)) {
 			continue
 		}
-		size := 0
-		for peerq.tasks.Len() > 0 {
-			t := peerq.tasks.At(0)
-			if len(tasks) > 0 && (size+t.size > target || peerq.outstanding+t.size > q.maxOutstanding) {
-				break
-			}
-			peerq.tasks.Pop()
-			delete(peerq.byCid, t.cid)
-			tasks = append(tasks, t)
-			size += t.size
-			peerq.outstanding += t.size
-		}
-		for i := range peerq.tasks.Len() {
-			pending += peerq.tasks.At(i).size
-		}
-		// The next turn goes to the peer after this one (gc adjusts this if
-		// the peer leaves the ring).
-		q.next = idx + 1
-		q.gc(peerq)
-		return peerq.id, tasks, pending, true
+		return idx, peerq
 	}
-	return "", nil, 0, false
+	return 0, nil
 }
 
 // done reports that tasks popped for p have been sent (or given up).
