@@ -59,8 +59,8 @@ type taskQueue struct {
 	recalls map[peer.ID]*recallCount
 }
 
-// A peer that cancels most of the blocks we queue for it is served one turn
-// in wastefulSitOut+1 while other peers wait. A client toggling its wants
+// A peer that cancels most of the blocks we queue for it takes one turn in
+// wastefulSitOut+1 while other peers have tasks queued. A client toggling its wants
 // (want, cancel, want, ...) and reading as fast as it can otherwise gets an
 // equal share of the server, taking blocks it cancels a moment later; it
 // doubled an honest client's fetch in the attack suite. An honest client
@@ -114,19 +114,6 @@ func (q *taskQueue) recall(p peer.ID, c cid.Cid) {
 		}
 	}
 	q.remove(p, c)
-}
-
-// sitsOut reports whether p, wasteful, lets this turn go to another peer.
-func (q *taskQueue) sitsOut(p peer.ID) bool {
-	r := q.recalls[p]
-	if r == nil || !r.wasteful() {
-		return false
-	}
-	if r.satOut < wastefulSitOut {
-		r.satOut++
-		return true
-	}
-	return false
 }
 
 func (q *taskQueue) peer(p peer.ID) *peerQueue {
@@ -185,12 +172,8 @@ func (q *taskQueue) clear(p peer.ID) {
 
 // ready reports whether pop would return something.
 func (q *taskQueue) ready() bool {
-	for _, peerq := range q.ring {
-		if q.canServe(peerq) {
-			return true
-		}
-	}
-	return false
+	_, peerq := q.nextServable(false)
+	return peerq != nil
 }
 
 func (q *taskQueue) canServe(peerq *peerQueue) bool {
@@ -206,9 +189,6 @@ func (q *taskQueue) canServe(peerq *peerQueue) bool {
 // served, until it has sat out its turns.
 func (q *taskQueue) pop(target int) (p peer.ID, tasks []*task, pending int, ok bool) {
 	idx, peerq := q.nextServable(true)
-	if peerq == nil {
-		idx, peerq = q.nextServable(false)
-	}
 	if peerq == nil {
 		return "", nil, 0, false
 	}
@@ -243,14 +223,23 @@ func (q *taskQueue) pop(target int) (p peer.ID, tasks []*task, pending int, ok b
 	return peerq.id, tasks, pending, true
 }
 
-// nextServable finds the next peer in turn that may be served; with
-// skipWasteful, wasteful peers sitting out their turns are passed over.
-func (q *taskQueue) nextServable(skipWasteful bool) (int, *peerQueue) {
+// nextServable finds the next peer in turn that may take a turn. A
+// wasteful peer sitting out its turns is passed over while other peers have
+// tasks queued, even if none of them can be served right now (their
+// in-flight caps free up as sends complete); with pass, passing it over
+// counts as one of the turns it sits out.
+func (q *taskQueue) nextServable(pass bool) (int, *peerQueue) {
 	n := len(q.ring)
 	for i := 0; i < n; i++ {
 		idx := (q.next + i) % n
 		peerq := q.ring[idx]
-		if !q.canServe(peerq) || (skipWasteful && q.sitsOut(peerq.id)) {
+		if !q.canServe(peerq) {
+			continue
+		}
+		if r := q.recalls[peerq.id]; n > 1 && r != nil && r.wasteful() && r.satOut < wastefulSitOut {
+			if pass {
+				r.satOut++
+			}
 			continue
 		}
 		return idx, peerq
