@@ -9,31 +9,42 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
+// batches has p do n lookup batches, one after another.
+func batches(g *lookupGate, p peer.ID, n int) {
+	for range n {
+		g.acquire(context.Background(), p, lookupBatch)
+		g.release()
+	}
+}
+
+// admissionOrder holds g's only slot, queues a batch of first and then one
+// of second behind it, releases the slot and returns the order in which
+// they were admitted. Call it inside a synctest bubble.
+func admissionOrder(g *lookupGate, first, second peer.ID) (peer.ID, peer.ID) {
+	g.acquire(context.Background(), "holder", 1)
+	order := make(chan peer.ID, 2)
+	wait := func(p peer.ID) {
+		if g.acquire(context.Background(), p, lookupBatch) {
+			order <- p
+			g.release()
+		}
+	}
+	go wait(first)
+	synctest.Wait()
+	go wait(second)
+	synctest.Wait()
+	g.release()
+	return <-order, <-order
+}
+
 // When every slot is taken, the next one goes to the waiting peer with the
 // fewest lookups lately, whatever the order of arrival: a peer that has
 // kept the blockstore busy waits behind one that has asked little.
 func TestLookupGateAdmitsThePeerWithFewestLookupsFirst(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := newLookupGate(1)
-		ctx := context.Background()
-		for range 20 { // "busy" has done 20 batches just now
-			g.acquire(ctx, "busy", lookupBatch)
-			g.release()
-		}
-		g.acquire(ctx, "holder", 1)
-		order := make(chan peer.ID, 2)
-		wait := func(p peer.ID) {
-			if g.acquire(ctx, p, lookupBatch) {
-				order <- p
-				g.release()
-			}
-		}
-		go wait("busy")
-		synctest.Wait()
-		go wait("new")
-		synctest.Wait()
-		g.release()
-		if first, second := <-order, <-order; first != "new" || second != "busy" {
+		batches(g, "busy", 20) // just now
+		if first, second := admissionOrder(g, "busy", "new"); first != "new" || second != "busy" {
 			t.Fatalf("admitted %s then %s, want new then busy", first, second)
 		}
 	})
@@ -44,33 +55,12 @@ func TestLookupGateAdmitsThePeerWithFewestLookupsFirst(t *testing.T) {
 func TestLookupGateForgetsOldLookups(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := newLookupGate(1)
-		ctx := context.Background()
-		for range 20 {
-			g.acquire(ctx, "once-busy", lookupBatch)
-			g.release()
-		}
+		batches(g, "once-busy", 20)
 		time.Sleep(30 * lookupHalfLife)
-		for range 2 {
-			g.acquire(ctx, "lately", lookupBatch)
-			g.release()
-		}
-		g.acquire(ctx, "holder", 1)
-		order := make(chan peer.ID, 2)
-		wait := func(p peer.ID) {
-			if g.acquire(ctx, p, lookupBatch) {
-				order <- p
-				g.release()
-			}
-		}
-		go wait("lately")
-		synctest.Wait()
-		go wait("once-busy")
-		synctest.Wait()
-		g.release()
-		if first := <-order; first != "once-busy" {
+		batches(g, "lately", 2)
+		if first, _ := admissionOrder(g, "lately", "once-busy"); first != "once-busy" {
 			t.Fatalf("admitted %s first, want once-busy: its 20 batches are 30 half-lives old", first)
 		}
-		<-order
 	})
 }
 
