@@ -61,6 +61,8 @@ type peerWants struct {
 	active int
 	// sendFailures counts consecutive failed sends to this peer.
 	sendFailures int
+	// rank is pw's position in core.byCount.
+	rank int
 	// sending holds, by CID, the latest task popped and not yet reported
 	// done, with its want, so that a failed send restores the want as it
 	// was. A cancel (or a full wantlist without the CID) deletes the entry:
@@ -110,9 +112,12 @@ type core struct {
 	// byHash finds the wants for a multihash across peers, so a block that
 	// arrives under CIDv0 also serves a want for its CIDv1.
 	byHash map[string][]wantRef
-	total  int
-	seq    uint64
-	tq     *taskQueue
+	// byCount orders the peers by wants held, most first: over
+	// maxWantsTotal, a new want displaces one of the top peer's.
+	byCount pq.Heap[*peerWants]
+	total   int
+	seq     uint64
+	tq      *taskQueue
 	// parked holds every parked want, of all peers, in the order they were
 	// parked, so that past maxParked the oldest is evicted in O(1).
 	parked parkedList
@@ -121,12 +126,21 @@ type core struct {
 	droppedWants  uint64 // wants refused by a limit
 	oversized     uint64 // of them, wants refused for a CID over maxCidSize
 	evictedWants  uint64 // parked wants forgotten over maxParked
+	displaced     uint64 // unchecked wants forgotten over maxWantsTotal for a peer holding fewer
 	blockstoreErr uint64
 
 	// recordEvicted makes evict append to evicted, for FuzzCore's model.
 	// Tests only: production never sets it, so nothing accumulates.
 	recordEvicted bool
 	evicted       []*want
+	displacedLog  []displacement
+}
+
+// displacement is one want forgotten to make room for another, for
+// FuzzCore's model.
+type displacement struct {
+	victim *want
+	for_   wantRef
 }
 
 type wantRef struct {
@@ -180,12 +194,13 @@ func (c *core) receive(p peer.ID, full bool, entries []message.Entry) bool {
 		if pw == nil {
 			pw = &peerWants{wants: make(map[cid.Cid]*want)}
 			c.peers[p] = pw
+			c.byCount.Push(pw)
 		}
 		if w := pw.wants[e.Cid]; w != nil {
 			c.update(p, pw, w, e)
 			continue
 		}
-		c.add(p, pw, &want{cid: e.Cid, priority: e.Priority, wantType: e.WantType, sendDontHave: e.SendDontHave})
+		c.add(p, pw, &want{cid: e.Cid, priority: e.Priority, wantType: e.WantType, sendDontHave: e.SendDontHave}, true)
 	}
 	if pw == nil {
 		return false
@@ -195,9 +210,11 @@ func (c *core) receive(p peer.ID, full bool, entries []message.Entry) bool {
 }
 
 // add makes w, new or restored, one of p's unchecked wants, as far as the
-// limits allow.
-func (c *core) add(p peer.ID, pw *peerWants, w *want) {
-	if len(pw.wants) >= c.maxWantsPerPeer || c.total >= c.maxWantsTotal {
+// limits allow. A new want (displace) over the total cap takes the place of
+// one of the peer holding the most (see makeRoom).
+func (c *core) add(p peer.ID, pw *peerWants, w *want, displace bool) {
+	if len(pw.wants) >= c.maxWantsPerPeer ||
+		c.total >= c.maxWantsTotal && !(displace && c.makeRoom(p, pw, w.cid)) {
 		c.droppedWants++
 		return
 	}
@@ -205,10 +222,35 @@ func (c *core) add(p peer.ID, pw *peerWants, w *want) {
 	w.seq, w.state, w.dontHaveSent = c.seq, wantUnchecked, false
 	w.peer = p
 	pw.wants[w.cid] = w
+	c.byCount.Fix(pw.rank)
 	c.total++
 	h := hashKey(w.cid)
 	c.byHash[h] = append(c.byHash[h], wantRef{p, w.cid})
 	pw.unchecked.Push(w)
+}
+
+// makeRoom forgets one unchecked want of the peer holding the most, if it
+// holds at least two more than p, so that p's want k fits under the total
+// cap; it reports whether it did. Peers that flood us with wants thus fill
+// the total only until others ask: each peer keeps at least an equal
+// share, and one asking for a few blocks is never locked out by many
+// peers asking for thousands. The victim is the last of its unchecked
+// heap (a leaf: never its most urgent) and was never looked up: its peer
+// hears nothing, as with any want over a cap. Wants being looked up,
+// queued or parked are not displaced: parked wants have their own cap,
+// and active ones theirs per peer.
+func (c *core) makeRoom(p peer.ID, pw *peerWants, k cid.Cid) bool {
+	top := c.byCount.At(0)
+	if len(top.wants) < len(pw.wants)+2 || top.unchecked.Len() == 0 {
+		return false
+	}
+	w := top.unchecked.Remove(top.unchecked.Len() - 1)
+	c.forget(w.peer, top, w) // top keeps at least one want: no gcPeer
+	c.displaced++
+	if c.recordEvicted {
+		c.displacedLog = append(c.displacedLog, displacement{victim: w, for_: wantRef{p, k}})
+	}
+	return true
 }
 
 // update applies a want for a CID the peer already wants. A changed request,
@@ -275,6 +317,7 @@ func (c *core) cancel(p peer.ID, pw *peerWants, k cid.Cid) {
 func (c *core) forget(p peer.ID, pw *peerWants, w *want) {
 	c.parked.remove(w)
 	delete(pw.wants, w.cid)
+	c.byCount.Fix(pw.rank)
 	c.total--
 	h := hashKey(w.cid)
 	refs := c.byHash[h]
@@ -420,7 +463,7 @@ func (c *core) done(p peer.ID, tasks []*task, sent bool) (more bool) {
 		for _, f := range failed {
 			switch cur := pw.wants[f.t.cid]; {
 			case cur == nil:
-				c.add(p, pw, f.w) // served by this send: back, as it was
+				c.add(p, pw, f.w, false) // served by this send: back, as it was
 			case cur == f.w && cur.seq == f.t.seq:
 				c.recheck(pw, cur) // parked by this DONT_HAVE: say it again
 			}
@@ -465,6 +508,7 @@ func (c *core) removePeer(p peer.ID) {
 		for _, w := range pw.wants {
 			c.forget(p, pw, w)
 		}
+		c.byCount.Remove(pw.rank)
 		delete(c.peers, p)
 	}
 	c.tq.clear(p)
@@ -550,6 +594,9 @@ func (l *parkedList) remove(w *want) {
 // (a failed send must still find the peer to restore its wants).
 func (c *core) gcPeer(p peer.ID, pw *peerWants) {
 	if len(pw.wants) == 0 && pw.active == 0 && pw.sendFailures == 0 && len(pw.sending) == 0 && c.tq.peers[p] == nil {
+		if pw.rank >= 0 && c.peers[p] == pw {
+			c.byCount.Remove(pw.rank)
+		}
 		delete(c.peers, p)
 	}
 }
@@ -577,6 +624,12 @@ func (w *want) Less(o *want) bool {
 
 // SetIndex records w's position in the unchecked queue.
 func (w *want) SetIndex(i int) { w.index = i }
+
+// Less orders peers by wants held, most first.
+func (pw *peerWants) Less(o *peerWants) bool { return len(pw.wants) > len(o.wants) }
+
+// SetIndex records pw's position in core.byCount.
+func (pw *peerWants) SetIndex(i int) { pw.rank = i }
 
 // hashKey is c's multihash as a string that shares c's own bytes: the key
 // of byHash, without the allocation that string(c.Hash()) costs for every

@@ -574,10 +574,39 @@ func (r *coreRun) modelWant(p peer.ID, c cid.Cid) {
 	if h[c] || c.ByteLen() > r.l.maxCidSize {
 		return
 	}
-	if len(h) >= r.l.maxWantsPerPeer || r.total() >= r.l.maxWantsTotal {
+	if len(h) >= r.l.maxWantsPerPeer {
+		return
+	}
+	if r.total() >= r.l.maxWantsTotal && !r.displaced(p, c) {
 		return
 	}
 	h[c] = true
+}
+
+// displaced applies the core's next displacement if it made room for p's
+// want c: the victim was held, by a peer holding at least two more than p,
+// and is held no more. Which peer among the largest and which of its
+// unchecked wants are the core's choice.
+func (r *coreRun) displaced(p peer.ID, c cid.Cid) bool {
+	log := r.c.displacedLog
+	if len(log) == 0 || log[0].for_ != (wantRef{p, c}) {
+		return false
+	}
+	d := log[0]
+	r.c.displacedLog = log[1:]
+	v := d.victim
+	if !r.held[v.peer][v.cid] {
+		r.fatalf("displaced %s of %s, which the peer does not hold", r.name(v.cid), v.peer)
+	}
+	if len(r.held[v.peer]) < len(r.held[p])+2 {
+		r.fatalf("displaced %s of %s (holding %d) for %s (holding %d)", r.name(v.cid), v.peer, len(r.held[v.peer]), p, len(r.held[p]))
+	}
+	if pw := r.c.peers[v.peer]; pw != nil && pw.wants[v.cid] == v {
+		r.fatalf("displaced %s of %s, still in its wantlist", r.name(v.cid), v.peer)
+	}
+	delete(r.held[v.peer], v.cid)
+	r.emit("displaced %s:%s for %s:%s", v.peer, r.name(v.cid), p, r.name(c))
+	return true
 }
 
 func (r *coreRun) modelCancel(p peer.ID, c cid.Cid) {
@@ -604,7 +633,12 @@ func (r *coreRun) apply(e coreEvent) {
 				entries[i].WantType = message.WantHave
 			}
 		}
-		if e.full && r.c.peers[p] != nil {
+		// The core first, then the model, which checks the core's
+		// displacements (over the total cap) as it goes.
+		known := r.c.peers[p] != nil
+		more := r.c.receive(p, e.full, entries)
+		r.emit("receive %s: %v", p, more)
+		if e.full && known {
 			keep := make(map[cid.Cid]bool)
 			for _, x := range entries {
 				if !x.Cancel {
@@ -629,8 +663,9 @@ func (r *coreRun) apply(e coreEvent) {
 				r.modelWant(p, x.Cid)
 			}
 		}
-		more := r.c.receive(p, e.full, entries)
-		r.emit("receive %s: %v", p, more)
+		if n := len(r.c.displacedLog); n > 0 {
+			r.fatalf("%d displacements the model did not expect", n)
+		}
 		if more {
 			r.due[p] = true
 		}

@@ -852,3 +852,50 @@ func TestCoreCancelOfQueuedBlockIsARecall(t *testing.T) {
 		t.Fatalf("recall counts %+v, want 10 recalled (the queued blocks only)", r)
 	}
 }
+
+// Over the total cap, a new want takes the place of an unchecked want of
+// the peer holding the most, as long as that peer holds at least two more:
+// a peer that floods the server first fills the total, and each peer that
+// asks later still gets its share.
+func TestCoreTotalCapDisplacesTheLargestPeersWants(t *testing.T) {
+	l := defaultLimits()
+	l.maxWantsPerPeer, l.maxWantsTotal = 100, 10
+	h := newHarness(t, l)
+	ask := func(p peer.ID, from, n int) {
+		var entries []message.Entry
+		for i := from; i < from+n; i++ {
+			entries = append(entries, wantEntry(testCid(t, i), message.WantBlock, false))
+		}
+		h.c.receive(p, false, entries) // no lookups: the wants stay unchecked
+	}
+	held := func() string {
+		return fmt.Sprintf("flood %d, b %d, c %d", len(h.c.wantlist("flood")), len(h.c.wantlist("b")), len(h.c.wantlist("c")))
+	}
+	ask("flood", 0, 50)
+	if got := held(); got != "flood 10, b 0, c 0" {
+		t.Fatalf("after the flood: %s", got)
+	}
+	ask("b", 100, 4)
+	if got := held(); got != "flood 6, b 4, c 0" {
+		t.Fatalf("after b asked for 4: %s", got)
+	}
+	ask("c", 200, 10)
+	// c displaces while the largest holds at least two more than c: flood
+	// 6→4 as c grows to 2, then one of the two holding 4 (which one at a
+	// tie is the heap's business) for c's third; 4 < 3+2 stops it.
+	if h.c.total != 10 || len(h.c.wantlist("c")) != 3 || len(h.c.wantlist("flood"))+len(h.c.wantlist("b")) != 7 {
+		t.Fatalf("after c asked for 10: %s, total %d", held(), h.c.total)
+	}
+	if h.c.displaced != 7 || h.c.droppedWants != 40+7 {
+		t.Fatalf("displaced %d, dropped %d; want 7 and 47", h.c.displaced, h.c.droppedWants)
+	}
+	// Looked-up wants are not displaced: with every want parked, a new
+	// peer is refused.
+	for _, p := range []peer.ID{"flood", "b", "c"} {
+		h.lookups(p)
+	}
+	ask("d", 300, 1)
+	if n := len(h.c.wantlist("d")); n != 0 || h.c.displaced != 7 {
+		t.Fatalf("d holds %d, displaced %d: a parked want was displaced", n, h.c.displaced)
+	}
+}

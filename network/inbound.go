@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/gobitswap/bitswap/message"
@@ -79,7 +79,7 @@ func (n *Libp2pNetwork) readLoop(s network.Stream, from peer.ID) {
 		// bounded time only. Between frames a stream may idle: Kubo and
 		// our sender keep one open for all their messages.
 		_ = s.SetReadDeadline(time.Now().Add(n.cfg.sendTimeout(int(size))))
-		body, err := readBody(br, int(size), &n.reserve)
+		body, err := readBody(br, from, int(size), &n.reserve)
 		_ = s.SetReadDeadline(time.Time{})
 		if err != nil {
 			n.failInbound(s, from, fmt.Errorf("bitswap: reading %d-byte message from %s: %w", size, from, err))
@@ -190,36 +190,66 @@ func uvarintLen(x uint64) int {
 const bodyChunk = 4 << 10
 
 // maxReserved bounds the bytes allocated, across all streams, for message
-// bodies whose bytes have not all arrived yet.
-const maxReserved = 32 << 20
+// bodies whose bytes have not all arrived yet; maxReservedPerPeer bounds one
+// peer's share, so that a single peer announcing large frames on many
+// streams (and trickling their bytes) cannot hold all of it.
+const (
+	maxReserved        = 32 << 20
+	maxReservedPerPeer = 8 << 20
+)
 
-// bodyReserve counts the bytes allocated ahead of arrival. A body that fits
-// the reserve is allocated once at its announced size: no re-allocation, no
-// copy, no zeroing of buffers that are thrown away, which is most of the
-// client's cost per byte apart from decryption and hashing. One that does
-// not fit grows as its bytes arrive, so a peer announcing 4 MiB on many
-// streams and then trickling bytes makes us hold at most maxReserved plus
-// what was actually sent.
-type bodyReserve struct{ used atomic.Int64 }
-
-func (r *bodyReserve) take(n int) bool {
-	if r.used.Add(int64(n)) <= maxReserved {
-		return true
-	}
-	r.used.Add(-int64(n))
-	return false
+// bodyReserve counts the bytes allocated ahead of arrival, in all and per
+// peer. A body that fits the reserve is allocated once at its announced
+// size: no re-allocation, no copy, no zeroing of buffers that are thrown
+// away, which is most of the client's cost per byte apart from decryption
+// and hashing. One that does not fit grows as its bytes arrive, so a peer
+// announcing 4 MiB on many streams and then trickling bytes makes us hold
+// at most its share plus what was actually sent. It is taken once per
+// large frame, so a mutex costs nothing that matters.
+type bodyReserve struct {
+	mu   sync.Mutex
+	used int64
+	per  map[peer.ID]int64
 }
 
-func (r *bodyReserve) give(n int) { r.used.Add(-int64(n)) }
+func (r *bodyReserve) take(p peer.ID, n int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.used+int64(n) > maxReserved || r.per[p]+int64(n) > maxReservedPerPeer {
+		return false
+	}
+	if r.per == nil {
+		r.per = make(map[peer.ID]int64)
+	}
+	r.used += int64(n)
+	r.per[p] += int64(n)
+	return true
+}
 
-// readBody reads a size-byte body into a buffer of its own: Unmarshal keeps
-// sub-slices of it.
-func readBody(r io.Reader, size int, res *bodyReserve) ([]byte, error) {
+func (r *bodyReserve) give(p peer.ID, n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.used -= int64(n)
+	if r.per[p] -= int64(n); r.per[p] == 0 {
+		delete(r.per, p)
+	}
+}
+
+// inUse returns the bytes reserved in all and by p.
+func (r *bodyReserve) inUse(p peer.ID) (all, mine int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.used, r.per[p]
+}
+
+// readBody reads a size-byte body from p into a buffer of its own:
+// Unmarshal keeps sub-slices of it.
+func readBody(r io.Reader, p peer.ID, size int, res *bodyReserve) ([]byte, error) {
 	if size > bodyChunk {
-		if !res.take(size) {
+		if !res.take(p, size) {
 			return growBody(r, size)
 		}
-		defer res.give(size)
+		defer res.give(p, size)
 	}
 	body := make([]byte, size)
 	_, err := io.ReadFull(r, body)

@@ -100,4 +100,11 @@ type Stats struct {
 	// StreamsRefused counts inbound streams reset because their peer was
 	// banned for misbehaving.
 	StreamsRefused uint64
+	// AbandonedSends counts connections on which a message with blocks
+	// failed because the peer reset the stream or closed the connection
+	// (once per connection; see WithMaxAbandoned).
+	AbandonedSends uint64
+	// PeersBanned counts bans, for malformed or rejected messages (those
+	// peers are also in PeersDisconnected) or for abandoned transfers.
+	PeersBanned uint64
 }

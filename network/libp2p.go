@@ -118,6 +118,7 @@ type Libp2pNetwork struct {
 	msgsSent, msgsRecv, bytesSent, bytesRecv atomic.Uint64
 	malformedRecv, peersDropped              atomic.Uint64
 	rejectedRecv, throttled, refused         atomic.Uint64
+	abandonedSends, peersBanned              atomic.Uint64
 
 	laneTurn atomic.Uint64 // spreads block messages over busy lanes
 
@@ -132,6 +133,7 @@ type Libp2pNetwork struct {
 	guards   map[peer.ID]*guard          // strikes and pace per connected peer
 	banned   map[peer.ID]time.Time       // peers whose streams are refused, until when
 	held     map[peer.ID]struct{}        // banned peers with a stream held unread
+	abandons map[peer.ID]*abandonCount   // transfers peers walked away from, across connections
 }
 
 var _ Network = (*Libp2pNetwork)(nil)
@@ -146,16 +148,17 @@ func NewFromHost(h host.Host, opts ...Option) *Libp2pNetwork {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Libp2pNetwork{
-		host:    h,
-		cfg:     cfg,
-		protos:  protocolIDs(cfg.versions),
-		ctx:     ctx,
-		cancel:  cancel,
-		senders: make(map[senderKey]*sender),
-		inbound: make(map[network.Stream]struct{}),
-		guards:  make(map[peer.ID]*guard),
-		banned:  make(map[peer.ID]time.Time),
-		held:    make(map[peer.ID]struct{}),
+		host:     h,
+		cfg:      cfg,
+		protos:   protocolIDs(cfg.versions),
+		ctx:      ctx,
+		cancel:   cancel,
+		senders:  make(map[senderKey]*sender),
+		inbound:  make(map[network.Stream]struct{}),
+		guards:   make(map[peer.ID]*guard),
+		banned:   make(map[peer.ID]time.Time),
+		held:     make(map[peer.ID]struct{}),
+		abandons: make(map[peer.ID]*abandonCount),
 	}
 	n.events.init()
 	n.initInboxes()
@@ -298,5 +301,7 @@ func (n *Libp2pNetwork) Stats() Stats {
 		RejectedReceived:  n.rejectedRecv.Load(),
 		ThrottledMessages: n.throttled.Load(),
 		StreamsRefused:    n.refused.Load(),
+		AbandonedSends:    n.abandonedSends.Load(),
+		PeersBanned:       n.peersBanned.Load(),
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"runtime"
 	"slices"
@@ -568,20 +569,24 @@ func TestStopWithoutStart(t *testing.T) {
 
 func TestReadBody(t *testing.T) {
 	var full bodyReserve
-	full.used.Store(maxReserved) // every body takes the growing path
+	for i := range maxReserved / maxReservedPerPeer { // every body takes the growing path
+		if !full.take(peer.ID(fmt.Sprint("other", i)), maxReservedPerPeer) {
+			t.Fatal("could not fill the reserve")
+		}
+	}
 	for _, res := range []*bodyReserve{{}, &full} {
 		for _, size := range []int{0, 1, bodyChunk, bodyChunk + 1, 3*bodyChunk + 17, 4 << 20} {
 			data := make([]byte, size)
 			for i := range data {
 				data[i] = byte(i * 7)
 			}
-			used := res.used.Load()
-			got, err := readBody(bytes.NewReader(data), size, res)
+			used, _ := res.inUse("p")
+			got, err := readBody(bytes.NewReader(data), "p", size, res)
 			if err != nil || !bytes.Equal(got, data) {
 				t.Fatalf("size %d: err %v, equal %v", size, err, bytes.Equal(got, data))
 			}
-			if res.used.Load() != used {
-				t.Fatalf("size %d: reserve %d after the read, %d before", size, res.used.Load(), used)
+			if after, mine := res.inUse("p"); after != used || mine != 0 {
+				t.Fatalf("size %d: reserve %d (%d of the peer's) after the read, %d before", size, after, mine, used)
 			}
 		}
 	}
@@ -601,8 +606,9 @@ func (f firstRead) Read(p []byte) (int, error) {
 	return f.Reader.Read(p)
 }
 
-// A peer that announces 4 MiB bodies and trickles bytes holds the reserve,
-// and past it each such body costs one chunk, not 4 MiB.
+// A peer that announces 4 MiB bodies and trickles bytes holds its share of
+// the reserve, and past it each such body costs one chunk, not 4 MiB;
+// another peer's bodies are still allocated at once from the rest.
 func TestReadBodyTrickleIsBounded(t *testing.T) {
 	var res bodyReserve
 	var stalled []*io.PipeWriter
@@ -612,30 +618,35 @@ func TestReadBodyTrickleIsBounded(t *testing.T) {
 		}
 	}()
 	done := make(chan error)
-	reading := make(chan struct{}, maxReserved/(4<<20))
-	for range maxReserved / (4 << 20) {
+	reading := make(chan struct{}, 8)
+	stall := func(p peer.ID) {
 		r, w := io.Pipe()
 		stalled = append(stalled, w)
 		go func() {
-			_, err := readBody(firstRead{r, reading}, 4<<20, &res)
+			_, err := readBody(firstRead{r, reading}, p, 4<<20, &res)
 			done <- err
 		}()
+		<-reading // allocated (or not) and waiting for bytes
 	}
-	for range stalled {
-		<-reading // allocated and waiting for bytes
+	for range maxReservedPerPeer / (4 << 20) {
+		stall("trickler")
 	}
-	if u := res.used.Load(); u != maxReserved {
-		t.Fatalf("reserve holds %d bytes, want all %d", u, maxReserved)
+	if _, mine := res.inUse("trickler"); mine != maxReservedPerPeer {
+		t.Fatalf("the trickler holds %d bytes of the reserve, want its share %d", mine, maxReservedPerPeer)
 	}
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	_, err := readBody(bytes.NewReader(make([]byte, 10)), 4<<20, &res)
+	_, err := readBody(bytes.NewReader(make([]byte, 10)), "trickler", 4<<20, &res)
 	runtime.ReadMemStats(&after)
 	if !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("truncated body: err = %v, want unexpected EOF", err)
 	}
 	if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
-		t.Fatalf("a 10-byte trickle announced as 4 MiB, past the reserve, allocated %d bytes", n)
+		t.Fatalf("a 10-byte trickle announced as 4 MiB, past the peer's share, allocated %d bytes", n)
+	}
+	stall("honest")
+	if all, mine := res.inUse("honest"); mine != 4<<20 || all != maxReservedPerPeer+4<<20 {
+		t.Fatalf("another peer's body: %d reserved for it, %d in all; want 4 MiB, %d", mine, all, maxReservedPerPeer+4<<20)
 	}
 	for _, w := range stalled {
 		w.Close()
@@ -646,7 +657,7 @@ func TestReadBodyTrickleIsBounded(t *testing.T) {
 		}
 	}
 	stalled = nil
-	if u := res.used.Load(); u != 0 {
-		t.Fatalf("reserve holds %d bytes after every read ended", u)
+	if all, _ := res.inUse(""); all != 0 || len(res.per) != 0 {
+		t.Fatalf("reserve holds %d bytes (%d peers) after every read ended", all, len(res.per))
 	}
 }

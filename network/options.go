@@ -35,6 +35,7 @@ type config struct {
 	logger         *slog.Logger
 	maxMalformed   int           // malformed or rejected messages per connection before disconnecting; < 0 never
 	banFor         time.Duration // how long a disconnected misbehaving peer is refused; 0 never
+	maxAbandoned   int           // connections ending mid block send before a ban; < 0 never
 	wantRate       int           // wantlist entries per second per peer; 0 no pacing
 	wantBurst      int
 }
@@ -49,6 +50,7 @@ func defaultConfig() config {
 		logger:         slog.Default(),
 		maxMalformed:   DefaultMaxMalformed,
 		banFor:         DefaultBanDuration,
+		maxAbandoned:   DefaultMaxAbandoned,
 		wantRate:       DefaultWantlistRate,
 		wantBurst:      DefaultWantlistBurst,
 	}

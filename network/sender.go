@@ -201,6 +201,9 @@ func (n *Libp2pNetwork) sendOnce(ctx context.Context, s *sender, msg *message.Me
 	clear(parts) // do not pin the blocks until the next message
 	s.parts = parts[:0]
 	if err != nil {
+		if len(msg.Blocks) > 0 && walkedAway(ctx, err) {
+			n.abandoned(s.to, s.stream.Conn())
+		}
 		_ = s.stream.Reset()
 		s.stream = nil
 		return err
@@ -267,6 +270,21 @@ func (n *Libp2pNetwork) openStream(ctx context.Context, s *sender) error {
 	s.stream, s.version = st, v
 	n.events.mark(s.to, true, nil) // it speaks Bitswap: report it if not yet
 	return nil
+}
+
+// walkedAway says whether a failed write means the peer reset the stream or
+// closed the connection: not our timeout, cancellation or Stop.
+func walkedAway(ctx context.Context, err error) bool {
+	var ne net.Error
+	switch {
+	case ctx.Err() != nil, errors.Is(err, ErrStopped),
+		errors.Is(err, context.Canceled),
+		errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, os.ErrDeadlineExceeded),
+		errors.As(err, &ne) && ne.Timeout():
+		return false
+	}
+	return true
 }
 
 // retryable says whether a failed attempt is worth repeating on a new

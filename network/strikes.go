@@ -2,9 +2,11 @@ package network
 
 import (
 	"errors"
+	"math"
 	"time"
 
 	"github.com/gobitswap/bitswap/message"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"golang.org/x/time/rate"
 )
@@ -29,6 +31,19 @@ const DefaultBanDuration = time.Minute
 // attacker that keeps its identity: the bound keeps one that does not from
 // growing our memory.
 const maxBanned = 4096
+
+// DefaultMaxAbandoned is how many transfers a peer may walk away from, by
+// resetting our stream or closing the connection while we write blocks to
+// it, before it is banned (WithMaxAbandoned). The count halves every
+// abandonHalfLife, so it is a rate: about 11 a minute, kept up, reaches it.
+// An honest client abandons a transfer when it is stopped or its
+// connection breaks, a few times at most; one that reconnects and
+// re-asks, again and again, has us read and send blocks for nothing, and
+// costs a handshake each time on the cores honest peers need.
+const DefaultMaxAbandoned = 16
+
+// abandonHalfLife is how fast a peer's abandoned transfers are forgiven.
+const abandonHalfLife = time.Minute
 
 // Wantlist pacing defaults (WithWantlistRate). An honest client fetching a
 // DAG of 4 KiB blocks as fast as a server can send them (about 20,000 blocks
@@ -64,6 +79,19 @@ func WithBanDuration(d time.Duration) Option {
 	return func(c *config) {
 		if d != 0 {
 			c.banFor = max(d, 0)
+		}
+	}
+}
+
+// WithMaxAbandoned sets how many transfers a peer may abandon (see
+// DefaultMaxAbandoned; counted once per connection, across reconnects,
+// forgiven by half every minute) before it is banned for the ban duration
+// (WithBanDuration) and counted in Stats.PeersBanned. n < 0 never bans for
+// it; 0 keeps DefaultMaxAbandoned.
+func WithMaxAbandoned(n int) Option {
+	return func(c *config) {
+		if n != 0 {
+			c.maxAbandoned = n
 		}
 	}
 }
@@ -195,11 +223,81 @@ func (n *Libp2pNetwork) strike(p peer.ID, err error) {
 	_ = n.host.Network().ClosePeer(p)
 }
 
+// abandonCount is a peer's decaying count of abandoned transfers. Unlike a
+// guard it outlives the connection: reconnecting is what the peer does.
+type abandonCount struct {
+	n    float64   // as of at
+	at   time.Time // last update
+	conn string    // the connection last counted, so each counts once
+}
+
+// decayed returns the count at now.
+func (a *abandonCount) decayed(now time.Time) float64 {
+	return a.n * math.Exp2(-float64(now.Sub(a.at))/float64(abandonHalfLife))
+}
+
+// abandoned records that p reset the stream or closed connection c while we
+// were writing blocks to it; at the limit p is banned. Once per connection:
+// every send queued to a vanished peer fails the same way.
+func (n *Libp2pNetwork) abandoned(p peer.ID, c network.Conn) {
+	if n.cfg.maxAbandoned < 0 || c == nil {
+		return
+	}
+	now := time.Now()
+	n.mu.Lock()
+	a := n.abandons[p]
+	if a != nil && a.conn == c.ID() {
+		n.mu.Unlock()
+		return
+	}
+	if a == nil {
+		if len(n.abandons) >= maxBanned {
+			n.shedAbandons(now)
+		}
+		a = &abandonCount{}
+		n.abandons[p] = a
+	}
+	a.n, a.at, a.conn = a.decayed(now)+1, now, c.ID()
+	count := a.n
+	banned := math.Round(count) >= float64(n.cfg.maxAbandoned) && n.state == stateStarted && n.cfg.banFor > 0
+	if banned {
+		a.n = 0 // start afresh when the ban ends; a.conn still dedupes
+		n.ban(p)
+	}
+	n.mu.Unlock()
+	n.abandonedSends.Add(1)
+	if banned {
+		n.cfg.logger.Warn("bitswap: banning a peer that keeps abandoning transfers",
+			"peer", p, "abandoned", math.Round(count), "banned_for", n.cfg.banFor)
+	}
+}
+
+// shedAbandons makes room in n.abandons: counts that decayed below one go,
+// and if none did, the smallest. Callers hold n.mu.
+func (n *Libp2pNetwork) shedAbandons(now time.Time) {
+	var least peer.ID
+	leastN := math.Inf(1)
+	for q, a := range n.abandons {
+		d := a.decayed(now)
+		if d < 1 {
+			delete(n.abandons, q)
+			continue
+		}
+		if d < leastN {
+			least, leastN = q, d
+		}
+	}
+	if len(n.abandons) >= maxBanned {
+		delete(n.abandons, least)
+	}
+}
+
 // ban refuses p's Bitswap streams for the ban duration. Callers hold n.mu.
 func (n *Libp2pNetwork) ban(p peer.ID) {
 	if n.cfg.banFor <= 0 {
 		return
 	}
+	n.peersBanned.Add(1)
 	now := time.Now()
 	if len(n.banned) >= maxBanned {
 		var first peer.ID

@@ -2,8 +2,10 @@ package network
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -243,4 +245,61 @@ func waitStats(t *testing.T, n *Libp2pNetwork, ok func(Stats) bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// A peer that asks for blocks and then closes the connection while they are
+// on their way, reconnecting to do it again, is banned once it has
+// abandoned WithMaxAbandoned transfers, each connection counted once. A send
+// that times out on a peer that stops reading is not abandonment.
+func TestPeerAbandoningTransfersIsBanned(t *testing.T) {
+	const limit = 3
+	b := newNode(t, WithMaxAbandoned(limit), WithMaxRetries(0))
+	a := newHost(t)
+	a.SetStreamHandler(ProtocolBitswap, func(s network.Stream) {
+		_, _ = io.ReadFull(s, make([]byte, 1024)) // the start of the blocks, then away
+		_ = a.Network().ClosePeer(b.h.ID())
+	})
+	big := &message.Message{Blocks: []blocks.Block{blocks.NewBlock(bytes.Repeat([]byte{1}, 2<<20))}}
+	for i := range limit {
+		connect(t, a, b.h)
+		conn := b.h.Network().ConnsToPeer(a.ID())[0]
+		if err := b.net.SendMessage(context.Background(), a.ID(), big); err == nil {
+			t.Fatalf("send %d succeeded to a peer that closed the connection", i)
+		}
+		// Every other send that was on its way over the same connection
+		// fails the same way; the connection counts once.
+		b.net.abandoned(a.ID(), conn)
+		if st := b.net.Stats(); st.AbandonedSends != uint64(i+1) {
+			t.Fatalf("after %d connections: %d abandoned sends counted, want %d", i+1, st.AbandonedSends, i+1)
+		}
+		if i < limit-1 && isBanned(b.net, a.ID()) {
+			t.Fatalf("banned after %d abandoned transfers, limit %d", i+1, limit)
+		}
+		waitUntil(t, func() bool { return b.h.Network().Connectedness(a.ID()) != network.Connected })
+	}
+	if st := b.net.Stats(); st.PeersBanned != 1 || !isBanned(b.net, a.ID()) {
+		t.Fatalf("stats %+v: want the peer banned once", b.net.Stats())
+	}
+}
+
+func TestSendTimeoutIsNotAbandonment(t *testing.T) {
+	b := newNode(t, WithMaxAbandoned(1), WithSendTimeout(200*time.Millisecond, 0))
+	a := newHost(t)
+	held := make(chan struct{})
+	defer close(held)
+	a.SetStreamHandler(ProtocolBitswap, func(s network.Stream) { <-held; _ = s.Reset() })
+	connect(t, a, b.h)
+	big := &message.Message{Blocks: []blocks.Block{blocks.NewBlock(bytes.Repeat([]byte{1}, 2<<20))}}
+	if err := b.net.SendMessage(context.Background(), a.ID(), big); err == nil {
+		t.Fatal("send to a peer that never reads succeeded")
+	}
+	if st := b.net.Stats(); st.AbandonedSends != 0 || st.PeersBanned != 0 || isBanned(b.net, a.ID()) {
+		t.Fatalf("stats %+v: a timeout counted as abandonment", st)
+	}
+}
+
+func isBanned(n *Libp2pNetwork, p peer.ID) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.isBanned(p)
 }

@@ -77,6 +77,8 @@ func newStatCollector(stat func() (*bitswap.Stat, error)) *statCollector {
 	counter("rejected_messages_total", "Inbound messages rejected as abuse (wants for oversized CIDs, floods of unrequested blocks).", func(s *bitswap.Stat) uint64 { return s.Network.RejectedReceived })
 	counter("throttled_messages_total", "Inbound messages held back because their peer sent wantlist entries faster than the pace allows.", func(s *bitswap.Stat) uint64 { return s.Network.ThrottledMessages })
 	counter("banned_streams_refused_total", "Inbound streams reset because their peer is banned.", func(s *bitswap.Stat) uint64 { return s.Network.StreamsRefused })
+	counter("abandoned_sends_total", "Connections a peer closed (or streams it reset) while blocks were being sent to it.", func(s *bitswap.Stat) uint64 { return s.Network.AbandonedSends })
+	counter("peers_banned_total", "Peers banned, for malformed or rejected messages or for abandoning transfers again and again.", func(s *bitswap.Stat) uint64 { return s.Network.PeersBanned })
 	return c
 }
 

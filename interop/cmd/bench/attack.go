@@ -536,6 +536,12 @@ func fillServerSides(r *serverRun, which impl, base float64, rss, alone, heap, f
 		if o.StreamsRefused > 0 {
 			s = append(s, countName(int(o.StreamsRefused))+" streams of a banned peer refused")
 		}
+		if o.AbandonedSends > 0 {
+			s = append(s, countName(int(o.AbandonedSends))+" connections closed on blocks in flight")
+		}
+		if o.PeersBanned > 0 {
+			s = append(s, countName(int(o.PeersBanned))+" bans")
+		}
 		if o.UnwantedBlocks > 0 {
 			s = append(s, countName(int(o.UnwantedBlocks))+" unwanted blocks dropped")
 		}

@@ -52,6 +52,8 @@ type oursServerStat struct {
 	RejectedReceived  uint64 `json:"rejected_received"`
 	ThrottledMessages uint64 `json:"throttled_messages"`
 	StreamsRefused    uint64 `json:"streams_refused"`
+	AbandonedSends    uint64 `json:"abandoned_sends"`
+	PeersBanned       uint64 `json:"peers_banned"`
 	WantsDropped      uint64 `json:"wants_dropped"`
 	WantsEvicted      uint64 `json:"wants_evicted"`
 	PeakWants         int    `json:"peak_wants"` // wants held, sampled
@@ -233,6 +235,7 @@ func childAttackServer(s childSpec) error {
 		st.RejectedReceived, st.ThrottledMessages, st.StreamsRefused = s.Network.RejectedReceived, s.Network.ThrottledMessages, s.Network.StreamsRefused
 		st.WantsDropped, st.UnwantedBlocks = s.Server.WantsDropped, s.Client.UnwantedBlocks
 		st.WantsEvicted = s.Server.WantsEvicted
+		st.AbandonedSends, st.PeersBanned = s.Network.AbandonedSends, s.Network.PeersBanned
 		st.BlocksSent, st.HavesSent, st.DontHavesSent = s.Server.BlocksSent, s.Server.HavesSent, s.Server.DontHavesSent
 		st.SendErrors, st.MessagesReceived = s.Server.SendErrors, s.MessagesReceived
 		res.Ours = &st
