@@ -115,7 +115,10 @@ func WithMaxActiveWantsPerPeer(n int) Option {
 func WithMaxWantsPerPeer(n int) Option { return engineOption(engine.WithMaxWantsPerPeer(n)) }
 
 // WithMaxWantsTotal caps the wantlist entries held for all peers together
-// (default 262,144).
+// (default 262,144). At the cap a new want displaces a want not yet looked
+// up of the peer holding the most (if it holds at least two more than the
+// asker; counted in Stat().Server.WantsDisplaced), so peers that fill the
+// total cannot lock out one that asks later.
 func WithMaxWantsTotal(n int) Option { return engineOption(engine.WithMaxWantsTotal(n)) }
 
 // WithMaxParkedWants caps the wants held for all peers together for blocks

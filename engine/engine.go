@@ -101,7 +101,11 @@ func WithMaxActiveWantsPerPeer(n int) Option {
 func WithMaxWantsPerPeer(n int) Option { return func(c *config) { c.maxWantsPerPeer = max(n, 1) } }
 
 // WithMaxWantsTotal caps the wantlist entries held for all peers together
-// (default 262,144).
+// (default 262,144). At the cap, a new want takes the place of a want not
+// yet looked up of the peer holding the most, if that peer holds at least
+// two more than the asker (counted in Stat.WantsDisplaced), and is dropped
+// otherwise: peers that fill the total with wants cannot lock out one
+// that asks later.
 func WithMaxWantsTotal(n int) Option { return func(c *config) { c.maxWantsTotal = max(n, 1) } }
 
 // WithMaxParkedWants caps the parked wants held for all peers together
@@ -110,9 +114,8 @@ func WithMaxWantsTotal(n int) Option { return func(c *config) { c.maxWantsTotal 
 // forgotten, as if its peer had cancelled it, and counted in
 // Stat.WantsEvicted: the peer heard DONT_HAVE if it asked for one and only
 // misses the notice if the block arrives later; asking again gets a fresh
-// lookup. Unlike a lower WithMaxWantsTotal, the cap never refuses new wants,
-// so peers flooding us with wants for blocks we lack cannot lock honest
-// peers out.
+// lookup. The cap never refuses new wants, so peers flooding us with wants
+// for blocks we lack cannot lock honest peers out.
 func WithMaxParkedWants(n int) Option { return func(c *config) { c.maxParked = max(n, 0) } }
 
 // WithMaxCidSize sets the largest CID, in bytes, a want may name (default
@@ -133,17 +136,18 @@ func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l }
 
 // Stat counts what the Engine has done.
 type Stat struct {
-	BlocksSent    uint64
-	DataSent      uint64 // block bytes
-	HavesSent     uint64
-	DontHavesSent uint64
-	MessagesSent  uint64
-	SendErrors    uint64
-	WantsDropped  uint64 // wants refused by a limit (CID size, per-peer or total cap)
-	WantsEvicted  uint64 // parked wants forgotten, oldest first, over the parked cap (WithMaxParkedWants)
-	BlockstoreErr uint64 // blockstore failures other than not-found
-	Peers         int    // peers with wants held
-	Wants         int    // wants held across peers
+	BlocksSent     uint64
+	DataSent       uint64 // block bytes
+	HavesSent      uint64
+	DontHavesSent  uint64
+	MessagesSent   uint64
+	SendErrors     uint64
+	WantsDropped   uint64 // wants refused by a limit (CID size, per-peer or total cap)
+	WantsEvicted   uint64 // parked wants forgotten, oldest first, over the parked cap (WithMaxParkedWants)
+	WantsDisplaced uint64 // unchecked wants forgotten over the total cap for a peer holding fewer (WithMaxWantsTotal)
+	BlockstoreErr  uint64 // blockstore failures other than not-found
+	Peers          int    // peers with wants held
+	Wants          int    // wants held across peers
 }
 
 // Engine serves blocks to peers. Create it with New, then Start it.
@@ -278,6 +282,7 @@ func (e *Engine) Stat() Stat {
 	s := e.stat
 	s.WantsDropped = e.core.droppedWants
 	s.WantsEvicted = e.core.evictedWants
+	s.WantsDisplaced = e.core.displaced
 	s.BlockstoreErr = e.core.blockstoreErr
 	s.Peers = len(e.core.peers)
 	s.Wants = e.core.total

@@ -73,6 +73,7 @@ func newStatCollector(stat func() (*bitswap.Stat, error)) *statCollector {
 	counter("network_sent_bytes_total", "Framed message bytes sent.", func(s *bitswap.Stat) uint64 { return s.Network.BytesSent })
 	counter("malformed_messages_total", "Inbound frames that did not decode or were over the size limit.", func(s *bitswap.Stat) uint64 { return s.Network.MalformedReceived })
 	counter("peers_disconnected_malformed_total", "Peers disconnected and banned for sending too many malformed or rejected messages.", func(s *bitswap.Stat) uint64 { return s.Network.PeersDisconnected })
+	counter("wants_displaced_total", "Wants not yet looked up forgotten at the total wants cap, to make room for a peer holding fewer.", func(s *bitswap.Stat) uint64 { return s.Server.WantsDisplaced })
 	counter("wants_evicted_total", "Parked wants (for blocks we lack) forgotten, oldest first, to keep within the parked-wants cap.", func(s *bitswap.Stat) uint64 { return s.Server.WantsEvicted })
 	counter("rejected_messages_total", "Inbound messages rejected as abuse (wants for oversized CIDs, floods of unrequested blocks).", func(s *bitswap.Stat) uint64 { return s.Network.RejectedReceived })
 	counter("throttled_messages_total", "Inbound messages held back because their peer sent wantlist entries faster than the pace allows.", func(s *bitswap.Stat) uint64 { return s.Network.ThrottledMessages })

@@ -521,6 +521,9 @@ func fillServerSides(r *serverRun, which impl, base float64, rss, alone, heap, f
 			s = append(s, "dropped "+countName(int(o.WantsDropped))+" wants over a limit")
 		}
 		s = append(s, "held at most "+countName(o.PeakWants)+" wants")
+		if o.WantsDisplaced > 0 {
+			s = append(s, "displaced "+countName(int(o.WantsDisplaced))+" wants at the total cap")
+		}
 		if o.WantsEvicted > 0 {
 			s = append(s, "evicted "+countName(int(o.WantsEvicted))+" parked wants")
 		}

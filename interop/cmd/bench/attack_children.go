@@ -56,6 +56,7 @@ type oursServerStat struct {
 	PeersBanned       uint64 `json:"peers_banned"`
 	WantsDropped      uint64 `json:"wants_dropped"`
 	WantsEvicted      uint64 `json:"wants_evicted"`
+	WantsDisplaced    uint64 `json:"wants_displaced"`
 	PeakWants         int    `json:"peak_wants"` // wants held, sampled
 	PeakPeers         int    `json:"peak_peers"` // peers with wants held, sampled
 	UnwantedBlocks    uint64 `json:"unwanted_blocks"`
@@ -234,7 +235,7 @@ func childAttackServer(s childSpec) error {
 		st.MalformedReceived, st.PeersDisconnected = s.Network.MalformedReceived, s.Network.PeersDisconnected
 		st.RejectedReceived, st.ThrottledMessages, st.StreamsRefused = s.Network.RejectedReceived, s.Network.ThrottledMessages, s.Network.StreamsRefused
 		st.WantsDropped, st.UnwantedBlocks = s.Server.WantsDropped, s.Client.UnwantedBlocks
-		st.WantsEvicted = s.Server.WantsEvicted
+		st.WantsEvicted, st.WantsDisplaced = s.Server.WantsEvicted, s.Server.WantsDisplaced
 		st.AbandonedSends, st.PeersBanned = s.Network.AbandonedSends, s.Network.PeersBanned
 		st.BlocksSent, st.HavesSent, st.DontHavesSent = s.Server.BlocksSent, s.Server.HavesSent, s.Server.DontHavesSent
 		st.SendErrors, st.MessagesReceived = s.Server.SendErrors, s.MessagesReceived
