@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"slices"
 
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -31,8 +30,8 @@ type want struct {
 	cid          cid.Cid
 	priority     int32
 	wantType     message.WantType
-	sendDontHave bool
 	seq          uint64
+	sendDontHave bool
 	state        wantState
 	dontHaveSent bool // a DONT_HAVE went out and nothing changed since
 	// haveOnly: we said DONT_HAVE and the block arrived later. The client
@@ -40,13 +39,17 @@ type want struct {
 	// small it hears HAVE rather than get a block it may already have; if
 	// it still wants the block from us it asks again.
 	haveOnly bool
-	index    int // position in the unchecked heap; -1 when not in it
+	index    int32 // position in the unchecked heap; -1 when not in it
 	// peer is whose want this is, so that eviction from core.parked finds
 	// the wantlist to forget it from.
 	peer peer.ID
 	// prev and next link w into core.parked while it is parked (older,
 	// newer); nil otherwise.
 	prev, next *want
+	// sameHash links the wants of all peers for w's multihash, oldest
+	// first, from core.byHash: no allocation per want for the index, and
+	// the struct stays in the 80-byte size class.
+	sameHash *want
 }
 
 // peerWants is one peer's inbound wantlist.
@@ -111,7 +114,7 @@ type core struct {
 	peers map[peer.ID]*peerWants
 	// byHash finds the wants for a multihash across peers, so a block that
 	// arrives under CIDv0 also serves a want for its CIDv1.
-	byHash map[string][]wantRef
+	byHash map[string]*want
 	// byCount orders the peers by wants held, most first: over
 	// maxWantsTotal, a new want displaces one of the top peer's.
 	byCount pq.Heap[*peerWants]
@@ -152,7 +155,7 @@ func newCore(l limits) *core {
 	return &core{
 		limits: l,
 		peers:  make(map[peer.ID]*peerWants),
-		byHash: make(map[string][]wantRef),
+		byHash: make(map[string]*want),
 		tq:     newTaskQueue(l.maxOutstanding),
 	}
 }
@@ -224,8 +227,16 @@ func (c *core) add(p peer.ID, pw *peerWants, w *want, displace bool) {
 	pw.wants[w.cid] = w
 	c.byCount.Fix(pw.rank)
 	c.total++
+	w.sameHash = nil
 	h := hashKey(w.cid)
-	c.byHash[h] = append(c.byHash[h], wantRef{p, w.cid})
+	if head := c.byHash[h]; head == nil {
+		c.byHash[h] = w
+	} else {
+		for head.sameHash != nil {
+			head = head.sameHash
+		}
+		head.sameHash = w
+	}
 	pw.unchecked.Push(w)
 }
 
@@ -262,7 +273,7 @@ func (c *core) update(p peer.ID, pw *peerWants, w *want, e message.Entry) {
 	if w.priority != e.Priority {
 		w.priority = e.Priority
 		if w.index >= 0 {
-			pw.unchecked.Fix(w.index)
+			pw.unchecked.Fix(int(w.index))
 		}
 	}
 	if !changed && w.state != wantParked {
@@ -307,7 +318,7 @@ func (c *core) cancel(p peer.ID, pw *peerWants, k cid.Cid) {
 	case wantChecking:
 		pw.active--
 	case wantUnchecked:
-		pw.unchecked.Remove(w.index)
+		pw.unchecked.Remove(int(w.index))
 	}
 	c.forget(p, pw, w)
 }
@@ -319,21 +330,24 @@ func (c *core) forget(p peer.ID, pw *peerWants, w *want) {
 	delete(pw.wants, w.cid)
 	c.byCount.Fix(pw.rank)
 	c.total--
+	// Unlinked in place, so that the order of wakings (and the seqs they
+	// hand out) does not depend on the order of forgetting.
 	h := hashKey(w.cid)
-	refs := c.byHash[h]
-	for i, r := range refs {
-		if r.peer == p && r.cid == w.cid {
-			// In order, so that the order of wakings (and the seqs they
-			// hand out) does not depend on the order of forgetting.
-			refs = slices.Delete(refs, i, i+1)
-			break
+	if head := c.byHash[h]; head == w {
+		if w.sameHash == nil {
+			delete(c.byHash, h)
+		} else {
+			c.byHash[h] = w.sameHash
+		}
+	} else {
+		for ; head != nil; head = head.sameHash {
+			if head.sameHash == w {
+				head.sameHash = w.sameHash
+				break
+			}
 		}
 	}
-	if len(refs) == 0 {
-		delete(c.byHash, h)
-	} else {
-		c.byHash[h] = refs
-	}
+	w.sameHash = nil
 }
 
 // nextLookups moves up to max of p's unchecked wants, highest priority
@@ -479,9 +493,8 @@ func (c *core) blocksArrived(keys []cid.Cid) []peer.ID {
 	var out []peer.ID
 	seen := make(map[peer.ID]struct{})
 	for _, k := range keys {
-		for _, r := range c.byHash[hashKey(k)] {
-			pw := c.peers[r.peer]
-			w := pw.wants[r.cid]
+		for w := c.byHash[hashKey(k)]; w != nil; w = w.sameHash {
+			pw := c.peers[w.peer]
 			if w.state != wantParked {
 				continue
 			}
@@ -492,9 +505,9 @@ func (c *core) blocksArrived(keys []cid.Cid) []peer.ID {
 			w.haveOnly = w.dontHaveSent
 			w.dontHaveSent = false
 			pw.unchecked.Push(w)
-			if _, ok := seen[r.peer]; !ok {
-				seen[r.peer] = struct{}{}
-				out = append(out, r.peer)
+			if _, ok := seen[w.peer]; !ok {
+				seen[w.peer] = struct{}{}
+				out = append(out, w.peer)
 			}
 		}
 	}
@@ -623,7 +636,7 @@ func (w *want) Less(o *want) bool {
 }
 
 // SetIndex records w's position in the unchecked queue.
-func (w *want) SetIndex(i int) { w.index = i }
+func (w *want) SetIndex(i int) { w.index = int32(i) }
 
 // Less orders peers by wants held, most first.
 func (pw *peerWants) Less(o *peerWants) bool { return len(pw.wants) > len(o.wants) }

@@ -1046,7 +1046,7 @@ func (r *coreRun) check() {
 				r.fatalf("%s's want %s filed under %s", p, r.name(w.cid), r.name(k))
 			}
 			refs[string(k.Hash())+string(p)+k.KeyString()]++
-			inHeap := w.index >= 0 && w.index < pw.unchecked.Len() && pw.unchecked.At(w.index) == w
+			inHeap := w.index >= 0 && int(w.index) < pw.unchecked.Len() && pw.unchecked.At(int(w.index)) == w
 			var qt *task
 			if pq != nil {
 				qt = pq.byCid[k]
@@ -1094,7 +1094,7 @@ func (r *coreRun) check() {
 		}
 		for i := range pw.unchecked.Len() {
 			w := pw.unchecked.At(i)
-			if pw.wants[w.cid] != w || w.index != i {
+			if pw.wants[w.cid] != w || int(w.index) != i {
 				r.fatalf("%s's unchecked heap holds a stale want %s", p, r.name(w.cid))
 			}
 		}
@@ -1106,17 +1106,20 @@ func (r *coreRun) check() {
 		r.fatalf("%d wants held, cap %d", total, r.l.maxWantsTotal)
 	}
 	n := 0
-	for h, rs := range c.byHash {
-		if len(rs) == 0 {
+	for h, head := range c.byHash {
+		if head == nil {
 			r.fatalf("empty hash index entry")
 		}
-		for _, ref := range rs {
-			n++
-			pw := c.peers[ref.peer]
-			if pw == nil || pw.wants[ref.cid] == nil || string(ref.cid.Hash()) != h {
-				r.fatalf("hash index names %s of %s, which is not held", r.name(ref.cid), ref.peer)
+		for w, steps := head, 0; w != nil; w, steps = w.sameHash, steps+1 {
+			if steps > total {
+				r.fatalf("hash index chain for %x loops", h)
 			}
-			refs[h+string(ref.peer)+ref.cid.KeyString()]--
+			n++
+			pw := c.peers[w.peer]
+			if pw == nil || pw.wants[w.cid] != w || string(w.cid.Hash()) != h {
+				r.fatalf("hash index names %s of %s, which is not held", r.name(w.cid), w.peer)
+			}
+			refs[h+string(w.peer)+w.cid.KeyString()]--
 		}
 	}
 	for _, v := range refs {
