@@ -195,7 +195,7 @@ const bodyChunk = 4 << 10
 // streams (and trickling their bytes) cannot hold all of it.
 const (
 	maxReserved        = 32 << 20
-	maxReservedPerPeer = 8 << 20
+	maxReservedPerPeer = 4 << 20
 )
 
 // bodyReserve counts the bytes allocated ahead of arrival, in all and per

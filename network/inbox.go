@@ -11,10 +11,13 @@ import (
 // maxInboxBytes bounds the decoded messages waiting for the Receiver per
 // peer, and maxInboxTotal for all peers together. Past either, read loops
 // wait: backpressure on the streams. A peer whose queue is empty may always
-// queue one message, so no peer is starved by the others.
+// queue one message, so no peer is starved by the others. Small, because
+// what waits here is memory a peer makes us hold: 2 MiB is a few messages
+// of blocks (decoding one takes well under a millisecond) or one wantlist
+// of 50,000 entries, and a 4 MiB message still queues alone.
 const (
-	maxInboxBytes = 8 << 20
-	maxInboxTotal = 64 << 20
+	maxInboxBytes = 2 << 20
+	maxInboxTotal = 32 << 20
 )
 
 // inboxes decouple reading a peer's streams from handing its messages to
@@ -38,7 +41,7 @@ type inbox struct {
 	bytes int
 	// paced is set while the peer's next message waits for its wantlist
 	// pace: its queue then holds one message at most, since a peer sending
-	// faster than the pace would otherwise keep 8 MiB of bodies queued.
+	// faster than the pace would otherwise keep its queue full.
 	paced bool
 }
 

@@ -88,7 +88,7 @@ const (
 // A message already read from a stream when the peer's last connection
 // closes may still reach ReceiveMessage after PeerDisconnected. Streams are
 // read to their end as fast as bytes arrive and closed; their messages wait
-// in a per-peer queue (at most 8 MiB) for the Receiver, so that peers which
+// in a per-peer queue (at most 2 MiB) for the Receiver, so that peers which
 // open a stream per message never pile up streams against libp2p's
 // resource limits while we process.
 type Libp2pNetwork struct {
