@@ -1,8 +1,10 @@
 package testutil
 
 import (
+	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gobitswap/bitswap/message"
@@ -25,6 +27,9 @@ type item struct {
 	counts    Counts           // evMessage: what frame carries
 	lost      bool             // evMessage: lost on the way (see WithLoss)
 	deliverAt time.Time        // evMessage: when the last byte arrives
+	// abort is set when the sender gave up on the send before the frame
+	// was all on the wire: it arrives incomplete, as from a reset stream.
+	abort *atomic.Bool
 }
 
 // messageItem decodes a frame as the libp2p network's stream reader would,
@@ -90,27 +95,74 @@ func (vp *VirtualPeer) newLink(to *VirtualPeer) *link {
 }
 
 // enqueue queues a message item (see messageItem) and reports whether the
-// link was open. The frame starts onto the link when the link is free, takes
-// size/bandwidth to send, and arrives latency later. Messages queue behind
-// each other for bandwidth, but their latencies overlap, as on a real pipe.
-func (l *link) enqueue(it item, p linkParams) bool {
+// link was open, when the sender may go on (see WithSendBuffer), and the
+// flag that aborts the frame if the sender gives up before then. The frame
+// starts onto the wire when the link and both access links are free, goes
+// at the slowest one's rate, and arrives latency after its last byte left.
+// Messages queue behind each other for bandwidth, but their latencies
+// overlap, as on a real pipe.
+func (l *link) enqueue(it item, p linkParams) (release time.Time, abort *atomic.Bool, ok bool) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		return false
+		return time.Time{}, nil, false
 	}
-	start := later(time.Now(), l.busyUntil)
-	l.busyUntil = start.Add(p.serialisation(len(it.frame)))
+	vn, size := l.from.vn, len(it.frame)
+	now := time.Now()
+	vn.amu.Lock()
+	up, down := vn.accessOf(l.from.id).up, vn.accessOf(l.to.id).down
+	start := later(now, l.busyUntil)
+	if up > 0 {
+		start = later(start, l.from.upBusy)
+	}
+	if down > 0 {
+		start = later(start, l.to.downBusy)
+	}
+	rate := slowest(p.bandwidth, up, down)
+	end := start.Add(transmit(size, rate))
+	l.busyUntil = start.Add(p.serialisation(size))
+	if up > 0 {
+		l.from.upBusy = start.Add(transmit(size, up))
+	}
+	if down > 0 {
+		l.to.downBusy = start.Add(transmit(size, down))
+	}
+	vn.amu.Unlock()
 	// If SetLink lowered the latency, a new message must still not overtake
 	// an earlier one.
-	at := later(l.busyUntil.Add(p.latency), l.lastAt)
+	at := later(end.Add(p.latency), l.lastAt)
 	l.lastAt = at
 	it.deliverAt = at
+	it.abort = new(atomic.Bool)
 	l.queue = append(l.queue, it)
 	l.account(func(t *Traffic) { t.Sent.add(it.counts) })
 	l.mu.Unlock()
 	l.signal()
-	return true
+	release = now
+	if buf := vn.sendBuffer; buf >= 0 && rate > 0 {
+		// The bytes still to go onto the wire at t are rate·(end − t).
+		release = later(now, end.Add(-transmit(buf, rate)))
+	}
+	return release, it.abort, true
+}
+
+// waitRoom blocks until release, failing if ctx ends or the link closes
+// first.
+func (l *link) waitRoom(ctx context.Context, release time.Time) error {
+	d := time.Until(release)
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-l.closing:
+		return ErrNotConnected
+	}
 }
 
 // account updates the traffic of the link's directed pair.
@@ -246,6 +298,9 @@ func (l *link) run() {
 			r.PeerDisconnected(from)
 		case evMessage:
 			switch {
+			case it.abort != nil && it.abort.Load():
+				l.account(func(t *Traffic) { t.Aborted++ })
+				r.ReceiveError(from, fmt.Errorf("testutil: message from %s: the sender gave up mid-frame: %w", from, message.ErrIncomplete))
 			case it.lost:
 				l.account(func(t *Traffic) { t.Dropped++ })
 				r.ReceiveError(from, fmt.Errorf("testutil: message from %s: %w (%w)", from, ErrMessageLost, message.ErrIncomplete))

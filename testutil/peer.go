@@ -50,6 +50,10 @@ type VirtualPeer struct {
 	links sync.WaitGroup
 
 	msgsSent, msgsRecv, bytesSent, bytesRecv atomic.Uint64
+
+	// upBusy and downBusy are when the peer's access links finish what
+	// they carry (see WithAccessLinks). Guarded by vn.amu.
+	upBusy, downBusy time.Time
 }
 
 var _ network.Network = (*VirtualPeer)(nil)
@@ -113,7 +117,11 @@ func (vp *VirtualPeer) Stop() {
 
 // SendMessage encodes msg for the version of the link to p, as a length
 // prefixed frame, and queues it on the link, connecting first if needed (as
-// libp2p dials). It returns once the message is queued, not delivered. It
+// libp2p dials). It returns once the link's send buffer has room for the
+// rest of the frame (WithSendBuffer; at once without a bandwidth cap), not
+// when it is delivered; if ctx ends or the connection breaks meanwhile it
+// fails, and the part of the frame not yet on the wire is lost: the
+// receiver sees an incomplete message, as from a reset stream. It
 // fails, naming the peer, if p is unknown or stopped, if this peer is
 // stopped, if a dial is needed and the two are kept apart (ErrUnreachable:
 // see VirtualNetwork.Disconnect and ScheduleChurn), or if the message is
@@ -137,11 +145,16 @@ func (vp *VirtualPeer) SendMessage(ctx context.Context, p peer.ID, msg *message.
 	params := vn.paramsLocked(vp.id, p)
 	it.lost = vn.loseLocked(vp.id, p)
 	vn.mu.Unlock()
-	if !l.enqueue(it, params) {
+	release, abort, ok := l.enqueue(it, params)
+	if !ok {
 		return fmt.Errorf("testutil: sending message from %s to %s: %w", vp.id, p, ErrNotConnected)
 	}
 	vp.msgsSent.Add(1)
 	vp.bytesSent.Add(uint64(len(it.frame)))
+	if err := l.waitRoom(ctx, release); err != nil {
+		abort.Store(true)
+		return fmt.Errorf("testutil: sending message from %s to %s: %w", vp.id, p, err)
+	}
 	return nil
 }
 

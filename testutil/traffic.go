@@ -74,7 +74,8 @@ func (c *Counts) add(o Counts) {
 // the receiver's ReceiveMessage (Delivered), lost to link loss (Dropped),
 // swallowed by an unresponsive receiver (Swallowed), or cut off because the
 // connection closed or the receiver stopped while it was queued or in
-// flight (Aborted). So once nothing is in flight,
+// flight, or its sender gave up on the send (ctx) before it was all on
+// the wire (Aborted). So once nothing is in flight,
 //
 //	Sent.Messages == Delivered.Messages + Dropped + Swallowed + Aborted
 //
@@ -85,7 +86,7 @@ type Traffic struct {
 	Delivered Counts // handed to ReceiveMessage
 	Dropped   uint64 // messages lost on lossy links (see WithLoss)
 	Swallowed uint64 // messages swallowed by unresponsive peers (see SetUnresponsive)
-	Aborted   uint64 // messages cut off by a disconnection or Stop
+	Aborted   uint64 // messages cut off by a disconnection or Stop, or given up on by their sender mid-send
 	// Rejected counts delivered messages whose ReceiveMessage returned an
 	// error (the libp2p network counts those against the sender). The
 	// virtual network only counts them: it never disconnects for them.

@@ -59,6 +59,37 @@ func WithBandwidth(bytesPerSecond int) VNetOption {
 	return func(vn *VirtualNetwork) { vn.defaults.bandwidth = bytesPerSecond }
 }
 
+// DefaultSendBuffer is how many bytes a link takes from its sender beyond
+// what it has put on the wire before SendMessage blocks (WithSendBuffer):
+// yamux's initial stream window, 256 KiB, which is what a libp2p stream
+// lets a writer get ahead of its reader before a Write blocks. (The window
+// can grow to 16 MiB on a long fat link, and the kernel's TCP buffer sits
+// below it; boxo's "10 seeds" figures move little between 0 and 4 MiB.)
+const DefaultSendBuffer = 256 << 10
+
+// WithSendBuffer sets how many bytes a link buffers for its sender: a
+// SendMessage returns once no more than that many bytes of the frame, and
+// of the frames before it on the link, are still to be put on the wire
+// (immediately, without a bandwidth cap). 0 returns only once the whole
+// frame is on the wire; a negative size never blocks (every frame queues
+// at once, as before links pushed back). Like a real stream's buffer,
+// what is in it is committed: a later cancel cannot recall it, and only a
+// broken connection (or the sender giving up on the send) drops it.
+func WithSendBuffer(bytes int) VNetOption {
+	return func(vn *VirtualNetwork) { vn.sendBuffer = bytes }
+}
+
+// WithAccessLinks gives every peer an access link, shared by all of its
+// connections: up bytes/s for everything it sends and down bytes/s for
+// everything it receives (0: unlimited, the default). A frame goes at the
+// rate of the slowest of the sender's uplink, the pair's link and the
+// receiver's downlink, and occupies each of them, one frame after another
+// in the order sent, for its size at that one's rate. So ten seeds sending
+// to one leech share its downlink. SetAccessLink overrides it per peer.
+func WithAccessLinks(up, down int) VNetOption {
+	return func(vn *VirtualNetwork) { vn.defaultAccess = access{up: up, down: down} }
+}
+
 // WithLoss sets the default loss probability of every link: each message is
 // lost with probability p (0 <= p <= 1), independently, drawn from the
 // network's seeded generator (see WithSeed). SetLoss overrides it per pair.
@@ -102,10 +133,29 @@ type linkParams struct {
 
 // serialisation is how long size bytes take to go onto the link.
 func (p linkParams) serialisation(size int) time.Duration {
-	if p.bandwidth <= 0 {
+	return transmit(size, p.bandwidth)
+}
+
+// transmit is how long size bytes take at bandwidth bytes/s (0: none).
+func transmit(size, bandwidth int) time.Duration {
+	if bandwidth <= 0 {
 		return 0
 	}
-	return time.Duration(int64(size) * int64(time.Second) / int64(p.bandwidth))
+	return time.Duration(int64(size) * int64(time.Second) / int64(bandwidth))
+}
+
+// access is a peer's access link, bytes/s each way (0: unlimited).
+type access struct{ up, down int }
+
+// slowest returns the least of the positive rates, 0 if none is.
+func slowest(rates ...int) int {
+	r := 0
+	for _, x := range rates {
+		if x > 0 && (r == 0 || x < r) {
+			r = x
+		}
+	}
+	return r
 }
 
 // VirtualNetwork is an in-memory network of VirtualPeers. Messages between
@@ -113,8 +163,10 @@ func (p linkParams) serialisation(size int) time.Duration {
 // optional loss; each directed link delivers in order from its own goroutine
 // using only timers, so a VirtualNetwork created inside a testing/synctest
 // bubble runs in virtual time (create it inside the bubble, so that its
-// goroutines and channels belong to it). Link queues are unbounded, so
-// SendMessage never blocks. Its methods are safe for concurrent use.
+// goroutines and channels belong to it). A send blocks while the link's
+// send buffer is full (WithSendBuffer), as a stream write does; peers may
+// also have access links shared by all their connections
+// (WithAccessLinks). Its methods are safe for concurrent use.
 //
 // Faults can be injected: message loss (WithLoss, SetLoss), cut connections
 // (Disconnect, Reconnect), peers leaving and returning (ScheduleChurn) and
@@ -144,6 +196,13 @@ type VirtualNetwork struct {
 
 	tmu     sync.Mutex              // guards traffic; taken after mu or a link's mu, never before
 	traffic map[[2]peer.ID]*Traffic // by directed pair (from, to)
+
+	sendBuffer    int // see WithSendBuffer
+	defaultAccess access
+	// amu guards access and the peers' access-link schedules (upBusy,
+	// downBusy); taken after a link's mu, never before.
+	amu    sync.Mutex
+	access map[peer.ID]access
 }
 
 // NewVirtualNetwork returns an empty network: no latency and unlimited
@@ -157,6 +216,9 @@ func NewVirtualNetwork(opts ...VNetOption) *VirtualNetwork {
 		peers:   make(map[peer.ID]*VirtualPeer),
 		done:    make(chan struct{}),
 		traffic: make(map[[2]peer.ID]*Traffic),
+
+		sendBuffer: DefaultSendBuffer,
+		access:     make(map[peer.ID]access),
 	}
 	for _, o := range opts {
 		o(vn)
@@ -320,6 +382,23 @@ func SwarmOf[T any](vn *VirtualNetwork, n int, build func(i int, p *VirtualPeer)
 		out[i] = build(i, p)
 	}
 	return out
+}
+
+// SetAccessLink sets p's access link: up bytes/s for all it sends, down
+// bytes/s for all it receives (0: unlimited), overriding WithAccessLinks.
+// It applies to frames sent from now on.
+func (vn *VirtualNetwork) SetAccessLink(p peer.ID, up, down int) {
+	vn.amu.Lock()
+	defer vn.amu.Unlock()
+	vn.access[p] = access{up: up, down: down}
+}
+
+// accessOf returns p's access link. Callers hold vn.amu.
+func (vn *VirtualNetwork) accessOf(p peer.ID) access {
+	if a, ok := vn.access[p]; ok {
+		return a
+	}
+	return vn.defaultAccess
 }
 
 func pairKey(a, b peer.ID) [2]peer.ID {

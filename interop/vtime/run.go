@@ -129,7 +129,8 @@ func RunInBubble(s Scenario, impl Impl) Result {
 func run(s Scenario, impl Impl, r *Result) (err error) {
 	p := s.Params
 	ctx, cancel := context.WithCancel(context.Background())
-	vn := testutil.NewVirtualNetwork(testutil.WithLatency(p.RTT/2), testutil.WithBandwidth(p.Bandwidth))
+	vn := testutil.NewVirtualNetwork(testutil.WithLatency(p.RTT/2), testutil.WithBandwidth(p.Bandwidth),
+		testutil.WithSendBuffer(p.SendBuffer))
 	var nodes []node
 	defer func() {
 		for _, n := range nodes {
@@ -150,6 +151,16 @@ func run(s Scenario, impl Impl, r *Result) (err error) {
 	}
 	for i := range leechVPs {
 		leechVPs[i] = vn.NewPeer()
+	}
+	if s.SeedUplink > 0 {
+		for _, sp := range seedVPs {
+			vn.SetAccessLink(sp.Self(), s.SeedUplink, 0)
+		}
+	}
+	if s.LeechDownlink > 0 {
+		for _, lp := range leechVPs {
+			vn.SetAccessLink(lp.Self(), 0, s.LeechDownlink)
+		}
 	}
 	for i, sp := range seedVPs {
 		if i >= s.Seeds-s.SlowSeeds {

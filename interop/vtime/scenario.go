@@ -21,6 +21,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/gobitswap/bitswap/testutil"
 )
 
 // Impl names a Bitswap implementation.
@@ -44,16 +46,20 @@ type Params struct {
 	// Timeout is the virtual time after which a fetch is abandoned and the
 	// run reported as not completed.
 	Timeout time.Duration
+	// SendBuffer is each link's send buffer (testutil.WithSendBuffer):
+	// how far a sender may get ahead of the wire before a send blocks.
+	SendBuffer int
 }
 
 // DefaultParams are the issue's: 50 ms RTT, 100 Mbit/s, 1,000 × 256 KiB.
 func DefaultParams() Params {
 	return Params{
-		RTT:       50 * time.Millisecond,
-		Bandwidth: 100_000_000 / 8,
-		Blocks:    1000,
-		BlockSize: 256 << 10,
-		Timeout:   30 * time.Minute,
+		RTT:        50 * time.Millisecond,
+		Bandwidth:  100_000_000 / 8,
+		Blocks:     1000,
+		BlockSize:  256 << 10,
+		Timeout:    30 * time.Minute,
+		SendBuffer: testutil.DefaultSendBuffer,
 	}
 }
 
@@ -85,6 +91,10 @@ type Scenario struct {
 	// root, with raw leaves, fetched by walking links from the root (only
 	// the root's CID is known up front).
 	DAGDepth int
+	// LeechDownlink and SeedUplink, when set, give every leech (seed) an
+	// access link of that many bytes/s shared by all its connections
+	// (testutil.WithAccessLinks), on top of the per-pair links.
+	LeechDownlink, SeedUplink int
 
 	Params Params
 }
@@ -98,7 +108,9 @@ func Scenarios(p Params) []Scenario {
 		{Name: "1 seed → 1 leech", Seeds: 1, Leeches: 1, Params: p},
 		{Name: "DAG depth 3, 1 seed → 1 leech", Seeds: 1, Leeches: 1, DAGDepth: 3, Params: p},
 		{Name: "10 seeds → 1 leech", Seeds: 10, Leeches: 1, Params: p},
+		{Name: "10 seeds → 1 leech, shared downlink", Seeds: 10, Leeches: 1, LeechDownlink: p.Bandwidth, Params: p},
 		{Name: "1 seed → 10 leeches", Seeds: 1, Leeches: 10, Params: p},
+		{Name: "1 seed → 10 leeches, shared uplink", Seeds: 1, Leeches: 10, SeedUplink: p.Bandwidth, Params: p},
 		{Name: "4 seeds, disjoint quarters", Seeds: 4, Leeches: 1, Disjoint: true, Params: p},
 		{Name: "9 fast + 1 slow (10× RTT) seeds", Seeds: 10, Leeches: 1, SlowSeeds: 1, SlowFactor: 10, Params: p},
 		{Name: "4 seeds, 2 leave mid-transfer", Seeds: 4, Leeches: 1, Leaving: 2, LeaveAt: leaveAt, Params: p},
@@ -132,42 +144,52 @@ func (s Scenario) seedRTT(i int) time.Duration {
 	return s.Params.RTT
 }
 
-// LowerBound is the least time in which a leech can have every payload
+// LowerBound is the least time in which every leech can have every payload
 // byte, ignoring framing, CIDs and the internal nodes of a DAG:
 //
 //   - the first payload byte from a seed cannot arrive before one round trip
 //     on its link (want out, block back); after that the link carries at
-//     most Bandwidth bytes/s, until the seed leaves (churn);
-//   - each leech is fed by the seeds only, over its own links (the virtual
-//     network has no shared bottleneck: every directed link has its own
-//     bandwidth), so leeches fetching at once do not slow each other; a
-//     swarm in which leeches also trade with each other could in principle
-//     beat this bound;
-//   - with disjoint parts, each part comes only from its seed, and the bound
-//     is the slowest part's; otherwise it is the least T such that the seeds
-//     together deliver the payload by T (each seed i contributes
-//     Bandwidth·(min(T, leave_i) − RTT_i) bytes when positive);
+//     most Bandwidth bytes/s (or the seed's uplink, if slower), until the
+//     seed leaves (churn);
+//   - without access links every directed link has its own bandwidth, so
+//     leeches fetching at once do not slow each other; a swarm in which
+//     leeches also trade with each other could in principle beat this
+//     bound;
+//   - a leech's downlink (LeechDownlink) carries at most that many bytes/s
+//     from all seeds together, from the earliest round trip on;
+//   - a seed's uplink (SeedUplink) carries at most that many bytes/s to all
+//     leeches together, so the leeches' bytes from it, all together, take
+//     that long;
+//   - with disjoint parts, each part comes only from its seed; otherwise any
+//     seed may send any byte, and the bound is the least T by which the
+//     seeds can deliver it all;
 //   - a DAG of depth d adds d round trips: the leaves' CIDs are only known
 //     once their parents, d levels below the root, have arrived.
 func (s Scenario) LowerBound() time.Duration {
 	p := s.Params
-	bw := float64(p.Bandwidth)
 	payload := float64(s.leafCount()) * float64(p.BlockSize)
+	leeches := float64(max(s.Leeches, 1))
 	extra := time.Duration(s.DAGDepth) * p.RTT
-	type window struct{ from, to float64 }
-	win := func(i int) window {
-		w := window{from: s.seedRTT(i).Seconds(), to: math.Inf(1)}
+	// A window is a source feeding at rate bytes/s from from until to.
+	type window struct{ rate, from, to float64 }
+	seed := func(i int, rate int) window {
+		w := window{rate: float64(rate), from: s.seedRTT(i).Seconds(), to: math.Inf(1)}
 		if i < s.Leaving {
 			w.to = s.LeaveAt.Seconds()
 		}
 		return w
 	}
+	linkRate := p.Bandwidth
+	if s.SeedUplink > 0 {
+		linkRate = min(linkRate, s.SeedUplink)
+	}
+	// fill is the least T by which the windows together deliver bytes.
 	fill := func(bytes float64, ws []window) float64 {
 		delivered := func(t float64) float64 {
 			var sum float64
 			for _, w := range ws {
 				if d := math.Min(t, w.to) - w.from; d > 0 {
-					sum += bw * d
+					sum += w.rate * d
 				}
 			}
 			return sum
@@ -190,17 +212,33 @@ func (s Scenario) LowerBound() time.Duration {
 		return hi
 	}
 	var t float64
+	all := make([]window, s.Seeds)
+	earliest := math.Inf(1)
+	for i := range s.Seeds {
+		all[i] = seed(i, linkRate)
+		earliest = math.Min(earliest, all[i].from)
+	}
 	if s.Disjoint {
 		for i := range s.Seeds {
 			lo, hi := s.part(i, s.leafCount())
-			t = math.Max(t, fill(float64(hi-lo)*float64(p.BlockSize), []window{win(i)}))
+			part := float64(hi-lo) * float64(p.BlockSize)
+			t = math.Max(t, fill(part, []window{all[i]}))
+			if s.SeedUplink > 0 {
+				t = math.Max(t, fill(leeches*part, []window{seed(i, s.SeedUplink)}))
+			}
 		}
 	} else {
-		ws := make([]window, s.Seeds)
-		for i := range ws {
-			ws[i] = win(i)
+		t = fill(payload, all)
+		if s.SeedUplink > 0 {
+			up := make([]window, s.Seeds)
+			for i := range up {
+				up[i] = seed(i, s.SeedUplink)
+			}
+			t = math.Max(t, fill(leeches*payload, up))
 		}
-		t = fill(payload, ws)
+	}
+	if s.LeechDownlink > 0 {
+		t = math.Max(t, fill(payload, []window{{rate: float64(s.LeechDownlink), from: earliest, to: math.Inf(1)}}))
 	}
 	return extra + time.Duration(math.Round(t*float64(time.Second)))
 }

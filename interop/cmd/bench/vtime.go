@@ -13,10 +13,14 @@ import (
 
 const vtimeDoc = `Protocol efficiency in virtual time: both implementations on the same
 virtual network (framed wire bytes; 50 ms round trip, 100 Mbit/s per link; 1,000 × 256 KiB blocks,
-100 with -short) inside testing/synctest, boxo through vtime.BoxoNetwork. Every figure comes from
-the network's traffic accounting; the lower bound is one round trip per link before its first
-byte, then each link's full bandwidth, plus a round trip per DAG level. Ours is deterministic;
-boxo's peer choice is random, so its rows are one sample. Run as a ` + "`go test ./vtime`" + `
+100 with -short) inside testing/synctest, boxo through vtime.BoxoNetwork. A send blocks once the
+link's 256 KiB send buffer is full, as a stream write does (testutil.WithSendBuffer), so a server
+cannot queue more than that ahead of the wire; the "shared" rows add an access link of 100 Mbit/s
+shared by all of the leech's (or the seed's) connections. Every figure comes from the network's
+traffic accounting; the lower bound is one round trip per link before its first byte, then each
+link's full bandwidth (and no more than an access link carries), plus a round trip per DAG
+level. Ours is deterministic; boxo's peer choice is random, so its rows are one sample. Run as a
+` + "`go test ./vtime`" + `
 subprocess, since synctest needs a *testing.T.`
 
 // runVtime runs the virtual-time suite in a go test subprocess and turns
