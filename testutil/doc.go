@@ -5,7 +5,9 @@
 // virtual time.
 //
 // The virtual network has per-link latency and bandwidth (WithLatency,
-// WithBandwidth, SetLink), seeded message loss (WithLoss, WithSeed,
+// WithBandwidth, SetLink), send buffers that block a sender once full, as a
+// stream write does (WithSendBuffer), access links shared by all of a
+// peer's connections (WithAccessLinks, SetAccessLink), seeded message loss (WithLoss, WithSeed,
 // SetLoss), churn (Disconnect, Reconnect, ScheduleChurn), peers that never
 // answer (SetUnresponsive), and accounting of everything its links carried
 // (Traffic, TrafficFrom, TrafficTo, TrafficBetween, Dropped). ContentRouter

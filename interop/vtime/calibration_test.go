@@ -8,8 +8,8 @@ import (
 	"time"
 
 	boxobs "github.com/ipfs/boxo/bitswap"
-	tn "github.com/ipfs/boxo/bitswap/testnet"
 	testinstance "github.com/ipfs/boxo/bitswap/testinstance"
+	tn "github.com/ipfs/boxo/bitswap/testnet"
 	mockrouting "github.com/ipfs/boxo/routing/mock"
 	blocks "github.com/ipfs/go-block-format"
 	cid "github.com/ipfs/go-cid"

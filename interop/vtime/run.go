@@ -15,6 +15,7 @@ import (
 	cid "github.com/ipfs/go-cid"
 	ds "github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	bitswap "github.com/gobitswap/bitswap"
 	"github.com/gobitswap/bitswap/blockstore"
@@ -183,7 +184,19 @@ func run(s Scenario, impl Impl, r *Result) (err error) {
 		nodes = append(nodes, n)
 		leeches[i] = n
 	}
-	vn.ConnectAll()
+	if s.Strangers {
+		var ids []peer.ID
+		for _, lp := range leechVPs {
+			ids = append(ids, lp.Self())
+		}
+		for _, sp := range seedVPs {
+			if err := vn.ConnectPairs(sp.Self(), ids...); err != nil {
+				return err
+			}
+		}
+	} else {
+		vn.ConnectAll()
+	}
 	time.Sleep(time.Millisecond) // let connection events settle
 
 	before := vn.Traffic()

@@ -95,6 +95,10 @@ type Scenario struct {
 	// access link of that many bytes/s shared by all its connections
 	// (testutil.WithAccessLinks), on top of the per-pair links.
 	LeechDownlink, SeedUplink int
+	// Strangers connects each leech to the seeds only, not to the other
+	// leeches: clients of one server that do not know each other, so
+	// they cannot trade.
+	Strangers bool
 
 	Params Params
 }
@@ -110,7 +114,7 @@ func Scenarios(p Params) []Scenario {
 		{Name: "10 seeds → 1 leech", Seeds: 10, Leeches: 1, Params: p},
 		{Name: "10 seeds → 1 leech, shared downlink", Seeds: 10, Leeches: 1, LeechDownlink: p.Bandwidth, Params: p},
 		{Name: "1 seed → 10 leeches", Seeds: 1, Leeches: 10, Params: p},
-		{Name: "1 seed → 10 leeches, shared uplink", Seeds: 1, Leeches: 10, SeedUplink: p.Bandwidth, Params: p},
+		{Name: "1 seed → 10 strangers, shared uplink", Seeds: 1, Leeches: 10, SeedUplink: p.Bandwidth, Strangers: true, Params: p},
 		{Name: "4 seeds, disjoint quarters", Seeds: 4, Leeches: 1, Disjoint: true, Params: p},
 		{Name: "9 fast + 1 slow (10× RTT) seeds", Seeds: 10, Leeches: 1, SlowSeeds: 1, SlowFactor: 10, Params: p},
 		{Name: "4 seeds, 2 leave mid-transfer", Seeds: 4, Leeches: 1, Leaving: 2, LeaveAt: leaveAt, Params: p},
@@ -154,12 +158,13 @@ func (s Scenario) seedRTT(i int) time.Duration {
 //   - without access links every directed link has its own bandwidth, so
 //     leeches fetching at once do not slow each other; a swarm in which
 //     leeches also trade with each other could in principle beat this
-//     bound;
+//     bound (Strangers rules that out);
 //   - a leech's downlink (LeechDownlink) carries at most that many bytes/s
 //     from all seeds together, from the earliest round trip on;
 //   - a seed's uplink (SeedUplink) carries at most that many bytes/s to all
 //     leeches together, so the leeches' bytes from it, all together, take
-//     that long;
+//     that long; this holds only if leeches cannot get bytes from each
+//     other, so scenarios with a seed uplink use Strangers;
 //   - with disjoint parts, each part comes only from its seed; otherwise any
 //     seed may send any byte, and the bound is the least T by which the
 //     seeds can deliver it all;

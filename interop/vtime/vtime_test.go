@@ -4,12 +4,14 @@ import (
 	"encoding/json"
 	"flag"
 	"os"
+	"slices"
 	"testing"
 )
 
 var (
-	full    = flag.Bool("vtime.full", false, "run TestVirtualTimeSuite at full size (1,000 × 256 KiB)")
-	jsonOut = flag.String("vtime.json", "", "write TestVirtualTimeSuite's results to this file as JSON")
+	full     = flag.Bool("vtime.full", false, "run TestVirtualTimeSuite at full size (1,000 × 256 KiB)")
+	jsonOut  = flag.String("vtime.json", "", "write TestVirtualTimeSuite's results to this file as JSON")
+	boxoRuns = flag.Int("vtime.boxoruns", 7, "boxo runs per send buffer in TestTenSeedsBySendBuffer")
 )
 
 // Every scenario completes with both implementations, at small sizes.
@@ -78,4 +80,44 @@ func TestOursTargets(t *testing.T) {
 			t.Errorf("%d duplicate blocks of %d needed (%.2f%%, target ≤ 1%%)", r.DupBlocks, r.BlocksNeeded, r.DupPercent)
 		}
 	})
+}
+
+// How boxo's "10 seeds → 1 leech" depends on the links' send buffer, and
+// ours beside it: the sweep behind docs/benchmarks.md's note on the
+// network model (-vtime.full only; -1 is the old network, which never
+// blocked a sender). Ours is deterministic and runs once; boxo chooses
+// peers at random, so it runs -vtime.boxoruns times per buffer.
+func TestTenSeedsBySendBuffer(t *testing.T) {
+	if !*full {
+		t.Skip("full-size sweep: run with -vtime.full")
+	}
+	var ten Scenario
+	for _, s := range Scenarios(DefaultParams()) {
+		if s.Name == "10 seeds → 1 leech" {
+			ten = s
+		}
+	}
+	for _, buf := range []int{-1, 0, 256 << 10, 1 << 20, 4 << 20, 16 << 20} {
+		s := ten
+		s.Params.SendBuffer = buf
+		r := Run(t, s, Ours)
+		t.Logf("send buffer %9d: %v", buf, r)
+		var times []float64
+		var dups []float64
+		for range *boxoRuns {
+			r := Run(t, s, Boxo)
+			if !r.Completed {
+				t.Errorf("buffer %d, boxo: did not complete: %s", buf, r.Err)
+				continue
+			}
+			times = append(times, r.Time.Seconds())
+			dups = append(dups, float64(r.DupBlocks))
+		}
+		slices.Sort(times)
+		slices.Sort(dups)
+		if len(times) > 0 {
+			t.Logf("send buffer %9d: boxo, %d runs: time %.2f s median (%.2f–%.2f), duplicates %.0f median (%.0f–%.0f)",
+				buf, len(times), times[len(times)/2], times[0], times[len(times)-1], dups[len(dups)/2], dups[0], dups[len(dups)-1])
+		}
+	}
 }

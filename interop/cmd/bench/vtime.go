@@ -13,14 +13,21 @@ import (
 
 const vtimeDoc = `Protocol efficiency in virtual time: both implementations on the same
 virtual network (framed wire bytes; 50 ms round trip, 100 Mbit/s per link; 1,000 × 256 KiB blocks,
-100 with -short) inside testing/synctest, boxo through vtime.BoxoNetwork. A send blocks once the
-link's 256 KiB send buffer is full, as a stream write does (testutil.WithSendBuffer), so a server
-cannot queue more than that ahead of the wire; the "shared" rows add an access link of 100 Mbit/s
-shared by all of the leech's (or the seed's) connections. Every figure comes from the network's
-traffic accounting; the lower bound is one round trip per link before its first byte, then each
-link's full bandwidth (and no more than an access link carries), plus a round trip per DAG
-level. Ours is deterministic; boxo's peer choice is random, so its rows are one sample. Run as a
-` + "`go test ./vtime`" + `
+100 with -short) inside testing/synctest, boxo through vtime.BoxoNetwork, which sends through the
+same links as ours. **What the network models:** per-pair links with a one-way latency and a
+bandwidth, frames one after another on each (their latencies overlap, as on a pipe); a send
+buffer of 256 KiB per link (yamux's initial stream window): a send blocks until what the link has
+not yet put on the wire fits it, so a server cannot queue more than that ahead of its peer and a
+CANCEL can only recall what it has not yet sent; in the "shared" rows, an access link of
+100 Mbit/s that all of the leech's (or the seed's) connections share, one frame after another;
+in "strangers", leeches connected to the seed only. **What it does not:** TCP's slow start and
+congestion control, window growth past 256 KiB on long links, a receiver slower than its link
+(messages are handled the instant they arrive), CPU time (all processing is instantaneous), and
+packet loss (only whole messages, with WithLoss, which the suite does not use). Every figure
+comes from the network's traffic accounting; the lower bound is one round trip per link before
+its first byte, then each link's full bandwidth (and no more than an access link carries), plus a
+round trip per DAG level. Ours is deterministic; boxo's peer choice is random, so its rows are one
+sample (TestTenSeedsBySendBuffer in interop/vtime samples it repeatedly). Run as a ` + "`go test ./vtime`" + `
 subprocess, since synctest needs a *testing.T.`
 
 // runVtime runs the virtual-time suite in a go test subprocess and turns
