@@ -2,7 +2,9 @@ package session
 
 import (
 	"fmt"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -34,8 +36,10 @@ func TestPolicyScripts(t *testing.T) {
 			if x, ok := cidOf[name]; ok {
 				return x
 			}
-			var n int
-			fmt.Sscan(name, &n)
+			n, err := strconv.Atoi(name)
+			if err != nil || n < 0 || strconv.Itoa(n) != name {
+				t.Fatalf("CID name %q: want a number", name)
+			}
 			x := cids(t, n+1)[n]
 			cidOf[name], nameOf[x] = x, name
 			return x
@@ -63,23 +67,24 @@ func TestPolicyScripts(t *testing.T) {
 			return peer.ID(s)
 		}
 		datadriven.RunTest(t, path, func(t *testing.T, td *datadriven.TestData) string {
-			if td.HasArg("at") {
-				var s string
-				td.ScanArgs(t, "at", &s)
-				d, err := time.ParseDuration(s)
-				if err != nil {
-					t.Fatal(err)
+			allowed, ok := scriptArgs[td.Cmd]
+			if !ok {
+				t.Fatalf("%s: unknown command %q", td.Pos, td.Cmd)
+			}
+			for _, a := range td.CmdArgs {
+				if !slices.Contains(allowed, a.Key) && a.Key != "at" {
+					t.Fatalf("%s: %s takes no argument %q (it takes %v and at)", td.Pos, td.Cmd, a.Key, allowed)
 				}
-				now = t0.Add(d)
+			}
+			if td.HasArg("at") {
+				now = t0.Add(duration(t, td, "at"))
 			}
 			var a Actions
 			switch td.Cmd {
 			case "connect":
 				lat := 50 * time.Millisecond
 				if td.HasArg("latency") {
-					var s string
-					td.ScanArgs(t, "latency", &s)
-					lat, _ = time.ParseDuration(s)
+					lat = duration(t, td, "latency")
 				}
 				a = p.PeerConnected(now, pr(td), lat)
 			case "disconnect":
@@ -122,19 +127,37 @@ func TestPolicyScripts(t *testing.T) {
 	})
 }
 
-// render prints Actions deterministically: one line per kind and peer.
+// scriptArgs lists the arguments each command takes (besides at): anything
+// else, like a typo, fails the script.
+var scriptArgs = map[string][]string{
+	"connect": {"peer", "latency"}, "disconnect": {"peer"},
+	"add": {"cids", "range"}, "remove": {"cids", "range"},
+	"have": {"peer", "cids", "range"}, "donthave": {"peer", "cids", "range"},
+	"blocks": {"peer", "cids", "range"}, "providers": {"cid", "peers"},
+	"tick": nil, "state": nil,
+}
+
+// duration parses td's argument key as a duration, failing the script if
+// it is not one.
+func duration(t *testing.T, td *datadriven.TestData, key string) time.Duration {
+	var s string
+	td.ScanArgs(t, key, &s)
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		t.Fatalf("%s: %s=%s: %v", td.Pos, key, s, err)
+	}
+	return d
+}
+
+// render prints Actions as the Policy emitted them: one line per kind and
+// peer, peers in ID order (the Actions keep them in a map), each peer's CIDs
+// in the order the Policy put them.
 func render(a Actions, nameOf map[cid.Cid]string) string {
 	names := func(cs []cid.Cid) string {
 		out := make([]string, len(cs))
 		for i, x := range cs {
 			out[i] = nameOf[x]
 		}
-		sort.Slice(out, func(i, j int) bool {
-			if len(out[i]) != len(out[j]) {
-				return len(out[i]) < len(out[j])
-			}
-			return out[i] < out[j]
-		})
 		return strings.Join(out, " ")
 	}
 	var lines []string
