@@ -26,6 +26,7 @@ import (
 //	blocks peer=a cids=(1)          providers cid=1 peers=(p)
 //	tick                            remove cids=(1)
 //	state                           (who each want is asked of)
+//	deadline                        (when the Session must next call tick)
 func TestPolicyScripts(t *testing.T) {
 	datadriven.Walk(t, "testdata/policy", func(t *testing.T, path string) {
 		p := NewPolicy(DefaultConfig())
@@ -108,6 +109,12 @@ func TestPolicyScripts(t *testing.T) {
 				a = p.ProvidersFound(now, list(td, "cid")[0], ps)
 			case "tick":
 				a = p.Tick(now)
+			case "deadline":
+				d := p.Deadline(now)
+				if d.IsZero() {
+					return "deadline: none"
+				}
+				return fmt.Sprintf("deadline: %v", d.Sub(t0))
 			case "state":
 				var lines []string
 				for x, w := range p.wants {
@@ -134,7 +141,7 @@ var scriptArgs = map[string][]string{
 	"add": {"cids", "range"}, "remove": {"cids", "range"},
 	"have": {"peer", "cids", "range"}, "donthave": {"peer", "cids", "range"},
 	"blocks": {"peer", "cids", "range"}, "providers": {"cid", "peers"},
-	"tick": nil, "state": nil,
+	"tick": nil, "state": nil, "deadline": nil,
 }
 
 // duration parses td's argument key as a duration, failing the script if

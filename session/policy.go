@@ -28,20 +28,23 @@ type Config struct {
 	// ProviderSearchInterval is the least time between two provider searches
 	// of one session.
 	ProviderSearchInterval time.Duration
+	// ProviderSearchTimeout bounds one provider search.
+	ProviderSearchTimeout time.Duration
 	// DefaultLatency is assumed for a peer until it has been measured.
 	DefaultLatency time.Duration
 }
 
 // DefaultConfig returns the defaults: 1 s peer timeout, 10 s rebroadcast,
 // 500 ms provider search delay (boxo waits 1 s; we also search at once when
-// every connected peer said DONT_HAVE), 10 s between searches, 100 ms
-// assumed latency.
+// every connected peer said DONT_HAVE), 10 s between searches, a minute
+// per search, 100 ms assumed latency.
 func DefaultConfig() Config {
 	return Config{
 		PeerTimeout:            time.Second,
 		RebroadcastInterval:    10 * time.Second,
 		ProviderSearchDelay:    500 * time.Millisecond,
 		ProviderSearchInterval: 10 * time.Second,
+		ProviderSearchTimeout:  time.Minute,
 		DefaultLatency:         100 * time.Millisecond,
 	}
 }
@@ -126,7 +129,11 @@ type Policy struct {
 	seq     uint64
 
 	lastSearch time.Time
-	act        Actions
+	// wantDue is no later than the earliest time a want-level decision
+	// (rebroadcast, provider search, the end of a wait for HAVEs) falls
+	// due: exact after Tick, lowered by events in between (see note).
+	wantDue time.Time
+	act     Actions
 }
 
 // NewPolicy returns an empty Policy.
@@ -193,6 +200,7 @@ func (p *Policy) Add(now time.Time, cids []cid.Cid) Actions {
 		p.wants[c] = w
 		p.queue = append(p.queue, w)
 		p.pending.Push(w)
+		p.note(now.Add(min(p.cfg.ProviderSearchDelay, p.cfg.RebroadcastInterval)))
 	}
 	p.schedule(now)
 	return p.take()
@@ -236,6 +244,9 @@ func (p *Policy) unassign(w *wantInfo) {
 	if w.pidx < 0 {
 		p.pending.Push(w)
 	}
+	// It may now be rebroadcast, or searched for, sooner than planned.
+	p.note(later(w.lastBroadcast, w.added).Add(p.cfg.RebroadcastInterval))
+	p.note(w.added.Add(p.cfg.ProviderSearchDelay))
 }
 
 // BlocksReceived records blocks that arrived from a peer.
@@ -361,7 +372,7 @@ func (p *Policy) Tick(now time.Time) Actions {
 	// the Actions' lists keep the order in which CIDs were first wanted.
 	for _, id := range peersOf(p.peers) {
 		pi := p.peers[id]
-		if pi.inflight > 0 && !pi.suspended && now.Sub(pi.lastProgress) > p.timeout(pi) {
+		if pi.inflight > 0 && !pi.suspended && now.Sub(pi.lastProgress) >= p.timeout(pi) {
 			// A silent peer has often just lost our wants or its blocks
 			// (libp2p's resource manager resets streams past its limits,
 			// and a lazily negotiated stream hides that from the sender).
@@ -409,7 +420,96 @@ func (p *Policy) Tick(now time.Time) Actions {
 	}
 	p.searchProviders(now)
 	p.schedule(now)
+	p.wantDue = p.nextWantDue(now)
 	return p.take()
+}
+
+// Deadline returns when the Session must next call Tick, given that the
+// last input was at now: the earliest peer timeout, the end of a wait that
+// holds back a pending want (a peer's first answers, HAVEs asked for, a
+// suspension), or a want-level decision; the zero time when nothing is
+// wanted. It may be at or before now (Tick is due at once) and may be
+// early (a Tick with nothing due does nothing), but never late.
+func (p *Policy) Deadline(now time.Time) time.Time {
+	if len(p.wants) == 0 {
+		return time.Time{}
+	}
+	d := p.wantDue
+	earlier := func(t time.Time) {
+		if !t.IsZero() && (d.IsZero() || t.Before(d)) {
+			d = t
+		}
+	}
+	waiting := p.pending.Len() > 0
+	for _, pi := range p.peers {
+		switch {
+		case pi.inflight > 0 && !pi.suspended:
+			earlier(pi.lastProgress.Add(p.timeout(pi)))
+			if t := pi.lastProgress.Add(2 * p.lat(pi)); waiting && !pi.answered && t.After(now) {
+				earlier(t) // the end of its first answers' window (schedule's probing)
+			}
+		case pi.suspended && waiting && pi.suspendedUntil.After(now):
+			earlier(pi.suspendedUntil) // a last resort again
+		}
+	}
+	return d
+}
+
+// note lowers wantDue to t: an input has made a want-level decision due
+// then (Tick computes the exact time again).
+func (p *Policy) note(t time.Time) {
+	if p.wantDue.IsZero() || t.Before(p.wantDue) {
+		p.wantDue = t
+	}
+}
+
+// nextWantDue is the earliest want-level decision after now: a rebroadcast
+// of a want no peer is asked for, the next provider search, the end of a
+// pending want's wait for HAVEs. The zero time if none.
+func (p *Policy) nextWantDue(now time.Time) time.Time {
+	var d time.Time
+	earlier := func(t time.Time) {
+		if t.After(now) && (d.IsZero() || t.Before(d)) {
+			d = t
+		}
+	}
+	searchOpen := time.Time{}
+	if !p.lastSearch.IsZero() {
+		searchOpen = p.lastSearch.Add(p.cfg.ProviderSearchInterval)
+	}
+	searched := false
+	for _, w := range p.queue {
+		if p.wants[w.c] != w {
+			continue
+		}
+		if w.assigned == "" {
+			earlier(later(w.lastBroadcast, w.added).Add(p.cfg.RebroadcastInterval))
+		}
+		// The oldest want eligible for a search (see searchProviders)
+		// sets when the next one happens.
+		if !searched && len(w.haves) == 0 {
+			if pi := p.peers[w.assigned]; pi == nil || !pi.useful {
+				searched = true
+				earlier(later(searchOpen, w.added.Add(p.cfg.ProviderSearchDelay)))
+			}
+		}
+	}
+	for i := range p.pending.Len() {
+		w := p.pending.At(i)
+		for id, t := range w.askedHave {
+			if pi := p.peers[id]; pi != nil && !pi.suspended {
+				earlier(t.Add(2 * p.lat(pi)))
+			}
+		}
+	}
+	return d
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // timeout is how long pi may stay silent with wants outstanding.
@@ -593,6 +693,9 @@ func (p *Policy) askHave(w *wantInfo, id peer.ID, now time.Time) {
 		w.askedHave = make(map[peer.ID]time.Time)
 	}
 	w.askedHave[id] = now
+	if pi := p.peers[id]; pi != nil {
+		p.note(now.Add(2 * p.lat(pi))) // the end of its wait for HAVEs
+	}
 	p.act.add(&p.act.WantHaves, id, w.c)
 }
 

@@ -101,7 +101,7 @@ type Session struct {
 	requests map[*request]struct{}
 	byCid    map[cid.Cid][]*request
 	tick     *time.Timer
-	armed    bool // tick is running
+	armed    time.Time // when tick fires; zero when it is stopped
 }
 
 type request struct {
@@ -264,19 +264,27 @@ func (s *Session) run() {
 				s.handle(e)
 			}
 		case <-s.tick.C:
-			s.armed = false
+			s.armed = time.Time{}
 			s.apply(s.policy.Tick(time.Now()))
 		}
-		// The timer runs on its own schedule: re-arming it on every event
-		// would postpone timeouts forever while blocks keep arriving.
-		switch {
-		case s.policy.Wants() > 0 && !s.armed:
-			s.tick.Reset(s.tickInterval())
-			s.armed = true
-		case s.policy.Wants() == 0 && s.armed:
+		s.arm()
+	}
+}
+
+// arm sets the Session's one timer for the Policy's next deadline, or
+// stops it when there is none. The deadline is absolute, so re-arming it
+// after every event never postpones a timeout.
+func (s *Session) arm() {
+	d := s.policy.Deadline(time.Now())
+	switch {
+	case d.IsZero():
+		if !s.armed.IsZero() {
 			s.tick.Stop()
-			s.armed = false
+			s.armed = time.Time{}
 		}
+	case !d.Equal(s.armed):
+		s.tick.Reset(time.Until(d))
+		s.armed = d
 	}
 }
 
@@ -287,12 +295,6 @@ func (s *Session) ended() {
 	if s.oneOff {
 		s.cancel()
 	}
-}
-
-// tickInterval is how often time-based decisions are revisited while wants
-// are open: often enough to notice a peer timeout promptly.
-func (s *Session) tickInterval() time.Duration {
-	return max(s.policy.cfg.PeerTimeout/4, 10*time.Millisecond)
 }
 
 func (s *Session) handle(e event) {
@@ -445,7 +447,11 @@ func (s *Session) findProviders(c cid.Cid) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
+		d := s.policy.cfg.ProviderSearchTimeout
+		if d <= 0 {
+			d = DefaultConfig().ProviderSearchTimeout
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, d)
 		defer cancel()
 		for p := range s.deps.Providers.FindProviders(ctx, c) {
 			s.post(event{kind: evProviders, from: p, cids: []cid.Cid{c}})

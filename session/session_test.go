@@ -1,0 +1,135 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	blocks "github.com/ipfs/go-block-format"
+	cid "github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/gobitswap/bitswap/peerrouter"
+	"github.com/gobitswap/bitswap/wantmanager"
+)
+
+// fakeDeps stand in for the WantManager, routers and blockstore around a
+// Session: they write down what the Session asks for, with the virtual time
+// it asked, and deliver nothing by themselves.
+type fakeDeps struct {
+	start time.Time
+	peers []peer.ID
+
+	mu  sync.Mutex
+	log []string
+}
+
+func (f *fakeDeps) add(format string, args ...any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.log = append(f.log, fmt.Sprintf("%v ", time.Since(f.start))+fmt.Sprintf(format, args...))
+}
+
+func (f *fakeDeps) lines() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.log...)
+}
+
+func (f *fakeDeps) WantBlocks(_ wantmanager.SessionID, p peer.ID, cs []cid.Cid) {
+	f.add("want-block %s %d", string(p), len(cs))
+}
+func (f *fakeDeps) WantHaves(_ wantmanager.SessionID, p peer.ID, cs []cid.Cid) {
+	f.add("want-have %s %d", string(p), len(cs))
+}
+func (f *fakeDeps) Cancel(_ wantmanager.SessionID, p peer.ID, cs []cid.Cid) {
+	f.add("cancel %s %d", string(p), len(cs))
+}
+func (f *fakeDeps) CancelAll(_ wantmanager.SessionID, cs []cid.Cid) { f.add("cancel-all %d", len(cs)) }
+func (f *fakeDeps) Resend(p peer.ID, cs []cid.Cid)                  { f.add("resend %s %d", string(p), len(cs)) }
+
+func (f *fakeDeps) Register(uint64, interface {
+	ReceiveBlocks(from peer.ID, blks []blocks.Block)
+}) {
+}
+func (f *fakeDeps) Unregister(uint64)          {}
+func (f *fakeDeps) Want(uint64, []cid.Cid)     {}
+func (f *fakeDeps) Unwant(uint64, []cid.Cid)   {}
+func (f *fakeDeps) Interest(uint64, []cid.Cid) {}
+func (f *fakeDeps) Uninterest(uint64, []cid.Cid) {
+}
+
+type fakePeerRouter struct{ *fakeDeps }
+
+func (f fakePeerRouter) Register(uint64, peerrouter.Sink) []peer.ID { return f.peers }
+func (f fakePeerRouter) Unregister(uint64)                          {}
+func (f fakePeerRouter) Interest(uint64, []cid.Cid)                 {}
+func (f fakePeerRouter) Uninterest(uint64, []cid.Cid)               {}
+
+func (f *fakeDeps) Get(_ context.Context, c cid.Cid) (blocks.Block, error) {
+	return nil, ipld.ErrNotFound{Cid: c}
+}
+
+func (f *fakeDeps) deps() Deps {
+	return Deps{WantManager: f, BlockRouter: f, PeerRouter: fakePeerRouter{f}, Blockstore: f}
+}
+
+// A peer that stays silent with wants outstanding times out at its
+// deadline, not at the next poll after it. With peers of 400 ms latency
+// the timeout is 3 × 400 ms = 1.2 s: both peers get two of the four wants
+// at once, neither answers, and at 1.2 s (a Session polling every quarter
+// of the 1 s PeerTimeout noticed at 1.25 s) the first is suspended and its
+// wants go to the second, which, having no alternative left, is asked
+// again at once.
+func TestSessionTimeoutFiresAtItsDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeDeps{start: time.Now(), peers: []peer.ID{"a", "b"}}
+		d := f.deps()
+		d.Latency = func(peer.ID) time.Duration { return 400 * time.Millisecond }
+		s := New(t.Context(), 1, d, DefaultConfig(), false)
+		defer s.Close()
+		if _, err := s.GetBlocks(t.Context(), cids(t, 4)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second)
+		got := strings.Join(f.lines(), "\n")
+		want := strings.Join([]string{
+			"0s want-block a 2",
+			"0s want-block b 2",
+			"1.2s cancel a 2",
+			"1.2s resend b 2",
+			"1.2s want-block b 2",
+		}, "\n")
+		if got != want {
+			t.Fatalf("the Session asked:\n%s\nwant:\n%s", got, want)
+		}
+	})
+}
+
+// Nothing wanted, nothing armed: a Session whose request is served from
+// nowhere and cancelled leaves no timer behind, and a Session with no wants
+// never ticks.
+func TestSessionIdleHasNoDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeDeps{start: time.Now(), peers: []peer.ID{"a"}}
+		s := New(t.Context(), 1, f.deps(), DefaultConfig(), false)
+		defer s.Close()
+		ctx, cancel := context.WithCancel(t.Context())
+		if _, err := s.GetBlocks(ctx, cids(t, 1)); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		cancel()
+		synctest.Wait()
+		n := len(f.lines())
+		time.Sleep(time.Hour)
+		if extra := f.lines()[n:]; len(extra) > 0 {
+			t.Fatalf("an idle Session acted: %v", extra)
+		}
+	})
+}
