@@ -185,7 +185,6 @@ type Bitswap struct {
 	closeOnce sync.Once
 
 	messagesReceived atomic.Uint64
-	receiveErrors    atomic.Uint64
 	nextSession      atomic.Uint64
 
 	mu       sync.Mutex // guards peers and sessions
@@ -266,8 +265,9 @@ func (b *Bitswap) NewSession(ctx context.Context) *session.Session {
 	return s
 }
 
-// ErrClosed is returned by requests made after Close.
-var ErrClosed = errors.New("bitswap closed")
+// ErrClosed is returned by requests made after Close, and by a Session
+// that has ended: one value, so errors.Is(err, ErrClosed) holds for both.
+var ErrClosed = session.ErrClosed
 
 func (b *Bitswap) newSession(oneOff bool) (*session.Session, error) {
 	b.mu.Lock()
@@ -465,7 +465,6 @@ func (r *receiver) ReceiveMessage(ctx context.Context, from peer.ID, msg *messag
 }
 
 func (r *receiver) ReceiveError(from peer.ID, err error) {
-	r.receiveErrors.Add(1)
 	r.logger.Debug("bitswap: bad inbound stream", "peer", from, "err", err)
 }
 

@@ -480,8 +480,9 @@ func TestGetBlockEndsWhenBitswapCloses(t *testing.T) {
 	eachKind(t, func(t *testing.T, w *world) {
 		errc := w.getBlockMissing(t, context.Background())
 		_ = w.leech.b.Close()
-		if err := <-errc; !errors.Is(err, session.ErrClosed) {
-			t.Fatalf("GetBlock = %v, want session.ErrClosed", err)
+		// One ErrClosed, whether the request was on a Session or not.
+		if err := <-errc; !errors.Is(err, bitswap.ErrClosed) || !errors.Is(err, session.ErrClosed) {
+			t.Fatalf("GetBlock = %v, want ErrClosed", err)
 		}
 		w.sessionLeftNothing(t)
 		w.leechLeftNothing(t)

@@ -167,13 +167,6 @@ func (r *BlockRouter) Unwant(id uint64, cids []cid.Cid) {
 	}
 }
 
-// IsWanted reports whether any Session wants c.
-func (r *BlockRouter) IsWanted(c cid.Cid) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.wanted[string(c.Hash())]) > 0
-}
-
 // ReceiveBlocks handles the blocks of one message from a peer. It returns
 // an error wrapping ErrUnrequested when the message leaves the peer over the
 // unrequested-block limit (see WithMaxUnrequested); its wanted blocks are
@@ -310,14 +303,6 @@ func (r *BlockRouter) Stat() Stat {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.stat
-}
-
-// Unrequested returns by how many blocks those nobody asked for outnumber
-// the wanted ones p has sent us since it connected.
-func (r *BlockRouter) Unrequested(p peer.ID) uint64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.charged[p]
 }
 
 // Forget drops what is recorded about p (call on disconnect), keeping the

@@ -169,14 +169,3 @@ func (r *PeerRouter) ReceivePresences(from peer.ID, haves, dontHaves []cid.Cid) 
 		}
 	}
 }
-
-// ConnectedPeers returns the connected Bitswap peers.
-func (r *PeerRouter) ConnectedPeers() []peer.ID {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]peer.ID, 0, len(r.peers))
-	for p := range r.peers {
-		out = append(out, p)
-	}
-	return out
-}

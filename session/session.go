@@ -77,8 +77,9 @@ type Deps struct {
 	OnClose func()
 }
 
-// ErrClosed is returned by a Session that has ended.
-var ErrClosed = errors.New("bitswap session closed")
+// ErrClosed is returned by a Session that has ended, and by requests to a
+// Bitswap after Close (bitswap.ErrClosed is this value).
+var ErrClosed = errors.New("bitswap: closed")
 
 // Session fetches blocks. Its methods are safe for concurrent use; all of
 // its state is owned by one goroutine, fed through an inbox.
