@@ -1,7 +1,6 @@
 package engine
 
 import (
-
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 
