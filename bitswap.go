@@ -49,11 +49,11 @@ type config struct {
 
 // Client defaults (see the With... options).
 const (
-	DefaultPeerTimeout            = time.Second
-	DefaultRebroadcastInterval    = 10 * time.Second
-	DefaultProviderSearchDelay    = 500 * time.Millisecond
-	DefaultPeerWantWindow         = wantmanager.DefaultPeerWindow
-	DefaultProviderSearchInterval = 10 * time.Second
+	DefaultPeerTimeout            = session.DefaultPeerTimeout
+	DefaultRebroadcastInterval    = session.DefaultRebroadcastInterval
+	DefaultProviderSearchDelay    = session.DefaultProviderSearchDelay
+	DefaultPeerWantWindow         = wantmanager.DefaultPeerWantWindow
+	DefaultProviderSearchInterval = session.DefaultProviderSearchInterval
 )
 
 // WithContentRouting lets Sessions ask r for providers of blocks that no
@@ -86,7 +86,7 @@ func WithPeerTimeout(d time.Duration) Option {
 // silently, so more would stall; the rest wait here and go out as answers
 // come back.
 func WithPeerWantWindow(n int) Option {
-	return func(c *config) { c.wmOpts = append(c.wmOpts, wantmanager.WithPeerWindow(n)) }
+	return func(c *config) { c.wmOpts = append(c.wmOpts, wantmanager.WithPeerWantWindow(n)) }
 }
 
 // WithTaskWorkerCount sets how many server workers read blocks and send them
@@ -135,7 +135,7 @@ func WithMaxCidSize(n int) Option { return engineOption(engine.WithMaxCidSize(n)
 
 // WithWantHaveReplaceSize sets the largest block the server sends instead of
 // a HAVE in answer to a want-have (default 1,024 bytes; 0 disables).
-func WithWantHaveReplaceSize(n int) Option { return engineOption(engine.WithMaxReplaceSize(n)) }
+func WithWantHaveReplaceSize(n int) Option { return engineOption(engine.WithWantHaveReplaceSize(n)) }
 
 // WithPeerBlockRequestFilter lets the application refuse a peer a block: when
 // f returns false the server behaves as if it lacked the block.

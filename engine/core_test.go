@@ -29,7 +29,7 @@ func defaultLimits() limits {
 		maxWantsTotal:    DefaultMaxWantsTotal,
 		maxActivePerPeer: DefaultMaxActiveWantsPerPeer,
 		maxCidSize:       DefaultMaxCidSize,
-		maxReplaceSize:   DefaultMaxReplaceSize,
+		maxReplaceSize:   DefaultWantHaveReplaceSize,
 		maxOutstanding:   DefaultMaxOutstandingBytes,
 		maxSendFailures:  defaultMaxSendFailures,
 		maxParked:        DefaultMaxParkedWants,

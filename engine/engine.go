@@ -59,7 +59,7 @@ const (
 	DefaultMaxWantsTotal         = 262144
 	DefaultMaxParkedWants        = 32768
 	DefaultMaxCidSize            = 168
-	DefaultMaxReplaceSize        = 1024
+	DefaultWantHaveReplaceSize   = 1024
 	defaultMaxSendFailures       = 3
 )
 
@@ -122,9 +122,9 @@ func WithMaxParkedWants(n int) Option { return func(c *config) { c.maxParked = m
 // 168: a CIDv1 header plus a 128-byte digest).
 func WithMaxCidSize(n int) Option { return func(c *config) { c.maxCidSize = n } }
 
-// WithMaxReplaceSize sets the largest block sent in place of a HAVE to a
+// WithWantHaveReplaceSize sets the largest block sent in place of a HAVE to a
 // want-have (default 1,024 bytes; 0 always sends HAVE).
-func WithMaxReplaceSize(n int) Option { return func(c *config) { c.maxReplaceSize = n } }
+func WithWantHaveReplaceSize(n int) Option { return func(c *config) { c.maxReplaceSize = n } }
 
 // WithPeerBlockRequestFilter lets the application refuse blocks to peers.
 func WithPeerBlockRequestFilter(f PeerBlockRequestFilter) Option {
@@ -181,7 +181,7 @@ func New(bs Blockstore, s Sender, l *ledger.Ledger, opts ...Option) *Engine {
 			maxWantsTotal:    DefaultMaxWantsTotal,
 			maxActivePerPeer: DefaultMaxActiveWantsPerPeer,
 			maxCidSize:       DefaultMaxCidSize,
-			maxReplaceSize:   DefaultMaxReplaceSize,
+			maxReplaceSize:   DefaultWantHaveReplaceSize,
 			maxOutstanding:   DefaultMaxOutstandingBytes,
 			maxSendFailures:  defaultMaxSendFailures,
 			maxParked:        DefaultMaxParkedWants,

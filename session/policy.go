@@ -34,18 +34,29 @@ type Config struct {
 	DefaultLatency time.Duration
 }
 
-// DefaultConfig returns the defaults: 1 s peer timeout, 10 s rebroadcast,
-// 500 ms provider search delay (boxo waits 1 s; we also search at once when
-// every connected peer said DONT_HAVE), 10 s between searches, a minute
-// per search, 100 ms assumed latency.
+// The defaults of Config, defined here once (the bitswap package's
+// options refer to them): 1 s peer timeout, 10 s rebroadcast, 500 ms
+// provider search delay (boxo waits 1 s; we also search at once when every
+// connected peer said DONT_HAVE), 10 s between searches, a minute per
+// search, 100 ms assumed latency.
+const (
+	DefaultPeerTimeout            = time.Second
+	DefaultRebroadcastInterval    = 10 * time.Second
+	DefaultProviderSearchDelay    = 500 * time.Millisecond
+	DefaultProviderSearchInterval = 10 * time.Second
+	DefaultProviderSearchTimeout  = time.Minute
+	DefaultLatency                = 100 * time.Millisecond
+)
+
+// DefaultConfig returns a Config of the defaults above.
 func DefaultConfig() Config {
 	return Config{
-		PeerTimeout:            time.Second,
-		RebroadcastInterval:    10 * time.Second,
-		ProviderSearchDelay:    500 * time.Millisecond,
-		ProviderSearchInterval: 10 * time.Second,
-		ProviderSearchTimeout:  time.Minute,
-		DefaultLatency:         100 * time.Millisecond,
+		PeerTimeout:            DefaultPeerTimeout,
+		RebroadcastInterval:    DefaultRebroadcastInterval,
+		ProviderSearchDelay:    DefaultProviderSearchDelay,
+		ProviderSearchInterval: DefaultProviderSearchInterval,
+		ProviderSearchTimeout:  DefaultProviderSearchTimeout,
+		DefaultLatency:         DefaultLatency,
 	}
 }
 

@@ -450,7 +450,7 @@ func (s *Session) findProviders(c cid.Cid) {
 		defer s.wg.Done()
 		d := s.policy.cfg.ProviderSearchTimeout
 		if d <= 0 {
-			d = DefaultConfig().ProviderSearchTimeout
+			d = DefaultProviderSearchTimeout
 		}
 		ctx, cancel := context.WithTimeout(s.ctx, d)
 		defer cancel()

@@ -43,7 +43,7 @@ func describe(m *message.Message) {
 // that wants it gives up.
 func Example() {
 	sent := make(chanNet)
-	wm := wantmanager.New(sent, wantmanager.WithPeerWindow(64))
+	wm := wantmanager.New(sent, wantmanager.WithPeerWantWindow(64))
 	defer wm.Close()
 
 	p := testutil.PeerID(0)

@@ -134,7 +134,7 @@ func fetchSetup(t *testing.T, lat time.Duration, bs []blocks.Block) (*testutil.V
 	t.Helper()
 	vn := testutil.NewVirtualNetwork(testutil.WithLatency(lat))
 	a, b := vn.NewPeer(), vn.NewPeer()
-	cl := &client{wm: wantmanager.New(a, wantmanager.WithPeerWindow(512))}
+	cl := &client{wm: wantmanager.New(a, wantmanager.WithPeerWantWindow(512))}
 	sv := newServer(b, bs)
 	a.Start(cl)
 	b.Start(sv)

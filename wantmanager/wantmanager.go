@@ -82,8 +82,8 @@ var _ Network = network.Network(nil)
 
 // Defaults of the options.
 const (
-	// DefaultPeerWindow is the number of wants kept outstanding at one peer
-	// unless WithPeerWindow says otherwise: a quarter of the 1,024 that boxo
+	// DefaultPeerWantWindow is the number of wants kept outstanding at one peer
+	// unless WithPeerWantWindow says otherwise: a quarter of the 1,024 that boxo
 	// and Kubo servers hold per peer, and with 4 KiB blocks exactly boxo's
 	// 1 MiB of outstanding work per peer. A boxo server sends each message
 	// on a stream of its own, so the window also sets how many streams it
@@ -94,7 +94,7 @@ const (
 	// even 256 did in about half the runs; see network.ResourceManager.
 	// Raise it, on such a host, for links with a large bandwidth-delay
 	// product.
-	DefaultPeerWindow = 256
+	DefaultPeerWantWindow = 256
 	// DefaultTargetMessageSize is the encoded size messages are packed up
 	// to unless WithTargetMessageSize says otherwise.
 	DefaultTargetMessageSize = 16 << 10
@@ -109,12 +109,12 @@ type config struct {
 	log    *slog.Logger
 }
 
-// WithPeerWindow sets how many wants may be outstanding at one peer: sent
+// WithPeerWantWindow sets how many wants may be outstanding at one peer: sent
 // and not yet answered by a block or a HAVE, nor cancelled. Keep it below
 // what the peers' servers hold (1,024 for boxo and Kubo), or wants past
 // that are dropped silently by the server. n < 1 leaves the default,
-// DefaultPeerWindow.
-func WithPeerWindow(n int) Option {
+// DefaultPeerWantWindow.
+func WithPeerWantWindow(n int) Option {
 	return func(c *config) {
 		if n >= 1 {
 			c.window = n
@@ -203,7 +203,7 @@ type cidInfo struct {
 // until a peer connects.
 func New(net Network, opts ...Option) *WantManager {
 	c := config{
-		window: DefaultPeerWindow,
+		window: DefaultPeerWantWindow,
 		target: DefaultTargetMessageSize,
 		log:    slog.New(slog.DiscardHandler),
 	}

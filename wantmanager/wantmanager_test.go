@@ -214,7 +214,7 @@ func TestBlockFromAPeerMeansNoCancelToItButCancelsToOthers(t *testing.T) {
 }
 
 func TestHaveFreesTheWantHaveSoALaterUpgradeIsANewWantBlock(t *testing.T) {
-	opts := []wantmanager.Option{wantmanager.WithPeerWindow(1)}
+	opts := []wantmanager.Option{wantmanager.WithPeerWantWindow(1)}
 	withWM(t, opts, func(t *testing.T, net *fakeNet, wm *wantmanager.WantManager) {
 		p := peers(1)[0]
 		cs := makeCids(1, 2)
@@ -259,7 +259,7 @@ func TestHaveFreesTheWantHaveSoALaterUpgradeIsANewWantBlock(t *testing.T) {
 }
 
 func TestUpgradeOfAHeldWantHaveReplacesItWithoutWaitingForTheWindow(t *testing.T) {
-	opts := []wantmanager.Option{wantmanager.WithPeerWindow(1)}
+	opts := []wantmanager.Option{wantmanager.WithPeerWantWindow(1)}
 	withWM(t, opts, func(t *testing.T, net *fakeNet, wm *wantmanager.WantManager) {
 		p := peers(1)[0]
 		cs := makeCids(1, 2)
@@ -290,7 +290,7 @@ func TestUpgradeOfAHeldWantHaveReplacesItWithoutWaitingForTheWindow(t *testing.T
 }
 
 func TestAHaveForAWantBlockFreesNothing(t *testing.T) {
-	opts := []wantmanager.Option{wantmanager.WithPeerWindow(1)}
+	opts := []wantmanager.Option{wantmanager.WithPeerWantWindow(1)}
 	withWM(t, opts, func(t *testing.T, net *fakeNet, wm *wantmanager.WantManager) {
 		p := peers(1)[0]
 		cs := makeCids(1, 2)
@@ -481,7 +481,7 @@ func TestAFailedSendIsResentAsAFullWantlistAtTheNextWake(t *testing.T) {
 }
 
 func TestStatCountsWhatIsSentAndHeld(t *testing.T) {
-	opts := []wantmanager.Option{wantmanager.WithPeerWindow(2)}
+	opts := []wantmanager.Option{wantmanager.WithPeerWantWindow(2)}
 	withWM(t, opts, func(t *testing.T, net *fakeNet, wm *wantmanager.WantManager) {
 		ps := peers(2)
 		cs := makeCids(1, 5)

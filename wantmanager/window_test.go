@@ -11,7 +11,7 @@ import (
 
 func TestWindowKeepsAtMostWWantsOutstandingAndSendsTheRestInOrderAsBlocksArrive(t *testing.T) {
 	const n, window = 2000, 512
-	opts := []wantmanager.Option{wantmanager.WithPeerWindow(window)}
+	opts := []wantmanager.Option{wantmanager.WithPeerWantWindow(window)}
 	withWM(t, opts, func(t *testing.T, net *fakeNet, wm *wantmanager.WantManager) {
 		p := peers(1)[0]
 		cs := makeCids(1, n)
@@ -62,7 +62,7 @@ func TestWindowKeepsAtMostWWantsOutstandingAndSendsTheRestInOrderAsBlocksArrive(
 
 func TestDontHaveKeepsTheSlotUntilTheCancelFreesIt(t *testing.T) {
 	const n, window = 2000, 512
-	opts := []wantmanager.Option{wantmanager.WithPeerWindow(window)}
+	opts := []wantmanager.Option{wantmanager.WithPeerWantWindow(window)}
 	withWM(t, opts, func(t *testing.T, net *fakeNet, wm *wantmanager.WantManager) {
 		p := peers(1)[0]
 		cs := makeCids(1, n)
@@ -100,7 +100,7 @@ func TestDontHaveKeepsTheSlotUntilTheCancelFreesIt(t *testing.T) {
 }
 
 func TestCancelsAreNeverHeldBackByTheWindow(t *testing.T) {
-	opts := []wantmanager.Option{wantmanager.WithPeerWindow(1)}
+	opts := []wantmanager.Option{wantmanager.WithPeerWantWindow(1)}
 	withWM(t, opts, func(t *testing.T, net *fakeNet, wm *wantmanager.WantManager) {
 		p := peers(1)[0]
 		cs := makeCids(1, 1)
@@ -119,7 +119,7 @@ func TestCancelsAreNeverHeldBackByTheWindow(t *testing.T) {
 func TestWantsAddedInOneCallAreCoalescedIntoMessagesOfTheTargetSize(t *testing.T) {
 	const n, target = 1000, 4 << 10
 	opts := []wantmanager.Option{
-		wantmanager.WithPeerWindow(n),
+		wantmanager.WithPeerWantWindow(n),
 		wantmanager.WithTargetMessageSize(target),
 	}
 	withWM(t, opts, func(t *testing.T, net *fakeNet, wm *wantmanager.WantManager) {
@@ -149,7 +149,7 @@ func TestWantsAddedInOneCallAreCoalescedIntoMessagesOfTheTargetSize(t *testing.T
 
 func TestDefaultTargetMessageSizeIs16KiB(t *testing.T) {
 	const n = 1000
-	opts := []wantmanager.Option{wantmanager.WithPeerWindow(n)}
+	opts := []wantmanager.Option{wantmanager.WithPeerWantWindow(n)}
 	withWM(t, opts, func(t *testing.T, net *fakeNet, wm *wantmanager.WantManager) {
 		p := peers(1)[0]
 		wm.PeerConnected(p)
@@ -176,14 +176,14 @@ func TestDefaultWindowIs256(t *testing.T) {
 		wm.PeerConnected(p)
 		wm.WantHaves(s1, p, makeCids(1, 600))
 		synctest.Wait()
-		if got := len(net.entries(p)); got != 256 || wantmanager.DefaultPeerWindow != 256 {
+		if got := len(net.entries(p)); got != 256 || wantmanager.DefaultPeerWantWindow != 256 {
 			t.Errorf("sent %d wants, want 256", got)
 		}
 	})
 }
 
 func TestTheWindowIsPerPeer(t *testing.T) {
-	opts := []wantmanager.Option{wantmanager.WithPeerWindow(10)}
+	opts := []wantmanager.Option{wantmanager.WithPeerWantWindow(10)}
 	withWM(t, opts, func(t *testing.T, net *fakeNet, wm *wantmanager.WantManager) {
 		ps := peers(2)
 		cs := makeCids(1, 30)
