@@ -101,8 +101,11 @@ type Session struct {
 	// owned by the run goroutine
 	requests map[*request]struct{}
 	byCid    map[cid.Cid][]*request
-	tick     *time.Timer
-	armed    time.Time // when tick fires; zero when it is stopped
+	// lookingUp holds the CIDs whose local lookup is under way: the
+	// routers already know the Session wants them, the Policy not yet.
+	lookingUp map[cid.Cid]struct{}
+	tick      *time.Timer
+	armed     time.Time // when tick fires; zero when it is stopped
 }
 
 type request struct {
@@ -130,6 +133,7 @@ const (
 	evConnected
 	evDisconnected
 	evProviders
+	evLocal // a chunk of a request's local lookup: blks found, cids not
 )
 
 // New starts a Session. It ends when ctx is cancelled or Close is called;
@@ -140,6 +144,7 @@ func New(ctx context.Context, id uint64, deps Deps, cfg Config, oneOff bool) *Se
 		id: id, deps: deps, policy: NewPolicy(cfg), ctx: ctx, cancel: cancel, oneOff: oneOff,
 		done: make(chan struct{}), wake: make(chan struct{}, 1),
 		requests: make(map[*request]struct{}), byCid: make(map[cid.Cid][]*request),
+		lookingUp: make(map[cid.Cid]struct{}),
 	}
 	deps.BlockRouter.Register(id, s)
 	peers := deps.PeerRouter.Register(id, s)
@@ -324,6 +329,8 @@ func (s *Session) handle(e event) {
 		s.apply(s.policy.PeerConnected(now, e.from, lat))
 	case evDisconnected:
 		s.apply(s.policy.PeerDisconnected(now, e.from))
+	case evLocal:
+		s.local(e.blks, e.cids)
 	case evProviders:
 		if len(e.cids) == 1 {
 			s.apply(s.policy.ProvidersFound(now, e.cids[0], []peer.ID{e.from}))
@@ -344,28 +351,70 @@ func (s *Session) addRequest(r *request, cids []cid.Cid) {
 		}
 		s.byCid[c] = append(s.byCid[c], r)
 	}
+	if len(fresh) == 0 {
+		return
+	}
 	// Register interest before looking locally, so that a block arriving
 	// in between is not missed (a double delivery is filtered per request).
 	s.deps.BlockRouter.Want(s.id, fresh)
 	s.deps.PeerRouter.Interest(s.id, fresh)
-	var missing []cid.Cid
 	for _, c := range fresh {
-		if b, err := s.deps.Blockstore.Get(s.ctx, c); err == nil {
-			s.deps.BlockRouter.Unwant(s.id, []cid.Cid{c})
-			s.deps.PeerRouter.Uninterest(s.id, []cid.Cid{c})
-			s.deliver(b)
-		} else {
-			missing = append(missing, c)
+		s.lookingUp[c] = struct{}{}
+	}
+	// The blockstore is read on a goroutine of its own, in chunks, so that
+	// this goroutine, which owns the Session's state, keeps handling
+	// blocks and presences meanwhile, and the first wants go out after one
+	// chunk's lookups rather than all of them.
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for len(fresh) > 0 {
+			chunk := fresh[:min(len(fresh), localChunk)]
+			fresh = fresh[len(chunk):]
+			e := event{kind: evLocal}
+			for _, c := range chunk {
+				if b, err := s.deps.Blockstore.Get(s.ctx, c); err == nil {
+					e.blks = append(e.blks, b)
+				} else {
+					e.cids = append(e.cids, c)
+				}
+			}
+			if !s.post(e) {
+				return
+			}
+		}
+	}()
+}
+
+// localChunk is how many CIDs the local lookup reads before it reports.
+const localChunk = 256
+
+// local handles a chunk of a request's local lookup: blocks found are
+// delivered, and the CIDs not found become wants, as far as some request
+// still waits for them (one may have been cancelled, or the block may have
+// come from the network, in the meantime).
+func (s *Session) local(found []blocks.Block, missing []cid.Cid) {
+	for _, b := range found {
+		if _, ok := s.lookingUp[b.Cid()]; ok {
+			s.deliver(b) // and, no longer looking it up, unwants it
 		}
 	}
-	if len(missing) > 0 {
-		s.apply(s.policy.Add(time.Now(), missing))
+	var add []cid.Cid
+	for _, c := range missing {
+		if _, ok := s.lookingUp[c]; ok {
+			delete(s.lookingUp, c)
+			add = append(add, c)
+		}
+	}
+	if len(add) > 0 {
+		s.apply(s.policy.Add(time.Now(), add))
 	}
 }
 
 // deliver hands b to every request still waiting for it.
 func (s *Session) deliver(b blocks.Block) {
 	c := b.Cid()
+	s.lookedUp(c)
 	for _, r := range s.byCid[c] {
 		if _, ok := r.remaining[c]; !ok {
 			continue
@@ -396,6 +445,7 @@ func (s *Session) endRequest(r *request) {
 		}
 		if len(rs) == 0 {
 			delete(s.byCid, c)
+			s.lookedUp(c)
 			drop = append(drop, c)
 		} else {
 			s.byCid[c] = rs
@@ -405,6 +455,18 @@ func (s *Session) endRequest(r *request) {
 	if len(drop) > 0 {
 		s.apply(s.policy.Remove(time.Now(), drop))
 	}
+}
+
+// lookedUp tells the routers that c, if its local lookup was still under
+// way, is no longer wanted: it was delivered, or its requests ended, before
+// the Policy ever had it (the Policy's own wants end through CancelAll).
+func (s *Session) lookedUp(c cid.Cid) {
+	if _, ok := s.lookingUp[c]; !ok {
+		return
+	}
+	delete(s.lookingUp, c)
+	s.deps.BlockRouter.Unwant(s.id, []cid.Cid{c})
+	s.deps.PeerRouter.Uninterest(s.id, []cid.Cid{c})
 }
 
 func (s *Session) finish(r *request) {

@@ -25,8 +25,11 @@ type fakeDeps struct {
 	start time.Time
 	peers []peer.ID
 
-	mu  sync.Mutex
-	log []string
+	mu     sync.Mutex
+	log    []string
+	wanted map[cid.Cid]int // BlockRouter.Want minus Unwant
+	// gate, if set, holds every blockstore Get until it is closed.
+	gate chan struct{}
 }
 
 func (f *fakeDeps) add(format string, args ...any) {
@@ -57,9 +60,26 @@ func (f *fakeDeps) Register(uint64, interface {
 	ReceiveBlocks(from peer.ID, blks []blocks.Block)
 }) {
 }
-func (f *fakeDeps) Unregister(uint64)          {}
-func (f *fakeDeps) Want(uint64, []cid.Cid)     {}
-func (f *fakeDeps) Unwant(uint64, []cid.Cid)   {}
+func (f *fakeDeps) Unregister(uint64) {}
+func (f *fakeDeps) Want(_ uint64, cs []cid.Cid) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.wanted == nil {
+		f.wanted = make(map[cid.Cid]int)
+	}
+	for _, c := range cs {
+		f.wanted[c]++
+	}
+}
+func (f *fakeDeps) Unwant(_ uint64, cs []cid.Cid) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range cs {
+		if f.wanted[c]--; f.wanted[c] <= 0 {
+			delete(f.wanted, c)
+		}
+	}
+}
 func (f *fakeDeps) Interest(uint64, []cid.Cid) {}
 func (f *fakeDeps) Uninterest(uint64, []cid.Cid) {
 }
@@ -71,7 +91,14 @@ func (f fakePeerRouter) Unregister(uint64)                          {}
 func (f fakePeerRouter) Interest(uint64, []cid.Cid)                 {}
 func (f fakePeerRouter) Uninterest(uint64, []cid.Cid)               {}
 
-func (f *fakeDeps) Get(_ context.Context, c cid.Cid) (blocks.Block, error) {
+func (f *fakeDeps) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	if f.gate != nil {
+		select {
+		case <-f.gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	return nil, ipld.ErrNotFound{Cid: c}
 }
 
@@ -130,6 +157,45 @@ func TestSessionIdleHasNoDeadline(t *testing.T) {
 		time.Sleep(time.Hour)
 		if extra := f.lines()[n:]; len(extra) > 0 {
 			t.Fatalf("an idle Session acted: %v", extra)
+		}
+	})
+}
+
+// The blockstore is read off the Session's goroutine. A request cancelled
+// while its local lookup is still under way leaves nothing behind: the
+// BlockRouter is told the Session no longer wants its CIDs, and no want
+// ever goes out for them.
+func TestSessionRequestCancelledDuringLocalLookup(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeDeps{start: time.Now(), peers: []peer.ID{"a"}, gate: make(chan struct{})}
+		s := New(t.Context(), 1, f.deps(), DefaultConfig(), false)
+		defer s.Close()
+		ctx, cancel := context.WithCancel(t.Context())
+		ch, err := s.GetBlocks(ctx, cids(t, 3))
+		if err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait() // the lookup holds at the gate; the Session is idle
+		f.mu.Lock()
+		n := len(f.wanted)
+		f.mu.Unlock()
+		if n != 3 {
+			t.Fatalf("%d CIDs registered with the BlockRouter during the lookup, want 3", n)
+		}
+		cancel()
+		synctest.Wait()
+		if _, open := <-ch; open {
+			t.Fatal("the cancelled request's channel yielded a block")
+		}
+		close(f.gate) // the lookup finds nothing and reports
+		time.Sleep(time.Minute)
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if len(f.wanted) != 0 {
+			t.Fatalf("the BlockRouter still holds %d CIDs for the Session", len(f.wanted))
+		}
+		if len(f.log) != 0 {
+			t.Fatalf("the Session asked for blocks nobody wants: %v", f.log)
 		}
 	})
 }
