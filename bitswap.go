@@ -47,6 +47,9 @@ type config struct {
 	logger     *slog.Logger
 }
 
+// The facade wires the network into the WantManager.
+var _ wantmanager.Network = network.Network(nil)
+
 // Client defaults (see the With... options).
 const (
 	DefaultPeerTimeout            = session.DefaultPeerTimeout

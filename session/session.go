@@ -146,8 +146,8 @@ func New(ctx context.Context, id uint64, deps Deps, cfg Config, oneOff bool) *Se
 		requests: make(map[*request]struct{}), byCid: make(map[cid.Cid][]*request),
 		lookingUp: make(map[cid.Cid]struct{}),
 	}
-	deps.BlockRouter.Register(id, s)
-	peers := deps.PeerRouter.Register(id, s)
+	deps.BlockRouter.Register(id, sink{s})
+	peers := deps.PeerRouter.Register(id, sink{s})
 	for _, p := range peers {
 		s.post(event{kind: evConnected, from: p})
 	}
@@ -217,21 +217,27 @@ func (s *Session) Close() {
 // Done is closed when the Session has ended.
 func (s *Session) Done() <-chan struct{} { return s.done }
 
-// ReceiveBlocks implements the BlockRouter sink.
-func (s *Session) ReceiveBlocks(from peer.ID, blks []blocks.Block) {
-	s.post(event{kind: evBlocks, from: from, blks: blks})
+// sink is how the routers reach a Session: what they deliver becomes an
+// event in its inbox. It is a type of its own so that the Session's public
+// methods are only those an application may call: no one else can inject
+// blocks or peer events.
+type sink struct{ s *Session }
+
+// ReceiveBlocks implements the BlockRouter's sink.
+func (k sink) ReceiveBlocks(from peer.ID, blks []blocks.Block) {
+	k.s.post(event{kind: evBlocks, from: from, blks: blks})
 }
 
 // Presences implements peerrouter.Sink.
-func (s *Session) Presences(from peer.ID, haves, dontHaves []cid.Cid) {
-	s.post(event{kind: evPresences, from: from, haves: haves, dontHaves: dontHaves})
+func (k sink) Presences(from peer.ID, haves, dontHaves []cid.Cid) {
+	k.s.post(event{kind: evPresences, from: from, haves: haves, dontHaves: dontHaves})
 }
 
 // PeerConnected implements peerrouter.Sink.
-func (s *Session) PeerConnected(p peer.ID) { s.post(event{kind: evConnected, from: p}) }
+func (k sink) PeerConnected(p peer.ID) { k.s.post(event{kind: evConnected, from: p}) }
 
 // PeerDisconnected implements peerrouter.Sink.
-func (s *Session) PeerDisconnected(p peer.ID) { s.post(event{kind: evDisconnected, from: p}) }
+func (k sink) PeerDisconnected(p peer.ID) { k.s.post(event{kind: evDisconnected, from: p}) }
 
 func (s *Session) post(e event) bool {
 	s.mu.Lock()

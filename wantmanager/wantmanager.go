@@ -58,7 +58,6 @@ import (
 	"sync/atomic"
 
 	"github.com/gobitswap/bitswap/message"
-	"github.com/gobitswap/bitswap/network"
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -77,8 +76,6 @@ type Network interface {
 	// per connection, before the first message to p.
 	Version(ctx context.Context, p peer.ID) (message.Version, error)
 }
-
-var _ Network = network.Network(nil)
 
 // Defaults of the options.
 const (
