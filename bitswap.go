@@ -66,20 +66,21 @@ func WithContentRouting(r routing.ContentRouting) Option { return func(c *config
 
 // WithProviderSearchDelay sets how long a want may go unanswered by any HAVE
 // before content routing is asked (default 500 ms; boxo waits 1 s). When
-// every connected peer has said DONT_HAVE the search starts at once.
+// every connected peer has said DONT_HAVE the search starts at once. d <= 0
+// keeps the default, as for every duration option of the client.
 func WithProviderSearchDelay(d time.Duration) Option {
 	return func(c *config) { c.session.ProviderSearchDelay = d }
 }
 
 // WithRebroadcastInterval sets how often wants that no peer is working on
-// are asked again of every connected peer (default 10 s).
+// are asked again of every connected peer (default 10 s; d <= 0 keeps it).
 func WithRebroadcastInterval(d time.Duration) Option {
 	return func(c *config) { c.session.RebroadcastInterval = d }
 }
 
 // WithPeerTimeout sets the least time a peer with our wants outstanding may
 // stay silent before they are moved to other peers (default 1 s; it grows
-// with the peer's measured latency and per-block time).
+// with the peer's measured latency and per-block time; d <= 0 keeps it).
 func WithPeerTimeout(d time.Duration) Option {
 	return func(c *config) { c.session.PeerTimeout = d }
 }

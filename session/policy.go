@@ -10,8 +10,9 @@ import (
 	"github.com/gobitswap/bitswap/internal/pq"
 )
 
-// Config holds a Session's timing knobs. The zero value is not valid: start
-// from DefaultConfig.
+// Config holds a Session's timing knobs. A field that is zero or negative
+// takes its default (see DefaultConfig), so the zero Config is the
+// defaults.
 type Config struct {
 	// PeerTimeout is the least time a peer with wants outstanding may go
 	// without answering anything before its wants are moved elsewhere. The
@@ -147,8 +148,28 @@ type Policy struct {
 	act     Actions
 }
 
-// NewPolicy returns an empty Policy.
+// withDefaults fills the fields that are zero or negative from the
+// defaults.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	fill := func(v *time.Duration, def time.Duration) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	fill(&c.PeerTimeout, d.PeerTimeout)
+	fill(&c.RebroadcastInterval, d.RebroadcastInterval)
+	fill(&c.ProviderSearchDelay, d.ProviderSearchDelay)
+	fill(&c.ProviderSearchInterval, d.ProviderSearchInterval)
+	fill(&c.ProviderSearchTimeout, d.ProviderSearchTimeout)
+	fill(&c.DefaultLatency, d.DefaultLatency)
+	return c
+}
+
+// NewPolicy returns an empty Policy with cfg (zero fields take their
+// defaults).
 func NewPolicy(cfg Config) *Policy {
+	cfg = cfg.withDefaults()
 	return &Policy{cfg: cfg, wants: make(map[cid.Cid]*wantInfo), peers: make(map[peer.ID]*peerInfo)}
 }
 

@@ -357,3 +357,18 @@ func TestPolicyForgetsDontHavesOfDepartedPeers(t *testing.T) {
 		t.Fatalf("the returning peer was not asked: %v", a.WantBlocks)
 	}
 }
+
+// The zero Config is the defaults, field by field: a zero or negative
+// knob takes its default, any other is kept.
+func TestZeroConfigIsTheDefaults(t *testing.T) {
+	if got := NewPolicy(Config{}).cfg; got != DefaultConfig() {
+		t.Fatalf("zero Config became %+v, want the defaults %+v", got, DefaultConfig())
+	}
+	c := Config{PeerTimeout: 3 * time.Second, RebroadcastInterval: -1}
+	got := NewPolicy(c).cfg
+	want := DefaultConfig()
+	want.PeerTimeout = 3 * time.Second
+	if got != want {
+		t.Fatalf("Config %+v became %+v, want %+v", c, got, want)
+	}
+}

@@ -516,11 +516,7 @@ func (s *Session) findProviders(c cid.Cid) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		d := s.policy.cfg.ProviderSearchTimeout
-		if d <= 0 {
-			d = DefaultProviderSearchTimeout
-		}
-		ctx, cancel := context.WithTimeout(s.ctx, d)
+		ctx, cancel := context.WithTimeout(s.ctx, s.policy.cfg.ProviderSearchTimeout)
 		defer cancel()
 		for p := range s.deps.Providers.FindProviders(ctx, c) {
 			s.post(event{kind: evProviders, from: p, cids: []cid.Cid{c}})
