@@ -28,7 +28,7 @@ type ref struct {
 }
 
 // entry is one CID in one peer's wantlist. It exists while a session refers
-// to it (directly, or by broadcast when the peer is connected) or while the
+// to it or while the
 // peer holds it and its cancel has not been sent.
 type entry struct {
 	c    cid.Cid
@@ -133,7 +133,7 @@ func (wm *WantManager) info(c cid.Cid) *cidInfo {
 
 // forgetIfUnwanted drops c's info when no session refers to it.
 func (wm *WantManager) forgetIfUnwanted(c cid.Cid) {
-	if info := wm.cids[c]; info != nil && info.direct == 0 && len(info.bcast) == 0 {
+	if info := wm.cids[c]; info != nil && info.direct == 0 {
 		delete(wm.cids, c)
 	}
 }
@@ -171,18 +171,12 @@ func (wm *WantManager) dropRef(e *entry, s SessionID) bool {
 	return true
 }
 
-// wanted is the type the references at e ask of ps: want-block if any
-// direct reference wants the block, else want-have if any reference exists,
-// counting broadcasts while ps is connected.
-func (wm *WantManager) wanted(ps *peerState, e *entry) want {
+// wanted is the type the references at e ask of its peer: want-block if any
+// reference wants the block, else want-have if any reference exists.
+func (wm *WantManager) wanted(e *entry) want {
 	w := wantNone
 	for _, r := range e.refs {
 		w = max(w, r.w)
-	}
-	if w == wantNone && ps.conn != nil {
-		if _, ok := wm.bcast[e.c]; ok {
-			w = wantHave
-		}
 	}
 	return w
 }
@@ -190,7 +184,7 @@ func (wm *WantManager) wanted(ps *peerState, e *entry) want {
 // enqueue queues e for sending if it is wanted and the peer holds nothing
 // for it.
 func (wm *WantManager) enqueue(ps *peerState, e *entry) {
-	if e.index >= 0 || e.sent != wantNone || wm.wanted(ps, e) == wantNone {
+	if e.index >= 0 || e.sent != wantNone || wm.wanted(e) == wantNone {
 		return
 	}
 	e.seq = wm.cids[e.c].seq
@@ -203,7 +197,7 @@ func (wm *WantManager) enqueue(ps *peerState, e *entry) {
 // as a block is marked for an upgrade. It never queues: a want goes out
 // again only when asked again (see enqueue).
 func (wm *WantManager) settle(ps *peerState, e *entry) {
-	w := wm.wanted(ps, e)
+	w := wm.wanted(e)
 	switch {
 	case w == wantNone && e.sent == wantNone:
 		ps.remove(e)
@@ -220,7 +214,7 @@ func (wm *WantManager) settle(ps *peerState, e *entry) {
 func (wm *WantManager) answered(ps *peerState, e *entry, have bool) {
 	e.sent = wantNone
 	ps.outstanding--
-	w := wm.wanted(ps, e)
+	w := wm.wanted(e)
 	switch {
 	case w == wantNone:
 		ps.remove(e)
@@ -244,7 +238,7 @@ func (wm *WantManager) reset(ps *peerState) {
 	for _, e := range ps.entries {
 		e.sent = wantNone
 		e.dirty = false
-		if wm.wanted(ps, e) == wantNone {
+		if wm.wanted(e) == wantNone {
 			ps.remove(e)
 		}
 	}
@@ -305,7 +299,7 @@ func (wm *WantManager) take(ps *peerState, c *conn, v message.Version) (b batch,
 		if ps.entries[e.c] != e || e.sent == wantNone {
 			continue
 		}
-		w := wm.wanted(ps, e)
+		w := wm.wanted(e)
 		if w == wantNone {
 			b.entries = append(b.entries, message.Entry{Cid: e.c, Cancel: true})
 			e.sent = wantNone
@@ -320,7 +314,7 @@ func (wm *WantManager) take(ps *peerState, c *conn, v message.Version) (b batch,
 	ps.dirty = ps.dirty[:0]
 	for ps.outstanding < wm.window && ps.queue.Len() > 0 {
 		e := ps.queue.Pop()
-		t := wireType(wm.wanted(ps, e), v)
+		t := wireType(wm.wanted(e), v)
 		b.entries = append(b.entries, wantEntry(e, t, v))
 		e.sent = t
 		ps.outstanding++
@@ -391,10 +385,6 @@ func sortBySeq(es []*entry) {
 		return 0
 	})
 }
-
-func containsSession(ss []SessionID, s SessionID) bool { return indexSession(ss, s) >= 0 }
-
-func indexSession(ss []SessionID, s SessionID) int { return slices.Index(ss, s) }
 
 // deleteAt removes s[i], not keeping order.
 func deleteAt[T any](s []T, i int) []T {

@@ -6,7 +6,7 @@ import (
 )
 
 // Wantlist returns the CIDs that some session currently wants, from some
-// peer or by broadcast.
+// peer.
 func (wm *WantManager) Wantlist() []cid.Cid {
 	wm.mu.Lock()
 	defer wm.mu.Unlock()

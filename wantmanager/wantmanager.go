@@ -1,6 +1,6 @@
 // Package wantmanager owns our outbound wantlists: for every peer, which
 // CIDs local sessions want from it and of which type, reference-counted per
-// session; the wants broadcast to every connected peer; one send queue per
+// session; one send queue per
 // connected peer that coalesces wants and cancels into messages of a target
 // size; and a window that keeps the wants outstanding at each peer below
 // what servers in the wild hold (boxo and Kubo keep 1,024 per peer and drop
@@ -11,22 +11,21 @@
 //
 // It must never decide which peer to ask or when to give up (sessions do),
 // never look at blocks' contents (the block router does), and never touch
-// another component's state. It imports only the message and network
-// packages of this module.
+// another component's state. It imports only the message package of this
+// module (the facade checks that the network satisfies its Network).
 //
 // # References
 //
 // A session refers to a (peer, CID) want through WantBlocks or WantHaves and
-// drops the reference through Cancel or CancelAll; it refers to a CID at
-// every connected peer through Broadcast (a want-have) and drops that through
-// CancelAll. The type sent to a peer is want-block if any session wants the
+// drops the reference through Cancel or CancelAll (every peer at once). A
+// session that wants to ask every peer asks each. The type sent to a peer is want-block if any session wants the
 // block from it, else want-have. A cancel goes to a peer only when the last
 // reference to a want it holds goes.
 //
 // # Priority
 //
 // Each CID gets a sequence number when a session first asks for it (from any
-// peer, or by broadcast), counting up from 0 across the WantManager; it is
+// peer), counting up from 0 across the WantManager; it is
 // forgotten when no session refers to the CID any more. Wants waiting for a
 // window slot leave in sequence order, and the priority sent in an entry is
 // math.MaxInt32 - seq%math.MaxInt32: MaxInt32 for the first CID asked, one
@@ -37,7 +36,7 @@
 //
 // Everything held is bounded by what local sessions asked for and by the
 // number of connected peers: one entry per (peer, CID) a session wants
-// directly, plus one per (connected peer, broadcast CID), plus, until its
+// directly, plus, until its
 // cancel is sent, one per want a peer still holds after the last reference
 // went (at most the window per peer). Peers can make nothing here grow:
 // ReceivedFrom only looks up wants we made. A disconnected peer's state is
@@ -153,7 +152,7 @@ type Stat struct {
 	// Peers is the number of connected peers.
 	Peers int
 	// Wants is the number of distinct CIDs some session wants, from some
-	// peer or by broadcast.
+	// peer.
 	Wants int
 	// Queued is the number of (peer, CID) wants waiting for a window slot,
 	// summed over peers, connected or not.
@@ -180,20 +179,16 @@ type WantManager struct {
 	mu     sync.Mutex
 	closed bool
 	peers  map[peer.ID]*peerState
-	// cids holds every CID some session refers to, directly or by
-	// broadcast.
+	// cids holds every CID some session refers to.
 	cids map[cid.Cid]*cidInfo
-	// bcast holds the CIDs of cids that some session broadcasts.
-	bcast map[cid.Cid]*cidInfo
 	// seq is the sequence number the next new CID gets.
 	seq uint64
 }
 
 // cidInfo is what the WantManager knows of one wanted CID across peers.
 type cidInfo struct {
-	seq    uint64      // when it was first asked; gives its priority
-	direct int         // peers whose entry for it has direct references
-	bcast  []SessionID // sessions broadcasting it
+	seq    uint64 // when it was first asked; gives its priority
+	direct int    // peers whose entry for it has references
 }
 
 // New returns a WantManager that sends through net. It starts no goroutine
@@ -214,7 +209,6 @@ func New(net Network, opts ...Option) *WantManager {
 		target: c.target,
 		peers:  make(map[peer.ID]*peerState),
 		cids:   make(map[cid.Cid]*cidInfo),
-		bcast:  make(map[cid.Cid]*cidInfo),
 	}
 }
 
@@ -259,7 +253,7 @@ func (wm *WantManager) want(s SessionID, p peer.ID, cids []cid.Cid, w want) {
 }
 
 // Cancel drops session s's references to cids at p, as made by WantBlocks
-// and WantHaves (not by Broadcast: see CancelAll). A want p holds is
+// and WantHaves. A want p holds is
 // cancelled when its last reference goes; one that was only queued is
 // forgotten. If the remaining references want only a HAVE where p holds a
 // want-block, the want-block stays: servers do not downgrade wants.
@@ -282,38 +276,8 @@ func (wm *WantManager) Cancel(s SessionID, p peer.ID, cids []cid.Cid) {
 	wm.forgetIfIdle(ps)
 }
 
-// Broadcast records that session s wants a HAVE for each of cids from every
-// connected peer, and from every peer that connects later, until s calls
-// CancelAll for it. Each counts as a want-have reference of s at each
-// connected peer.
-func (wm *WantManager) Broadcast(s SessionID, cids []cid.Cid) {
-	if len(cids) == 0 {
-		return
-	}
-	wm.mu.Lock()
-	defer wm.mu.Unlock()
-	if wm.closed {
-		return
-	}
-	for _, c := range cids {
-		info := wm.info(c)
-		if !containsSession(info.bcast, s) {
-			info.bcast = append(info.bcast, s)
-		}
-		wm.bcast[c] = info
-		for _, ps := range wm.peers {
-			if ps.conn != nil {
-				wm.enqueue(ps, ps.entry(c))
-			}
-		}
-	}
-	for _, ps := range wm.peers {
-		ps.signal()
-	}
-}
-
-// CancelAll drops every reference session s holds to cids: at every peer,
-// and by broadcast. Call it when the block arrived or the session no longer
+// CancelAll drops every reference session s holds to cids, at every peer.
+// Call it when the block arrived or the session no longer
 // needs it. Peers holding a want that no session refers to any more get a
 // cancel; a peer that sent the block has forgotten the want and gets none.
 func (wm *WantManager) CancelAll(s SessionID, cids []cid.Cid) {
@@ -330,20 +294,12 @@ func (wm *WantManager) CancelAll(s SessionID, cids []cid.Cid) {
 		if info == nil {
 			continue
 		}
-		bcastDropped := false
-		if i := indexSession(info.bcast, s); i >= 0 {
-			info.bcast = deleteAt(info.bcast, i)
-			if len(info.bcast) == 0 {
-				delete(wm.bcast, c)
-				bcastDropped = true
-			}
-		}
 		for _, ps := range wm.peers {
 			e := ps.entries[c]
 			if e == nil {
 				continue
 			}
-			if dropped := wm.dropRef(e, s); dropped || (bcastDropped && ps.conn != nil) {
+			if wm.dropRef(e, s) {
 				wm.settle(ps, e)
 			}
 		}
@@ -391,7 +347,7 @@ func (wm *WantManager) ReceivedFrom(p peer.ID, blocks, haves, dontHaves []cid.Ci
 
 // PeerConnected tells the WantManager that p is connected, or connected
 // again. p's server holds nothing of ours yet, so everything sessions want
-// from p, plus every broadcast want, is queued, and the first message sent
+// from p is queued, and the first message sent
 // is marked as a full wantlist. The wants go out, up to the window, from a
 // sender goroutine that the call starts; it asks p's protocol version first.
 func (wm *WantManager) PeerConnected(p peer.ID) {
@@ -408,9 +364,6 @@ func (wm *WantManager) PeerConnected(p peer.ID) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1), full: true}
 	ps.conn = c
-	for k := range wm.bcast {
-		ps.entry(k)
-	}
 	wm.requeue(ps)
 	wm.wg.Add(1)
 	go wm.run(ps, c)
@@ -493,7 +446,6 @@ func (wm *WantManager) Close() {
 		}
 		wm.peers = make(map[peer.ID]*peerState)
 		wm.cids = make(map[cid.Cid]*cidInfo)
-		wm.bcast = make(map[cid.Cid]*cidInfo)
 	}
 	wm.mu.Unlock()
 	wm.wg.Wait()

@@ -306,61 +306,12 @@ func TestAHaveForAWantBlockFreesNothing(t *testing.T) {
 	})
 }
 
-func TestBroadcastGoesToConnectedAndLaterConnectedPeers(t *testing.T) {
-	withWM(t, nil, func(t *testing.T, net *fakeNet, wm *wantmanager.WantManager) {
-		ps := peers(3)
-		cs := makeCids(1, 2)
-		wm.PeerConnected(ps[0])
-		wm.PeerConnected(ps[1])
-		wm.Broadcast(s1, cs)
-		synctest.Wait()
-		for _, p := range ps[:2] {
-			es := net.entries(p)
-			sameCids(t, "broadcast", cidsOf(es), cs)
-			for _, e := range es {
-				if e.WantType != message.WantHave || !e.SendDontHave {
-					t.Errorf("broadcast entry %+v, want want-have with sendDontHave", e)
-				}
-			}
-		}
-
-		wm.PeerConnected(ps[2])
-		synctest.Wait()
-		ms := net.messages(ps[2])
-		if len(ms) != 1 || !ms[0].Full {
-			t.Fatalf("later peer got %d messages, want one Full", len(ms))
-		}
-		sameCids(t, "broadcast to later peer", cidsOf(ms[0].Wantlist), cs)
-
-		// Peer 0 answered HAVE, so it forgot the want; the others get
-		// cancels once the session is done.
-		wm.ReceivedFrom(ps[0], nil, cs, nil)
-		wm.CancelAll(s1, cs)
-		synctest.Wait()
-		if es := net.entries(ps[0]); len(es) != 0 {
-			t.Errorf("peer 0 answered HAVE yet got %v", es)
-		}
-		for _, p := range ps[1:] {
-			_, cancels := split(net.entries(p))
-			sameCids(t, "cancels", cidsOf(cancels), cs)
-		}
-		if st := wm.Stat(); st.Wants != 0 {
-			t.Errorf("Stat.Wants = %d after CancelAll, want 0", st.Wants)
-		}
-		wm.PeerConnected(peers(4)[3])
-		synctest.Wait()
-		if ms := net.messages(peers(4)[3]); len(ms) != 0 {
-			t.Errorf("peer connected after CancelAll got %d messages", len(ms))
-		}
-	})
-}
-
-func TestBroadcastAndDirectRefsAreCountedTogether(t *testing.T) {
+func TestTwoSessionsRefsAreCountedTogether(t *testing.T) {
 	withWM(t, nil, func(t *testing.T, net *fakeNet, wm *wantmanager.WantManager) {
 		p := peers(1)[0]
 		c := makeCids(1, 1)
 		wm.PeerConnected(p)
-		wm.Broadcast(s1, c)
+		wm.WantHaves(s1, p, c)
 		wm.WantHaves(s2, p, c)
 		synctest.Wait()
 		if wants, _ := split(net.entries(p)); len(wants) != 1 {
@@ -386,7 +337,7 @@ func TestReconnectResendsTheFullWantlistAndAsksTheVersionAgain(t *testing.T) {
 		bc := makeCids(2, 1)
 		wm.PeerConnected(p)
 		wm.WantBlocks(s1, p, cs)
-		wm.Broadcast(s2, bc)
+		wm.WantHaves(s2, p, bc)
 		synctest.Wait()
 		wm.ReceivedFrom(p, cs[3:], nil, nil) // answered, but s1 still refers to it
 		synctest.Wait()
@@ -431,7 +382,7 @@ func TestOldPeersGetOnlyWantBlocksWithoutSendDontHave(t *testing.T) {
 				wm.PeerConnected(p)
 				wm.WantHaves(s1, p, cs[:1])
 				wm.WantBlocks(s1, p, cs[1:2])
-				wm.Broadcast(s1, cs[2:])
+				wm.WantHaves(s1, p, cs[2:])
 				synctest.Wait()
 				es := net.entries(p)
 				sameCids(t, "sent", cidsOf(es), cs)
@@ -510,7 +461,7 @@ func TestMethodsAfterCloseDoNothing(t *testing.T) {
 		wm.Close()
 		wm.PeerConnected(p)
 		wm.WantBlocks(s1, p, cs)
-		wm.Broadcast(s1, cs)
+		wm.WantHaves(s1, p, cs)
 		synctest.Wait()
 		if ms := net.messages(p); len(ms) != 0 {
 			t.Errorf("sent %d messages after Close", len(ms))
@@ -529,8 +480,8 @@ func TestCloseStopsEveryGoroutine(t *testing.T) {
 	cs := makeCids(1, 10)
 	for _, p := range ps {
 		wm.PeerConnected(p)
+		wm.WantHaves(s1, p, cs)
 	}
-	wm.Broadcast(s1, cs)
 	wm.PeerDisconnected(ps[0])
 	wm.Close()
 	goleak.VerifyNone(t)
@@ -604,7 +555,7 @@ func TestWantlistHoldsEveryCidSomeSessionWants(t *testing.T) {
 		cs := makeCids(1, 3)
 		wm.WantBlocks(s1, p, cs[:1])
 		wm.WantHaves(s2, p, cs[1:2])
-		wm.Broadcast(s2, cs[2:])
+		wm.WantHaves(s2, p, cs[2:])
 		if got := wm.Wantlist(); len(got) != 3 {
 			t.Errorf("Wantlist() has %d CIDs, want 3", len(got))
 		}

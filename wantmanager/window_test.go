@@ -189,9 +189,12 @@ func TestTheWindowIsPerPeer(t *testing.T) {
 		cs := makeCids(1, 30)
 		wm.WantBlocks(s1, ps[0], cs[:15])
 		wm.WantBlocks(s1, ps[1], cs[15:])
-		// Broadcast before connecting, so that each peer's sender finds
-		// everything queued when it first wakes.
-		wm.Broadcast(s2, cs[:5]) // shares the window with the direct wants
+		// Asked before connecting, so that each peer's sender finds
+		// everything queued when it first wakes; s2's want-haves share the
+		// window with s1's want-blocks.
+		for _, p := range ps {
+			wm.WantHaves(s2, p, cs[:5])
+		}
 		for _, p := range ps {
 			wm.PeerConnected(p)
 		}
