@@ -211,13 +211,13 @@ func New(ctx context.Context, net network.Network, bs blockstore.Blockstore, opt
 		ledger:     l,
 		engine:     engine.New(bs, net, l, cfg.engineOpts...),
 		wm:         wantmanager.New(net, cfg.wmOpts...),
-		peerRouter: peerrouter.New(),
 		sessionCfg: cfg.session,
 		logger:     cfg.logger,
 		peers:      make(map[peer.ID]struct{}),
 		sessions:   make(map[*session.Session]struct{}),
 	}
 	b.blockRouter = blockrouter.New(bs, l, b.engine, cfg.logger, cfg.routerOpts...)
+	b.peerRouter = peerrouter.New(b.blockRouter)
 	if cfg.routing != nil {
 		b.providers = &providerFinder{r: cfg.routing, net: net}
 	}

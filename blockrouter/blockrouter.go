@@ -1,5 +1,6 @@
-// Package blockrouter is where every incoming block goes first. It keeps
-// the index of which Session wants which CID, stores only blocks some
+// Package blockrouter is where every incoming block goes first. It owns
+// the index of which Session wants which CID (the PeerRouter asks it, with
+// EachWanter, where to route presences), stores only blocks some
 // Session wanted, delivers each to every Session that wants it, records it
 // in the Ledger, and hands it to the Engine so that peers waiting for it are
 // served.
@@ -163,6 +164,19 @@ func (r *BlockRouter) Unwant(id uint64, cids []cid.Cid) {
 			if len(set) == 0 {
 				delete(r.wanted, k)
 			}
+		}
+	}
+}
+
+// EachWanter calls f(id, i) for every Session id that wants cids[i] (under
+// any CID version of its multihash), cids in order. f runs under the
+// BlockRouter's lock and must not call back into it.
+func (r *BlockRouter) EachWanter(cids []cid.Cid, f func(id uint64, i int)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, c := range cids {
+		for id := range r.wanted[string(c.Hash())] {
+			f(id, i)
 		}
 	}
 }

@@ -1,14 +1,25 @@
 package peerrouter_test
 
 import (
+	"context"
 	"fmt"
 
+	blocks "github.com/ipfs/go-block-format"
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/gobitswap/bitswap/blockrouter"
+	"github.com/gobitswap/bitswap/blockstore"
+	"github.com/gobitswap/bitswap/ledger"
 	"github.com/gobitswap/bitswap/peerrouter"
 	"github.com/gobitswap/bitswap/testutil"
 )
+
+// noServer stands in for the Engine, which the BlockRouter tells of new
+// blocks.
+type noServer struct{}
+
+func (noServer) NotifyNewBlocks(context.Context, ...blocks.Block) {}
 
 // printingSession stands in for a Session: it prints what it hears.
 type printingSession struct{ name string }
@@ -22,9 +33,11 @@ func (s printingSession) Presences(_ peer.ID, haves, dontHaves []cid.Cid) {
 }
 
 // Two Sessions hear about every connection, but only about the presences
-// of the CIDs they are interested in. Sinks are called in no set order.
+// of the CIDs they want, which the BlockRouter knows: a Session registers
+// its wants there once. Sinks are called in no set order.
 func Example() {
-	r := peerrouter.New()
+	br := blockrouter.New(blockstore.NewMemory(), ledger.New(), noServer{}, nil)
+	r := peerrouter.New(br)
 	p := testutil.PeerID(1)
 	blks := testutil.RandomBlocks(1, 2, 10)
 	c0, c1 := blks[0].Cid(), blks[1].Cid()
@@ -32,7 +45,7 @@ func Example() {
 	r.PeerConnected(p)
 	fmt.Println("connected when a registers:", len(r.Register(1, printingSession{"a"})))
 	r.Register(2, printingSession{"b"})
-	r.Interest(1, []cid.Cid{c0})
+	br.Want(1, []cid.Cid{c0})
 
 	r.ReceivePresences(p, []cid.Cid{c0}, []cid.Cid{c1}) // only a wants c0; nobody c1
 	r.PeerDisconnected(p)

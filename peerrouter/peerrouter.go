@@ -2,9 +2,10 @@
 // care: connections and disconnections go to every Session, HAVE and
 // DONT_HAVE answers go to the Sessions that want those CIDs.
 //
-// It owns the set of connected Bitswap peers and the index of which Session
-// is interested in which CID. It never decides anything about wants and
-// never sends anything: Sessions decide, the WantManager sends.
+// It owns the set of connected Bitswap peers. Which Session wants which
+// CID it asks of the index's owner, the BlockRouter (Interest). It never
+// decides anything about wants and never sends anything: Sessions decide,
+// the WantManager sends.
 package peerrouter
 
 import (
@@ -22,20 +23,27 @@ type Sink interface {
 	Presences(from peer.ID, haves, dontHaves []cid.Cid)
 }
 
+// Interest says which Sessions want which CIDs. *blockrouter.BlockRouter
+// satisfies it: it owns that index.
+type Interest interface {
+	// EachWanter calls f(id, i) for every Session id that wants cids[i].
+	EachWanter(cids []cid.Cid, f func(id uint64, i int))
+}
+
 // PeerRouter fans peer events out to Sinks. The zero value is not usable;
 // call New. It is safe for concurrent use.
 type PeerRouter struct {
+	interest Interest
 	mu       sync.Mutex
 	sinks    map[uint64]Sink
-	interest map[string]map[uint64]struct{} // multihash -> sinks
 	peers    map[peer.ID]struct{}
 }
 
-// New returns an empty PeerRouter.
-func New() *PeerRouter {
+// New returns a PeerRouter that routes presences by interest.
+func New(interest Interest) *PeerRouter {
 	return &PeerRouter{
+		interest: interest,
 		sinks:    make(map[uint64]Sink),
-		interest: make(map[string]map[uint64]struct{}),
 		peers:    make(map[peer.ID]struct{}),
 	}
 }
@@ -54,43 +62,11 @@ func (r *PeerRouter) Register(id uint64, s Sink) []peer.ID {
 	return out
 }
 
-// Unregister removes a sink. Its owner withdraws its interests with
-// Uninterest first (it knows them; a scan of every interest here would cost
-// time proportional to all sessions' wants).
+// Unregister removes a sink.
 func (r *PeerRouter) Unregister(id uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.sinks, id)
-}
-
-// Interest routes presences for cids to sink id.
-func (r *PeerRouter) Interest(id uint64, cids []cid.Cid) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, c := range cids {
-		k := string(c.Hash())
-		set := r.interest[k]
-		if set == nil {
-			set = make(map[uint64]struct{}, 1)
-			r.interest[k] = set
-		}
-		set[id] = struct{}{}
-	}
-}
-
-// Uninterest stops routing presences for cids to sink id.
-func (r *PeerRouter) Uninterest(id uint64, cids []cid.Cid) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, c := range cids {
-		k := string(c.Hash())
-		if set := r.interest[k]; set != nil {
-			delete(set, id)
-			if len(set) == 0 {
-				delete(r.interest, k)
-			}
-		}
-	}
 }
 
 // PeerConnected records p and tells every sink.
@@ -139,25 +115,23 @@ func (r *PeerRouter) ReceivePresences(from peer.ID, haves, dontHaves []cid.Cid) 
 	}
 	type split struct{ haves, dontHaves []cid.Cid }
 	per := make(map[uint64]*split)
-	r.mu.Lock()
 	route := func(cids []cid.Cid, have bool) {
-		for _, c := range cids {
-			for id := range r.interest[string(c.Hash())] {
-				s := per[id]
-				if s == nil {
-					s = &split{}
-					per[id] = s
-				}
-				if have {
-					s.haves = append(s.haves, c)
-				} else {
-					s.dontHaves = append(s.dontHaves, c)
-				}
+		r.interest.EachWanter(cids, func(id uint64, i int) {
+			s := per[id]
+			if s == nil {
+				s = &split{}
+				per[id] = s
 			}
-		}
+			if have {
+				s.haves = append(s.haves, cids[i])
+			} else {
+				s.dontHaves = append(s.dontHaves, cids[i])
+			}
+		})
 	}
 	route(haves, true)
 	route(dontHaves, false)
+	r.mu.Lock()
 	sinks := make(map[uint64]Sink, len(per))
 	for id := range per {
 		sinks[id] = r.sinks[id]

@@ -111,7 +111,8 @@ func TestRegisterReturnsThePeersConnectedAtThatMoment(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := peerrouter.New()
+			idx := newIndex()
+			r := peerrouter.New(idx)
 			apply(t, r, tt.before)
 			s := &sink{}
 			got := names(r.Register(1, s))
@@ -141,7 +142,8 @@ func TestConnectionChangesReachEveryRegisteredSinkOnce(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := peerrouter.New()
+			idx := newIndex()
+			r := peerrouter.New(idx)
 			sinks := []*sink{{}, {}, {}}
 			for i, s := range sinks {
 				r.Register(uint64(i), s)
@@ -157,7 +159,8 @@ func TestConnectionChangesReachEveryRegisteredSinkOnce(t *testing.T) {
 }
 
 func TestSinkRegisteredLaterGetsOnlyLaterChanges(t *testing.T) {
-	r := peerrouter.New()
+	idx := newIndex()
+	r := peerrouter.New(idx)
 	early := &sink{}
 	r.Register(1, early)
 	apply(t, r, []string{"+p1", "+p2"})
@@ -176,7 +179,8 @@ func TestSinkRegisteredLaterGetsOnlyLaterChanges(t *testing.T) {
 }
 
 func TestUnregisteredSinkGetsNoConnectionChanges(t *testing.T) {
-	r := peerrouter.New()
+	idx := newIndex()
+	r := peerrouter.New(idx)
 	gone, stays := &sink{}, &sink{}
 	r.Register(1, gone)
 	r.Register(2, stays)
@@ -206,7 +210,8 @@ func TestConnectedPeersReflectsConnectionChanges(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := peerrouter.New()
+			idx := newIndex()
+			r := peerrouter.New(idx)
 			apply(t, r, tt.events)
 			if got := names(r.ConnectedPeers()); !slices.Equal(got, tt.want) {
 				t.Errorf("ConnectedPeers = %v, want %v", got, tt.want)
@@ -288,12 +293,13 @@ func TestPresencesGoOnlyToSinksInterestedInThatCID(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := peerrouter.New()
+			idx := newIndex()
+			r := peerrouter.New(idx)
 			sinks := map[uint64]*sink{}
 			for id, cs := range tt.interest {
 				sinks[id] = &sink{}
 				r.Register(id, sinks[id])
-				r.Interest(id, cs)
+				idx.Interest(id, cs)
 			}
 			r.ReceivePresences(from, tt.haves, tt.dontHaves)
 			for id, s := range sinks {
@@ -326,15 +332,16 @@ func TestPresencesGoOnlyToSinksInterestedInThatCID(t *testing.T) {
 func TestUninterestStopsPresences(t *testing.T) {
 	c := testCIDs(2, 2)
 	from := peers["p1"]
-	r := peerrouter.New()
+	idx := newIndex()
+	r := peerrouter.New(idx)
 	a, b := &sink{}, &sink{}
 	r.Register(1, a)
 	r.Register(2, b)
-	r.Interest(1, c)
-	r.Interest(2, c[:1])
+	idx.Interest(1, c)
+	idx.Interest(2, c[:1])
 
-	r.Uninterest(1, c[:1])
-	r.Uninterest(1, c[:1]) // twice is harmless
+	idx.Uninterest(1, c[:1])
+	idx.Uninterest(1, c[:1]) // twice is harmless
 	r.ReceivePresences(from, c, nil)
 
 	if got := a.gotPresences(); len(got) != 1 || !slices.Equal(cidStrings(got[0].haves), cidStrings(c[1:])) {
@@ -345,7 +352,7 @@ func TestUninterestStopsPresences(t *testing.T) {
 	}
 
 	// Uninterest by CIDv0 withdraws a CIDv1 interest: both name one multihash.
-	r.Uninterest(1, []cid.Cid{v0(c[1])})
+	idx.Uninterest(1, []cid.Cid{v0(c[1])})
 	r.ReceivePresences(from, c[1:], nil)
 	if got := a.gotPresences(); len(got) != 1 {
 		t.Errorf("sink 1 got %d calls after withdrawing all interest, want still 1", len(got))
@@ -354,12 +361,13 @@ func TestUninterestStopsPresences(t *testing.T) {
 
 func TestUnregisteredSinkGetsNoPresences(t *testing.T) {
 	c := testCIDs(3, 1)
-	r := peerrouter.New()
+	idx := newIndex()
+	r := peerrouter.New(idx)
 	gone, stays := &sink{}, &sink{}
 	r.Register(1, gone)
 	r.Register(2, stays)
-	r.Interest(1, c)
-	r.Interest(2, c)
+	idx.Interest(1, c)
+	idx.Interest(2, c)
 	r.Unregister(1) // without Uninterest
 
 	r.ReceivePresences(peers["p1"], c, nil)
@@ -375,7 +383,8 @@ func TestUnregisteredSinkGetsNoPresences(t *testing.T) {
 func TestConcurrentUse(t *testing.T) {
 	const workers = 8
 	const rounds = 100
-	r := peerrouter.New()
+	idx := newIndex()
+	r := peerrouter.New(idx)
 	c := testCIDs(4, 16)
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -384,10 +393,10 @@ func TestConcurrentUse(t *testing.T) {
 			for n := range rounds {
 				r.Register(id, &sink{})
 				mine := c[(w+n)%len(c) : (w+n)%len(c)+1]
-				r.Interest(id, mine)
+				idx.Interest(id, mine)
 				r.ReceivePresences(testutil.PeerID(w), c[:4], c[4:8])
 				r.ConnectedPeers()
-				r.Uninterest(id, mine)
+				idx.Uninterest(id, mine)
 				if n%5 == 0 {
 					r.Unregister(id)
 				}

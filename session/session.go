@@ -33,7 +33,9 @@ type WantManager interface {
 	Resend(p peer.ID, cids []cid.Cid)
 }
 
-// BlockRouter delivers wanted blocks to the Session's ReceiveBlocks.
+// BlockRouter delivers wanted blocks to the Session. It owns the index of
+// which Session wants which CID, and the PeerRouter routes presences by it,
+// so Want and Unwant are the Session's only registration of interest.
 // *blockrouter.BlockRouter satisfies it.
 type BlockRouter interface {
 	Register(id uint64, s interface {
@@ -44,13 +46,11 @@ type BlockRouter interface {
 	Unwant(id uint64, cids []cid.Cid)
 }
 
-// PeerRouter delivers peer events and presences.
-// *peerrouter.PeerRouter satisfies it.
+// PeerRouter delivers peer events, and presences for the CIDs the Session
+// registered with the BlockRouter. *peerrouter.PeerRouter satisfies it.
 type PeerRouter interface {
 	Register(id uint64, s peerrouter.Sink) []peer.ID
 	Unregister(id uint64)
-	Interest(id uint64, cids []cid.Cid)
-	Uninterest(id uint64, cids []cid.Cid)
 }
 
 // Getter reads the local blockstore.
@@ -363,7 +363,6 @@ func (s *Session) addRequest(r *request, cids []cid.Cid) {
 	// Register interest before looking locally, so that a block arriving
 	// in between is not missed (a double delivery is filtered per request).
 	s.deps.BlockRouter.Want(s.id, fresh)
-	s.deps.PeerRouter.Interest(s.id, fresh)
 	for _, c := range fresh {
 		s.lookingUp[c] = struct{}{}
 	}
@@ -472,7 +471,6 @@ func (s *Session) lookedUp(c cid.Cid) {
 	}
 	delete(s.lookingUp, c)
 	s.deps.BlockRouter.Unwant(s.id, []cid.Cid{c})
-	s.deps.PeerRouter.Uninterest(s.id, []cid.Cid{c})
 }
 
 func (s *Session) finish(r *request) {
@@ -490,7 +488,6 @@ func (s *Session) apply(a Actions) {
 	if len(a.CancelAll) > 0 {
 		s.deps.WantManager.CancelAll(id, a.CancelAll)
 		s.deps.BlockRouter.Unwant(s.id, a.CancelAll)
-		s.deps.PeerRouter.Uninterest(s.id, a.CancelAll)
 	}
 	for _, p := range peersOf(a.Cancels) {
 		s.deps.WantManager.Cancel(id, p, a.Cancels[p])
@@ -536,7 +533,6 @@ func (s *Session) shutdown() {
 	if len(open) > 0 {
 		s.deps.WantManager.CancelAll(wantmanager.SessionID(s.id), open)
 		s.deps.BlockRouter.Unwant(s.id, open)
-		s.deps.PeerRouter.Uninterest(s.id, open)
 	}
 	for r := range s.requests {
 		s.finish(r)

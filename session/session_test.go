@@ -80,16 +80,11 @@ func (f *fakeDeps) Unwant(_ uint64, cs []cid.Cid) {
 		}
 	}
 }
-func (f *fakeDeps) Interest(uint64, []cid.Cid) {}
-func (f *fakeDeps) Uninterest(uint64, []cid.Cid) {
-}
 
 type fakePeerRouter struct{ *fakeDeps }
 
 func (f fakePeerRouter) Register(uint64, peerrouter.Sink) []peer.ID { return f.peers }
 func (f fakePeerRouter) Unregister(uint64)                          {}
-func (f fakePeerRouter) Interest(uint64, []cid.Cid)                 {}
-func (f fakePeerRouter) Uninterest(uint64, []cid.Cid)               {}
 
 func (f *fakeDeps) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
 	if f.gate != nil {
