@@ -191,8 +191,7 @@ type Bitswap struct {
 	messagesReceived atomic.Uint64
 	nextSession      atomic.Uint64
 
-	mu       sync.Mutex // guards peers and sessions
-	peers    map[peer.ID]struct{}
+	mu       sync.Mutex // guards sessions
 	sessions map[*session.Session]struct{}
 }
 
@@ -213,7 +212,6 @@ func New(ctx context.Context, net network.Network, bs blockstore.Blockstore, opt
 		wm:         wantmanager.New(net, cfg.wmOpts...),
 		sessionCfg: cfg.session,
 		logger:     cfg.logger,
-		peers:      make(map[peer.ID]struct{}),
 		sessions:   make(map[*session.Session]struct{}),
 	}
 	b.blockRouter = blockrouter.New(bs, l, b.engine, cfg.logger, cfg.routerOpts...)
@@ -402,10 +400,10 @@ func (b *Bitswap) Stat() (*Stat, error) {
 		Wants:            b.wm.Stat(),
 		Network:          b.net.Stats(),
 	}
-	b.mu.Lock()
-	for p := range b.peers {
+	for _, p := range b.peerRouter.ConnectedPeers() {
 		s.Peers = append(s.Peers, p.String())
 	}
+	b.mu.Lock()
 	s.Sessions = len(b.sessions)
 	b.mu.Unlock()
 	return s, nil
@@ -473,17 +471,11 @@ func (r *receiver) ReceiveError(from peer.ID, err error) {
 }
 
 func (r *receiver) PeerConnected(p peer.ID) {
-	r.mu.Lock()
-	r.peers[p] = struct{}{}
-	r.mu.Unlock()
 	r.wm.PeerConnected(p)
 	r.peerRouter.PeerConnected(p)
 }
 
 func (r *receiver) PeerDisconnected(p peer.ID) {
-	r.mu.Lock()
-	delete(r.peers, p)
-	r.mu.Unlock()
 	r.peerRouter.PeerDisconnected(p)
 	r.wm.PeerDisconnected(p)
 	r.engine.PeerDisconnected(p)

@@ -69,6 +69,17 @@ func (r *PeerRouter) Unregister(id uint64) {
 	delete(r.sinks, id)
 }
 
+// ConnectedPeers returns the connected Bitswap peers.
+func (r *PeerRouter) ConnectedPeers() []peer.ID {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]peer.ID, 0, len(r.peers))
+	for p := range r.peers {
+		out = append(out, p)
+	}
+	return out
+}
+
 // PeerConnected records p and tells every sink.
 func (r *PeerRouter) PeerConnected(p peer.ID) {
 	r.mu.Lock()
