@@ -168,6 +168,12 @@ type Engine struct {
 	core   *core
 	closed bool
 	stat   Stat
+	// refills queues the peers whose parked wants NotifyNewBlocks woke,
+	// for the refiller goroutine to look up (refillQueued: the same, as a
+	// set). Guarded by mu.
+	refills      []peer.ID
+	refillQueued map[peer.ID]struct{}
+	refillWake   chan struct{} // capacity 1
 
 	gate *lookupGate // has its own lock
 }
@@ -194,16 +200,50 @@ func New(bs Blockstore, s Sender, l *ledger.Ledger, opts ...Option) *Engine {
 		o(&cfg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &Engine{cfg: cfg, bs: bs, send: s, ledger: l, ctx: ctx, cancel: cancel, core: newCore(cfg.limits), gate: newLookupGate(lookupSlots)}
+	e := &Engine{cfg: cfg, bs: bs, send: s, ledger: l, ctx: ctx, cancel: cancel, core: newCore(cfg.limits), gate: newLookupGate(lookupSlots),
+		refillQueued: make(map[peer.ID]struct{}), refillWake: make(chan struct{}, 1)}
 	e.cond = sync.NewCond(&e.mu)
 	return e
 }
 
-// Start runs the task workers. They stop when Close is called.
+// Start runs the task workers and the refiller. They stop when Close is
+// called.
 func (e *Engine) Start() {
 	for range e.cfg.workers {
 		e.wg.Add(1)
 		go e.worker()
+	}
+	e.wg.Add(1)
+	go e.refiller()
+}
+
+// refiller looks up the wants that NotifyNewBlocks woke, peer by peer, so
+// that whoever stored the blocks (a peer's delivery goroutine, through the
+// BlockRouter) does not wait on other peers' lookups.
+func (e *Engine) refiller() {
+	defer e.wg.Done()
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-e.refillWake:
+		}
+		for {
+			e.mu.Lock()
+			if len(e.refills) == 0 {
+				e.mu.Unlock()
+				break
+			}
+			p := e.refills[0]
+			e.refills[0] = ""
+			e.refills = e.refills[1:]
+			delete(e.refillQueued, p)
+			e.mu.Unlock()
+			e.refill(e.ctx, p)
+			if e.ctx.Err() != nil {
+				return
+			}
+		}
 	}
 }
 
@@ -246,17 +286,29 @@ func (e *Engine) MessageReceived(ctx context.Context, p peer.ID, msg *message.Me
 }
 
 // NotifyNewBlocks serves peers waiting for these blocks. The blocks must
-// already be in the blockstore.
-func (e *Engine) NotifyNewBlocks(ctx context.Context, blks ...blocks.Block) {
+// already be in the blockstore. It returns at once: the woken wants are
+// looked up by the Engine's refiller goroutine (started by Start), not by
+// the caller.
+func (e *Engine) NotifyNewBlocks(_ context.Context, blks ...blocks.Block) {
 	keys := make([]cid.Cid, len(blks))
 	for i, b := range blks {
 		keys[i] = b.Cid()
 	}
 	e.mu.Lock()
-	peers := e.core.blocksArrived(keys)
+	queued := false
+	for _, p := range e.core.blocksArrived(keys) {
+		if _, ok := e.refillQueued[p]; !ok {
+			e.refillQueued[p] = struct{}{}
+			e.refills = append(e.refills, p)
+			queued = true
+		}
+	}
 	e.mu.Unlock()
-	for _, p := range peers {
-		e.refill(ctx, p)
+	if queued {
+		select {
+		case e.refillWake <- struct{}{}:
+		default:
+		}
 	}
 }
 
