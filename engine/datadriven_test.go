@@ -1,0 +1,211 @@
+package engine
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/cockroachdb/datadriven"
+	cid "github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/gobitswap/bitswap/message"
+)
+
+// TestCoreScripts runs the server's scenarios in testdata/core: each file
+// is a script of inputs to one core, the way the Engine drives it, and of
+// what the core decides, printed as it comes out. Peers are named by
+// letters, CIDs by numbers.
+//
+//	limits [active=N] [perpeer=N] [total=N] [parked=N] [outstanding=N] [replace=N]
+//	                                (a fresh core with these limits; else the defaults)
+//	store cids=(1,2) [size=N]       (the blockstore holds them; default 1,000 bytes)
+//	receive peer=a [full] [block=(1)] [have=(2)] [cancel=(3)] [sdh] [prio=N]
+//	lookup peer=a [n=N]             (answer up to N of its pending lookups; default all)
+//	pop [target=N]                  (one turn; held until done)
+//	done [failed]                   (the oldest turn held was sent, or failed)
+//	arrived cids=(1)                (blocks stored: who has wants to look up again)
+//	disconnect peer=a
+//	state                           (each peer's wants, and the counters)
+func TestCoreScripts(t *testing.T) {
+	datadriven.Walk(t, "testdata/core", func(t *testing.T, path string) {
+		c := newCore(defaultLimits())
+		sizes := map[cid.Cid]int{}
+		nameOf := map[cid.Cid]string{}
+		type turn struct {
+			p     peer.ID
+			tasks []*task
+		}
+		var held []turn
+		cidOf := func(td *datadriven.TestData, name string) cid.Cid {
+			n, err := strconv.Atoi(name)
+			if err != nil || n < 0 || strconv.Itoa(n) != name {
+				t.Fatalf("%s: CID name %q: want a number", td.Pos, name)
+			}
+			x := testCid(t, n)
+			nameOf[x] = name
+			return x
+		}
+		list := func(td *datadriven.TestData, key string) []cid.Cid {
+			var out []cid.Cid
+			if a, ok := td.Arg(key); ok {
+				for _, v := range a.Vals {
+					out = append(out, cidOf(td, v))
+				}
+			}
+			return out
+		}
+		num := func(td *datadriven.TestData, key string, def int) int {
+			if !td.HasArg(key) {
+				return def
+			}
+			var n int
+			td.ScanArgs(t, key, &n)
+			return n
+		}
+		names := func(cs []cid.Cid) string {
+			out := make([]string, len(cs))
+			for i, x := range cs {
+				out[i] = nameOf[x]
+			}
+			return strings.Join(out, " ")
+		}
+		datadriven.RunTest(t, path, func(t *testing.T, td *datadriven.TestData) string {
+			allowed, ok := coreScriptArgs[td.Cmd]
+			if !ok {
+				t.Fatalf("%s: unknown command %q", td.Pos, td.Cmd)
+			}
+			for _, a := range td.CmdArgs {
+				if !slices.Contains(allowed, a.Key) {
+					t.Fatalf("%s: %s takes no argument %q (it takes %v)", td.Pos, td.Cmd, a.Key, allowed)
+				}
+			}
+			peerArg := func() peer.ID {
+				var s string
+				td.ScanArgs(t, "peer", &s)
+				return peer.ID(s)
+			}
+			switch td.Cmd {
+			case "limits":
+				l := defaultLimits()
+				l.maxActivePerPeer = num(td, "active", l.maxActivePerPeer)
+				l.maxWantsPerPeer = num(td, "perpeer", l.maxWantsPerPeer)
+				l.maxWantsTotal = num(td, "total", l.maxWantsTotal)
+				l.maxParked = num(td, "parked", l.maxParked)
+				l.maxOutstanding = num(td, "outstanding", l.maxOutstanding)
+				l.maxReplaceSize = num(td, "replace", l.maxReplaceSize)
+				c, held = newCore(l), nil
+				return "ok"
+			case "store":
+				size := num(td, "size", 1000)
+				for _, x := range list(td, "cids") {
+					sizes[x] = size
+				}
+				return "ok"
+			case "receive":
+				prio := int32(num(td, "prio", 1))
+				sdh := td.HasArg("sdh")
+				var entries []message.Entry
+				for _, x := range list(td, "block") {
+					entries = append(entries, message.Entry{Cid: x, Priority: prio, WantType: message.WantBlock, SendDontHave: sdh})
+				}
+				for _, x := range list(td, "have") {
+					entries = append(entries, message.Entry{Cid: x, Priority: prio, WantType: message.WantHave, SendDontHave: sdh})
+				}
+				for _, x := range list(td, "cancel") {
+					entries = append(entries, message.Entry{Cid: x, Cancel: true})
+				}
+				before := c.droppedWants
+				more := c.receive(peerArg(), td.HasArg("full"), entries)
+				out := fmt.Sprintf("lookups due: %v", more)
+				if d := c.droppedWants - before; d > 0 {
+					out += fmt.Sprintf("\ndropped: %d", d)
+				}
+				return out
+			case "lookup":
+				p := peerArg()
+				todo := c.nextLookups(p, num(td, "n", 1<<30))
+				if len(todo) == 0 {
+					return "nothing to look up"
+				}
+				res := make([]lookupResult, len(todo))
+				var asked []cid.Cid
+				for i, l := range todo {
+					size, ok := sizes[l.cid]
+					res[i] = lookupResult{lookup: l, have: ok, size: size}
+					asked = append(asked, l.cid)
+				}
+				queued := c.lookupDone(p, res)
+				return fmt.Sprintf("looked up: %s\ntasks queued: %v", names(asked), queued)
+			case "pop":
+				p, tasks, pending, ok := c.pop(num(td, "target", DefaultTargetMessageSize))
+				if !ok {
+					return "nothing to send"
+				}
+				held = append(held, turn{p, tasks})
+				var parts []string
+				for _, tk := range tasks {
+					parts = append(parts, fmt.Sprintf("%s %s", [...]string{"block", "have", "dont-have"}[tk.kind], nameOf[tk.cid]))
+				}
+				return fmt.Sprintf("to %s: %s (%d bytes pending)", string(p), strings.Join(parts, ", "), pending)
+			case "done":
+				if len(held) == 0 {
+					t.Fatalf("%s: done with no turn held", td.Pos)
+				}
+				tn := held[0]
+				held = held[1:]
+				more := c.done(tn.p, tn.tasks, !td.HasArg("failed"))
+				return fmt.Sprintf("%s: more lookups due: %v", string(tn.p), more)
+			case "arrived":
+				woken := c.blocksArrived(list(td, "cids"))
+				if len(woken) == 0 {
+					return "nobody waits"
+				}
+				out := make([]string, len(woken))
+				for i, p := range woken {
+					out[i] = string(p)
+				}
+				return "lookups due: " + strings.Join(out, " ")
+			case "disconnect":
+				c.removePeer(peerArg())
+				return "ok"
+			case "state":
+				var lines []string
+				for _, p := range peersOf(c.peers) {
+					pw := c.peers[p]
+					var ws []string
+					for x, w := range pw.wants {
+						ws = append(ws, nameOf[x]+":"+[...]string{"unchecked", "checking", "queued", "parked"}[w.state])
+					}
+					slices.Sort(ws) // a map: its order is no one's output
+					lines = append(lines, fmt.Sprintf("%s: %s", string(p), strings.Join(ws, " ")))
+				}
+				lines = append(lines, fmt.Sprintf("held %d, dropped %d, evicted %d, displaced %d", c.total, c.droppedWants, c.evictedWants, c.displaced))
+				return strings.Join(lines, "\n")
+			}
+			panic("unreachable")
+		})
+	})
+}
+
+// coreScriptArgs lists the arguments each command takes: anything else,
+// like a typo, fails the script.
+var coreScriptArgs = map[string][]string{
+	"limits":  {"active", "perpeer", "total", "parked", "outstanding", "replace"},
+	"store":   {"cids", "size"},
+	"receive": {"peer", "full", "block", "have", "cancel", "sdh", "prio"},
+	"lookup":  {"peer", "n"}, "pop": {"target"}, "done": {"failed"},
+	"arrived": {"cids"}, "disconnect": {"peer"}, "state": nil,
+}
+
+// peersOf lists the peers in a map in ID order.
+func peersOf[V any](m map[peer.ID]V) []peer.ID {
+	out := make([]peer.ID, 0, len(m))
+	for p := range m {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
