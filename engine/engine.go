@@ -407,14 +407,17 @@ func (e *Engine) worker() {
 		p, tasks, pending, _ := e.core.pop(e.cfg.target)
 		e.mu.Unlock()
 
+		// msg is nil when every block of the turn vanished from the
+		// blockstore: nothing to send, which is not a failure.
 		msg, blockBytes := e.build(p, tasks, pending)
-		err := errEmpty
+		var err error
 		if msg != nil {
 			err = e.send.SendMessage(e.ctx, p, msg)
 		}
 
 		e.mu.Lock()
 		switch {
+		case msg == nil:
 		case err == nil:
 			e.stat.MessagesSent++
 			e.stat.BlocksSent += uint64(len(msg.Blocks))
@@ -426,18 +429,18 @@ func (e *Engine) worker() {
 					e.stat.DontHavesSent++
 				}
 			}
-		case err != errEmpty:
+		default:
 			e.stat.SendErrors++
 		}
-		more := e.core.done(p, tasks, err == nil || err == errEmpty)
+		more := e.core.done(p, tasks, err == nil)
 		e.cond.Broadcast() // outstanding bytes went down: a capped peer may go again
 		e.mu.Unlock()
 
-		if err == nil {
+		if msg != nil && err == nil {
 			for _, b := range msg.Blocks {
 				e.ledger.SentBlock(p, len(b.RawData()))
 			}
-		} else if err != errEmpty && e.ctx.Err() == nil {
+		} else if err != nil && e.ctx.Err() == nil {
 			e.cfg.logger.Debug("bitswap engine: send failed", "peer", p, "err", err)
 		}
 		// Also after an empty turn (its blocks vanished): popping freed
@@ -447,8 +450,6 @@ func (e *Engine) worker() {
 		}
 	}
 }
-
-var errEmpty = errors.New("nothing to send")
 
 // build reads the blocks for tasks and packs one message. It returns nil when
 // nothing is left to send (every block vanished and no DONT_HAVE is due).
