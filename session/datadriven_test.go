@@ -157,8 +157,8 @@ func duration(t *testing.T, td *datadriven.TestData, key string) time.Duration {
 }
 
 // render prints Actions as the Policy emitted them: one line per kind and
-// peer, peers in ID order (the Actions keep them in a map), each peer's CIDs
-// in the order the Policy put them.
+// peer, peers in the order the Policy named them (Actions.Peers), each
+// peer's CIDs in the order the Policy put them. Nothing is sorted.
 func render(a Actions, nameOf map[cid.Cid]string) string {
 	names := func(cs []cid.Cid) string {
 		out := make([]string, len(cs))
@@ -169,8 +169,10 @@ func render(a Actions, nameOf map[cid.Cid]string) string {
 	}
 	var lines []string
 	perPeer := func(kind string, m map[peer.ID][]cid.Cid) {
-		for _, p := range peersOf(m) {
-			lines = append(lines, fmt.Sprintf("%s %s: %s", kind, string(p), names(m[p])))
+		for _, p := range a.Peers() {
+			if cs, ok := m[p]; ok {
+				lines = append(lines, fmt.Sprintf("%s %s: %s", kind, string(p), names(cs)))
+			}
 		}
 	}
 	perPeer("want-block", a.WantBlocks)

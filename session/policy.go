@@ -62,7 +62,8 @@ func DefaultConfig() Config {
 }
 
 // Actions is what a Policy step asks the Session to do. Maps are keyed by
-// peer; slices keep the order in which CIDs were first wanted.
+// peer, and Peers lists those peers in the order the step first named
+// them; slices keep the order in which CIDs were first wanted.
 type Actions struct {
 	WantBlocks map[peer.ID][]cid.Cid // want-block (with sendDontHave) to one peer each
 	WantHaves  map[peer.ID][]cid.Cid // want-have (with sendDontHave)
@@ -71,11 +72,19 @@ type Actions struct {
 	CancelAll  []cid.Cid             // no longer want these from anyone
 	Received   []cid.Cid             // wants satisfied
 	FindProvs  []cid.Cid             // ask content routing
+	peers      []peer.ID             // every peer named in the maps, in the order first named
 }
+
+// Peers returns the peers the maps name, in the order the Policy first
+// named them, so that a step's output has one order.
+func (a Actions) Peers() []peer.ID { return a.peers }
 
 func (a *Actions) add(m *map[peer.ID][]cid.Cid, p peer.ID, c cid.Cid) {
 	if *m == nil {
 		*m = make(map[peer.ID][]cid.Cid)
+	}
+	if _, named := (*m)[p]; !named && !slices.Contains(a.peers, p) {
+		a.peers = append(a.peers, p)
 	}
 	(*m)[p] = append((*m)[p], c)
 }
@@ -437,15 +446,20 @@ func (p *Policy) Tick(now time.Time) Actions {
 			}
 		}
 	}
+	var ids []peer.ID // sorted, once needed
 	for _, w := range p.queue {
 		if w.assigned != "" || now.Sub(w.lastBroadcast) < p.cfg.RebroadcastInterval || now.Sub(w.added) < p.cfg.RebroadcastInterval {
 			continue
 		}
-		// Nobody is working on it: forget old refusals and ask everyone.
+		// Nobody is working on it: forget old refusals and ask everyone,
+		// in ID order, so that the output has one order.
 		w.lastBroadcast = now
 		clear(w.dontHaves)
-		for id, pi := range p.peers {
-			if !pi.suspended {
+		if ids == nil {
+			ids = p.sortedPeers()
+		}
+		for _, id := range ids {
+			if !p.peers[id].suspended {
 				p.askHave(w, id, now)
 			}
 		}
@@ -543,6 +557,10 @@ func later(a, b time.Time) time.Time {
 	}
 	return b
 }
+
+// sortedPeers returns the connected peers in ID order, for the loops whose
+// output would otherwise follow the map's random order.
+func (p *Policy) sortedPeers() []peer.ID { return peersOf(p.peers) }
 
 // timeout is how long pi may stay silent with wants outstanding.
 func (p *Policy) timeout(pi *peerInfo) time.Duration {
@@ -687,13 +705,14 @@ func (p *Policy) schedule(now time.Time) {
 	if useful || len(discovering) == 0 || len(p.wants) >= len(p.peers) {
 		return
 	}
+	ids := p.sortedPeers()
 	for _, w := range discovering {
 		if !w.lastBroadcast.IsZero() {
 			continue
 		}
 		w.lastBroadcast = now
-		for id, pi := range p.peers {
-			if id != w.assigned && !pi.suspended {
+		for _, id := range ids {
+			if pi := p.peers[id]; id != w.assigned && !pi.suspended {
 				if _, no := w.dontHaves[id]; !no {
 					p.askHave(w, id, now)
 				}

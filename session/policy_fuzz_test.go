@@ -747,8 +747,10 @@ func cidNames(cs []cid.Cid) []string {
 func showActions(a Actions) string {
 	var b strings.Builder
 	perPeer := func(kind string, m map[peer.ID][]cid.Cid) {
-		for _, id := range peersOf(m) {
-			fmt.Fprintf(&b, "%s %s: %v; ", kind, string(id), cidNames(m[id]))
+		for _, id := range a.Peers() {
+			if cs, ok := m[id]; ok {
+				fmt.Fprintf(&b, "%s %s: %v; ", kind, string(id), cidNames(cs))
+			}
 		}
 	}
 	perPeer("want-block", a.WantBlocks)

@@ -489,17 +489,25 @@ func (s *Session) apply(a Actions) {
 		s.deps.WantManager.CancelAll(id, a.CancelAll)
 		s.deps.BlockRouter.Unwant(s.id, a.CancelAll)
 	}
-	for _, p := range peersOf(a.Cancels) {
-		s.deps.WantManager.Cancel(id, p, a.Cancels[p])
+	for _, p := range a.Peers() {
+		if cs := a.Cancels[p]; len(cs) > 0 {
+			s.deps.WantManager.Cancel(id, p, cs)
+		}
 	}
-	for _, p := range peersOf(a.Resends) {
-		s.deps.WantManager.Resend(p, a.Resends[p])
+	for _, p := range a.Peers() {
+		if cs := a.Resends[p]; len(cs) > 0 {
+			s.deps.WantManager.Resend(p, cs)
+		}
 	}
-	for _, p := range peersOf(a.WantBlocks) {
-		s.deps.WantManager.WantBlocks(id, p, a.WantBlocks[p])
+	for _, p := range a.Peers() {
+		if cs := a.WantBlocks[p]; len(cs) > 0 {
+			s.deps.WantManager.WantBlocks(id, p, cs)
+		}
 	}
-	for _, p := range peersOf(a.WantHaves) {
-		s.deps.WantManager.WantHaves(id, p, a.WantHaves[p])
+	for _, p := range a.Peers() {
+		if cs := a.WantHaves[p]; len(cs) > 0 {
+			s.deps.WantManager.WantHaves(id, p, cs)
+		}
 	}
 	for _, c := range a.FindProvs {
 		s.findProviders(c)
