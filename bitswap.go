@@ -35,7 +35,12 @@ import (
 	"github.com/gobitswap/bitswap/wantmanager"
 )
 
-// Option configures a Bitswap instance.
+// Option configures a Bitswap instance. One rule for every option that
+// takes a number or a duration, here and in every library package (testutil,
+// test scaffolding, documents its own):
+// 0 keeps the default; a negative value means none (no cap, no retries,
+// never) where the option's doc says what none is, and otherwise keeps the
+// default too. No option panics.
 type Option func(*config)
 
 type config struct {
@@ -126,8 +131,8 @@ func WithMaxWantsPerPeer(n int) Option { return engineOption(engine.WithMaxWants
 func WithMaxWantsTotal(n int) Option { return engineOption(engine.WithMaxWantsTotal(n)) }
 
 // WithMaxParkedWants caps the wants held for all peers together for blocks
-// the server lacks, waiting in case they arrive (default 32,768; 0 for no
-// cap). Past it the oldest such want is forgotten, as if its peer had
+// the server lacks, waiting in case they arrive (default 32,768; negative
+// for no cap). Past it the oldest such want is forgotten, as if its peer had
 // cancelled it, and counted in Stat().Server.WantsEvicted; new wants are
 // never refused for it, so peers asking for blocks we lack cannot crowd out
 // the rest.
@@ -138,7 +143,7 @@ func WithMaxParkedWants(n int) Option { return engineOption(engine.WithMaxParked
 func WithMaxCidSize(n int) Option { return engineOption(engine.WithMaxCidSize(n)) }
 
 // WithWantHaveReplaceSize sets the largest block the server sends instead of
-// a HAVE in answer to a want-have (default 1,024 bytes; 0 disables).
+// a HAVE in answer to a want-have (default 1,024 bytes; negative disables).
 func WithWantHaveReplaceSize(n int) Option { return engineOption(engine.WithWantHaveReplaceSize(n)) }
 
 // WithPeerBlockRequestFilter lets the application refuse a peer a block: when

@@ -53,10 +53,14 @@ const DefaultSizeCache = 16384
 // and checksum 256 KiB per question, 73 % of its CPU in the attack suite.
 // Put, PutMany and DeleteBlock update what is remembered, so the cache
 // assumes blocks are added and deleted only through this Blockstore; Get
-// always reads the datastore. n <= 0 turns it off; the default is
-// DefaultSizeCache.
+// always reads the datastore. 0 keeps the default, DefaultSizeCache; n < 0
+// turns it off.
 func WithSizeCache(n int) Option {
-	return func(c *config) { c.sizeCache = n }
+	return func(c *config) {
+		if n != 0 {
+			c.sizeCache = n
+		}
+	}
 }
 
 // WriteThrough makes Put and PutMany write every block without first asking

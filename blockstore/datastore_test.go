@@ -172,7 +172,7 @@ func TestMissingBlocksAreIpldNotFoundNamingTheCid(t *testing.T) {
 func TestGetSizeAsksTheDatastoreForTheSizeOnly(t *testing.T) {
 	ctx := t.Context()
 	cd := &countingDatastore{Batching: dssync.MutexWrap(datastore.NewMapDatastore())}
-	bs := blockstore.New(cd, blockstore.WithSizeCache(0))
+	bs := blockstore.New(cd, blockstore.WithSizeCache(-1))
 	b := rawBlock(t, "twelve bytes")
 	if err := bs.Put(ctx, b); err != nil {
 		t.Fatal(err)
@@ -215,8 +215,8 @@ func TestPutAsksFirstUnlessWriteThrough(t *testing.T) {
 		wantHas, wantPuts int64
 	}{
 		// Without the size cache, which would answer the second question.
-		{"default", []blockstore.Option{blockstore.WithSizeCache(0)}, 2, 1},
-		{"write-through", []blockstore.Option{blockstore.WriteThrough(), blockstore.WithSizeCache(0)}, 0, 2},
+		{"default", []blockstore.Option{blockstore.WithSizeCache(-1)}, 2, 1},
+		{"write-through", []blockstore.Option{blockstore.WriteThrough(), blockstore.WithSizeCache(-1)}, 0, 2},
 	} {
 		cd := &countingDatastore{Batching: dssync.MutexWrap(datastore.NewMapDatastore())}
 		bs := blockstore.New(cd, tt.opts...)
@@ -555,7 +555,7 @@ func TestBloomFilterAnswersForMissingBlocks(t *testing.T) {
 	if err := blockstore.New(cd).Put(ctx, old); err != nil {
 		t.Fatal(err)
 	}
-	bs := blockstore.New(cd, blockstore.WithBloomFilter(1000), blockstore.WithSizeCache(0))
+	bs := blockstore.New(cd, blockstore.WithBloomFilter(1000), blockstore.WithSizeCache(-1))
 	<-bs.(interface{ BloomFilled() <-chan struct{} }).BloomFilled()
 	fresh := rawBlock(t, "put after")
 	if err := bs.Put(ctx, fresh); err != nil {

@@ -63,7 +63,10 @@ const (
 	defaultMaxSendFailures       = 3
 )
 
-// Option configures an Engine.
+// Option configures an Engine. The rule for numeric options, as everywhere
+// in this module: 0 keeps the default; a negative value means none (no
+// cap, never) where the option's doc says what none is, and otherwise
+// keeps the default too. No option panics.
 type Option func(*config)
 
 type config struct {
@@ -76,29 +79,29 @@ type config struct {
 
 // WithTaskWorkerCount sets how many workers read blocks and send messages
 // in parallel (default 8).
-func WithTaskWorkerCount(n int) Option { return func(c *config) { c.workers = max(n, 1) } }
+func WithTaskWorkerCount(n int) Option { return func(c *config) { setPositive(&c.workers, n) } }
 
 // WithTargetMessageSize sets how many bytes of blocks and presences a worker
 // packs into one message (default 16 KiB; one larger block still goes alone).
-func WithTargetMessageSize(n int) Option { return func(c *config) { c.target = max(n, 1) } }
+func WithTargetMessageSize(n int) Option { return func(c *config) { setPositive(&c.target, n) } }
 
 // WithMaxOutstandingBytesPerPeer caps the bytes popped for one peer and not
 // yet sent (default 1 MiB), so that one fast-asking peer cannot hold every
 // worker.
 func WithMaxOutstandingBytesPerPeer(n int) Option {
-	return func(c *config) { c.maxOutstanding = max(n, 1) }
+	return func(c *config) { setPositive(&c.maxOutstanding, n) }
 }
 
 // WithMaxActiveWantsPerPeer caps, per peer, the wants being looked up or
 // queued for sending (default 1,024). More wants are still held, unchecked,
 // up to WithMaxWantsPerPeer, and become active as earlier ones are served.
 func WithMaxActiveWantsPerPeer(n int) Option {
-	return func(c *config) { c.maxActivePerPeer = max(n, 1) }
+	return func(c *config) { setPositive(&c.maxActivePerPeer, n) }
 }
 
 // WithMaxWantsPerPeer caps the wantlist entries held for one peer (default
 // 32,768). Wants beyond it are dropped and counted in Stat.WantsDropped.
-func WithMaxWantsPerPeer(n int) Option { return func(c *config) { c.maxWantsPerPeer = max(n, 1) } }
+func WithMaxWantsPerPeer(n int) Option { return func(c *config) { setPositive(&c.maxWantsPerPeer, n) } }
 
 // WithMaxWantsTotal caps the wantlist entries held for all peers together
 // (default 262,144). At the cap, a new want takes the place of a want not
@@ -106,25 +109,51 @@ func WithMaxWantsPerPeer(n int) Option { return func(c *config) { c.maxWantsPerP
 // two more than the asker (counted in Stat.WantsDisplaced), and is dropped
 // otherwise: peers that fill the total with wants cannot lock out one
 // that asks later.
-func WithMaxWantsTotal(n int) Option { return func(c *config) { c.maxWantsTotal = max(n, 1) } }
+func WithMaxWantsTotal(n int) Option { return func(c *config) { setPositive(&c.maxWantsTotal, n) } }
 
 // WithMaxParkedWants caps the parked wants held for all peers together
-// (default 32,768; 0 for no cap): wants for blocks we lack, kept in case
+// (default 32,768; negative for no cap): wants for blocks we lack, kept in case
 // NotifyNewBlocks brings the block. Past the cap the oldest parked want is
 // forgotten, as if its peer had cancelled it, and counted in
 // Stat.WantsEvicted: the peer heard DONT_HAVE if it asked for one and only
 // misses the notice if the block arrives later; asking again gets a fresh
 // lookup. The cap never refuses new wants, so peers flooding us with wants
 // for blocks we lack cannot lock honest peers out.
-func WithMaxParkedWants(n int) Option { return func(c *config) { c.maxParked = max(n, 0) } }
+func WithMaxParkedWants(n int) Option {
+	return func(c *config) {
+		switch {
+		case n < 0:
+			c.maxParked = 0 // no cap
+		case n > 0:
+			c.maxParked = n
+		}
+	}
+}
 
 // WithMaxCidSize sets the largest CID, in bytes, a want may name (default
 // 168: a CIDv1 header plus a 128-byte digest).
-func WithMaxCidSize(n int) Option { return func(c *config) { c.maxCidSize = n } }
+func WithMaxCidSize(n int) Option { return func(c *config) { setPositive(&c.maxCidSize, n) } }
 
 // WithWantHaveReplaceSize sets the largest block sent in place of a HAVE to a
-// want-have (default 1,024 bytes; 0 always sends HAVE).
-func WithWantHaveReplaceSize(n int) Option { return func(c *config) { c.maxReplaceSize = n } }
+// want-have (default 1,024 bytes; negative always sends HAVE).
+func WithWantHaveReplaceSize(n int) Option {
+	return func(c *config) {
+		switch {
+		case n < 0:
+			c.maxReplaceSize = 0 // always HAVE
+		case n > 0:
+			c.maxReplaceSize = n
+		}
+	}
+}
+
+// setPositive sets *v to n if n is positive; 0 or a negative n keeps the
+// default already in *v (the rule for every numeric option; see Option).
+func setPositive(v *int, n int) {
+	if n > 0 {
+		*v = n
+	}
+}
 
 // WithPeerBlockRequestFilter lets the application refuse blocks to peers.
 func WithPeerBlockRequestFilter(f PeerBlockRequestFilter) Option {

@@ -12,7 +12,6 @@
 package ledger
 
 import (
-	"fmt"
 	"sync"
 	"time"
 
@@ -61,13 +60,14 @@ type config struct {
 // whose last exchange is oldest is forgotten first. Each remembered peer costs
 // about 200 bytes (the entry, its map slot and a typical 38-byte peer ID, as
 // measured by BenchmarkBytesPerPeer), so the default of 65,536 peers is about
-// 13 MiB. n must be at least 1; WithMaxPeers panics otherwise, since a ledger
-// that can hold nothing is a configuration mistake.
+// 13 MiB. n <= 0 keeps the default: a ledger that can hold nothing would
+// only be a configuration mistake.
 func WithMaxPeers(n int) Option {
-	if n < 1 {
-		panic(fmt.Sprintf("ledger: WithMaxPeers(%d): need at least 1", n))
+	return func(c *config) {
+		if n > 0 {
+			c.maxPeers = n
+		}
 	}
-	return func(c *config) { c.maxPeers = n }
 }
 
 // Ledger records blocks exchanged with each peer. Its methods are safe for

@@ -153,13 +153,18 @@ func TestMaxPeersOfOneKeepsOnlyTheLatest(t *testing.T) {
 	}
 }
 
-func TestWithMaxPeersRejectsLessThanOne(t *testing.T) {
-	defer func() {
-		if recover() == nil {
-			t.Fatal("WithMaxPeers(0) did not panic")
+// WithMaxPeers(0) or a negative n keeps the default instead of making a
+// ledger that can hold nothing.
+func TestWithMaxPeersBelowOneKeepsTheDefault(t *testing.T) {
+	for _, n := range []int{0, -1} {
+		l := ledger.New(ledger.WithMaxPeers(n))
+		for i := range 3 {
+			l.SentBlock(testPeer(i), 10)
 		}
-	}()
-	ledger.WithMaxPeers(0)
+		if got := len(l.Peers()); got != 3 {
+			t.Fatalf("WithMaxPeers(%d): %d peers remembered, want all 3", n, got)
+		}
+	}
 }
 
 func TestConcurrentUpdatesAreAllCounted(t *testing.T) {

@@ -121,9 +121,16 @@ func WithSendTimeout(base time.Duration, minBytesPerSec int) Option {
 // WithMaxRetries sets how many times SendMessage retries, each time on a
 // freshly opened stream, after a write or stream-open failure (default
 // DefaultMaxRetries). Timeouts, cancellation and unsupported protocols are
-// not retried. n < 0 means 0.
+// not retried. 0 keeps the default; n < 0 means no retries.
 func WithMaxRetries(n int) Option {
-	return func(c *config) { c.maxRetries = max(n, 0) }
+	return func(c *config) {
+		switch {
+		case n < 0:
+			c.maxRetries = 0
+		case n > 0:
+			c.maxRetries = n
+		}
+	}
 }
 
 // WithLogger sets the logger for what the network reports on its own, such

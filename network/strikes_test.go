@@ -253,7 +253,7 @@ func waitStats(t *testing.T, n *Libp2pNetwork, ok func(Stats) bool) {
 // that times out on a peer that stops reading is not abandonment.
 func TestPeerAbandoningTransfersIsBanned(t *testing.T) {
 	const limit = 3
-	b := newNode(t, WithMaxAbandoned(limit), WithMaxRetries(0))
+	b := newNode(t, WithMaxAbandoned(limit), WithMaxRetries(-1))
 	a := newHost(t)
 	a.SetStreamHandler(ProtocolBitswap, func(s network.Stream) {
 		_, _ = io.ReadFull(s, make([]byte, 1024)) // the start of the blocks, then away
