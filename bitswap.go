@@ -35,12 +35,12 @@ import (
 	"github.com/gobitswap/bitswap/wantmanager"
 )
 
-// Option configures a Bitswap instance. One rule for every option that
-// takes a number or a duration, here and in every library package (testutil,
-// test scaffolding, documents its own):
-// 0 keeps the default; a negative value means none (no cap, no retries,
-// never) where the option's doc says what none is, and otherwise keeps the
-// default too. No option panics.
+// Option configures a Bitswap instance. One rule holds for every option
+// that takes a number or a duration, here and in every library package
+// (testutil, test scaffolding, documents its own): 0 keeps the default; a
+// negative value means none (no cap, no retries, never) where the option's
+// doc says what none is, and otherwise keeps the default too. No option
+// panics.
 type Option func(*config)
 
 type config struct {

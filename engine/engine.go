@@ -63,8 +63,8 @@ const (
 	defaultMaxSendFailures       = 3
 )
 
-// Option configures an Engine. The rule for numeric options, as everywhere
-// in this module: 0 keeps the default; a negative value means none (no
+// Option configures an Engine. The rule for numeric options, as in every
+// library package: 0 keeps the default; a negative value means none (no
 // cap, never) where the option's doc says what none is, and otherwise
 // keeps the default too. No option panics.
 type Option func(*config)
