@@ -144,6 +144,9 @@ func TestReconnectingMalformedPeerIsDisconnectedAgain(t *testing.T) {
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
+		// Until a has seen the close too, its next Connect would reuse
+		// the dying connection, and the next round's frames die with it.
+		waitUntil(t, func() bool { return a.h.Network().Connectedness(b.h.ID()) != network.Connected })
 	}
 }
 
