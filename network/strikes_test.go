@@ -164,6 +164,9 @@ func TestDisconnectedPeerIsBanned(t *testing.T) {
 		writeRaw(t, s, uint64(len(garbage)), garbage)
 	}
 	waitStats(t, b.net, func(st Stats) bool { return st.PeersDisconnected == 1 })
+	// Reconnect only once a has seen the close, or it may reuse the dying
+	// connection.
+	waitUntil(t, func() bool { return a.h.Network().Connectedness(b.h.ID()) != network.Connected })
 
 	connect(t, a.h, b.h)
 	held := openRaw(t, a.h, b.h.ID(), ProtocolBitswap)
