@@ -119,16 +119,7 @@ func WithMaxWantsTotal(n int) Option { return func(c *config) { setPositive(&c.m
 // misses the notice if the block arrives later; asking again gets a fresh
 // lookup. The cap never refuses new wants, so peers flooding us with wants
 // for blocks we lack cannot lock honest peers out.
-func WithMaxParkedWants(n int) Option {
-	return func(c *config) {
-		switch {
-		case n < 0:
-			c.maxParked = 0 // no cap
-		case n > 0:
-			c.maxParked = n
-		}
-	}
-}
+func WithMaxParkedWants(n int) Option { return func(c *config) { setOrNone(&c.maxParked, n) } }
 
 // WithMaxCidSize sets the largest CID, in bytes, a want may name (default
 // 168: a CIDv1 header plus a 128-byte digest).
@@ -137,13 +128,17 @@ func WithMaxCidSize(n int) Option { return func(c *config) { setPositive(&c.maxC
 // WithWantHaveReplaceSize sets the largest block sent in place of a HAVE to a
 // want-have (default 1,024 bytes; negative always sends HAVE).
 func WithWantHaveReplaceSize(n int) Option {
-	return func(c *config) {
-		switch {
-		case n < 0:
-			c.maxReplaceSize = 0 // always HAVE
-		case n > 0:
-			c.maxReplaceSize = n
-		}
+	return func(c *config) { setOrNone(&c.maxReplaceSize, n) }
+}
+
+// setOrNone sets *v to n if n is positive and to 0 (none: no cap, never)
+// if n is negative; 0 keeps the default already in *v.
+func setOrNone(v *int, n int) {
+	switch {
+	case n < 0:
+		*v = 0
+	case n > 0:
+		*v = n
 	}
 }
 
