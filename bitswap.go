@@ -196,8 +196,11 @@ type Bitswap struct {
 	messagesReceived atomic.Uint64
 	nextSession      atomic.Uint64
 
-	mu       sync.Mutex // guards sessions
-	sessions map[*session.Session]struct{}
+	// mu orders starting a Session against Close; running counts the
+	// Sessions not yet ended, for Close to wait on. Which Sessions run is
+	// the BlockRouter's to know (it delivers to them).
+	mu      sync.Mutex
+	running sync.WaitGroup
 }
 
 // New starts Bitswap on net, serving blocks from bs. It runs until Close is
@@ -217,10 +220,9 @@ func New(ctx context.Context, net network.Network, bs blockstore.Blockstore, opt
 		wm:         wantmanager.New(net, cfg.wmOpts...),
 		sessionCfg: cfg.session,
 		logger:     cfg.logger,
-		sessions:   make(map[*session.Session]struct{}),
 	}
 	b.blockRouter = blockrouter.New(bs, l, b.engine, cfg.logger, cfg.routerOpts...)
-	b.peerRouter = peerrouter.New(b.blockRouter)
+	b.peerRouter = peerrouter.New(interestAdapter{b.blockRouter})
 	if cfg.routing != nil {
 		b.providers = &providerFinder{r: cfg.routing, net: net}
 	}
@@ -282,14 +284,8 @@ func (b *Bitswap) newSession(oneOff bool) (*session.Session, error) {
 	if b.ctx.Err() != nil {
 		return nil, ErrClosed
 	}
-	var s *session.Session
-	s = session.New(b.ctx, b.nextSession.Add(1), b.sessionDeps(func() {
-		b.mu.Lock()
-		delete(b.sessions, s)
-		b.mu.Unlock()
-	}), b.sessionCfg, oneOff)
-	b.sessions[s] = struct{}{}
-	return s, nil
+	b.running.Add(1)
+	return session.New(b.ctx, b.nextSession.Add(1), b.sessionDeps(b.running.Done), b.sessionCfg, oneOff), nil
 }
 
 func (b *Bitswap) sessionDeps(onClose func()) session.Deps {
@@ -304,14 +300,29 @@ func (b *Bitswap) sessionDeps(onClose func()) session.Deps {
 	}
 }
 
-// blockRouterAdapter lets the session package name the sink interface
-// without importing blockrouter.
+// blockRouterAdapter lets the session package name its sink without
+// importing blockrouter. What it registers is a session.Sink, which is
+// what interestAdapter hands the PeerRouter back.
 type blockRouterAdapter struct{ *blockrouter.BlockRouter }
 
-func (a blockRouterAdapter) Register(id uint64, s interface {
-	ReceiveBlocks(peer.ID, []blocks.Block)
-}) {
-	a.BlockRouter.Register(id, s)
+func (a blockRouterAdapter) Register(id uint64, s session.Sink) { a.BlockRouter.Register(id, s) }
+
+// interestAdapter is the BlockRouter's registry of Sessions as the
+// PeerRouter asks it. Only blockRouterAdapter registers, and only
+// session.Sinks, so the conversions cannot fail.
+type interestAdapter struct{ *blockrouter.BlockRouter }
+
+func (a interestAdapter) Sessions() []peerrouter.Sink {
+	all := a.BlockRouter.Sessions()
+	out := make([]peerrouter.Sink, len(all))
+	for i, s := range all {
+		out[i] = s.(session.Sink)
+	}
+	return out
+}
+
+func (a interestAdapter) EachWanter(cids []cid.Cid, f func(id uint64, s peerrouter.Sink, i int)) {
+	a.BlockRouter.EachWanter(cids, func(id uint64, s blockrouter.Sink, i int) { f(id, s.(session.Sink), i) })
 }
 
 // providerFinder finds providers through content routing and connects to
@@ -408,9 +419,7 @@ func (b *Bitswap) Stat() (*Stat, error) {
 	for _, p := range b.peerRouter.ConnectedPeers() {
 		s.Peers = append(s.Peers, p.String())
 	}
-	b.mu.Lock()
-	s.Sessions = len(b.sessions)
-	b.mu.Unlock()
+	s.Sessions = len(b.blockRouter.Sessions())
 	return s, nil
 }
 
@@ -421,16 +430,12 @@ func (b *Bitswap) Close() error {
 		if b.stopOnCtx != nil {
 			b.stopOnCtx()
 		}
+		// Sessions run under b.ctx: cancelling it ends them all. Under mu,
+		// so that no Session starts after the Wait below has begun.
 		b.mu.Lock()
 		b.cancel()
-		open := make([]*session.Session, 0, len(b.sessions))
-		for s := range b.sessions {
-			open = append(open, s)
-		}
 		b.mu.Unlock()
-		for _, s := range open {
-			s.Close()
-		}
+		b.running.Wait()
 		b.net.Stop()
 		b.wm.Close()
 		b.engine.Close()

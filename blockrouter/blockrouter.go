@@ -1,6 +1,7 @@
 // Package blockrouter is where every incoming block goes first. It owns
-// the index of which Session wants which CID (the PeerRouter asks it, with
-// EachWanter, where to route presences), stores only blocks some
+// the registry of running Sessions and the index of which Session wants
+// which CID (the PeerRouter asks it, with Sessions and EachWanter, whom to
+// tell of peer events and presences), stores only blocks some
 // Session wanted, delivers each to every Session that wants it, records it
 // in the Ledger, and hands it to the Engine so that peers waiting for it are
 // served.
@@ -33,7 +34,10 @@ type Blockstore interface {
 	Has(context.Context, cid.Cid) (bool, error)
 }
 
-// Sink receives the blocks a Session wanted. It must not block.
+// Sink is a running Session as the BlockRouter holds it: it receives the
+// blocks the Session wanted. It must not block. The value registered is
+// handed back by Sessions and EachWanter, so the caller may register
+// values that do more (the facade registers what the PeerRouter needs too).
 type Sink interface {
 	ReceiveBlocks(from peer.ID, blks []blocks.Block)
 }
@@ -122,7 +126,8 @@ func New(bs Blockstore, l *ledger.Ledger, n Notifier, logger *slog.Logger, opts 
 	return r
 }
 
-// Register adds a Session's sink.
+// Register adds a running Session's sink: from now on the Session is told
+// of what it wants and, through Sessions, of peer events.
 func (r *BlockRouter) Register(id uint64, s Sink) {
 	r.mu.Lock()
 	r.sinks[id] = s
@@ -168,17 +173,31 @@ func (r *BlockRouter) Unwant(id uint64, cids []cid.Cid) {
 	}
 }
 
-// EachWanter calls f(id, i) for every Session id that wants cids[i] (under
-// any CID version of its multihash), cids in order. f runs under the
-// BlockRouter's lock and must not call back into it.
-func (r *BlockRouter) EachWanter(cids []cid.Cid, f func(id uint64, i int)) {
+// EachWanter calls f(id, s, i) for every registered Session id (sink s)
+// that wants cids[i] (under any CID version of its multihash), cids in
+// order. f runs under the BlockRouter's lock and must not call back into
+// it.
+func (r *BlockRouter) EachWanter(cids []cid.Cid, f func(id uint64, s Sink, i int)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i, c := range cids {
 		for id := range r.wanted[string(c.Hash())] {
-			f(id, i)
+			if s := r.sinks[id]; s != nil {
+				f(id, s, i)
+			}
 		}
 	}
+}
+
+// Sessions returns the sinks of the running Sessions, in no order.
+func (r *BlockRouter) Sessions() []Sink {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]Sink, 0, len(r.sinks))
+	for _, s := range r.sinks {
+		out = append(out, s)
+	}
+	return out
 }
 
 // ReceiveBlocks handles the blocks of one message from a peer. It returns

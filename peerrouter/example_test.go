@@ -28,29 +28,49 @@ func (s printingSession) PeerConnected(peer.ID) { fmt.Println(s.name, "heard: pe
 func (s printingSession) PeerDisconnected(peer.ID) {
 	fmt.Println(s.name, "heard: peer disconnected")
 }
+func (printingSession) ReceiveBlocks(peer.ID, []blocks.Block) {}
 func (s printingSession) Presences(_ peer.ID, haves, dontHaves []cid.Cid) {
 	fmt.Println(s.name, "heard:", len(haves), "HAVE,", len(dontHaves), "DONT_HAVE")
 }
 
+// interest adapts the BlockRouter, which owns the registry of Sessions
+// and who wants what, to the PeerRouter's questions (the facade does the
+// same in the library).
+type interest struct{ *blockrouter.BlockRouter }
+
+func (i interest) Sessions() []peerrouter.Sink {
+	var out []peerrouter.Sink
+	for _, s := range i.BlockRouter.Sessions() {
+		out = append(out, s.(printingSession))
+	}
+	return out
+}
+
+func (i interest) EachWanter(cids []cid.Cid, f func(uint64, peerrouter.Sink, int)) {
+	i.BlockRouter.EachWanter(cids, func(id uint64, s blockrouter.Sink, n int) { f(id, s.(printingSession), n) })
+}
+
 // Two Sessions hear about every connection, but only about the presences
 // of the CIDs they want, which the BlockRouter knows: a Session registers
-// its wants there once. Sinks are called in no set order.
+// there once, with its wants. Sinks are called in no set order.
 func Example() {
 	br := blockrouter.New(blockstore.NewMemory(), ledger.New(), noServer{}, nil)
-	r := peerrouter.New(br)
+	r := peerrouter.New(interest{br})
 	p := testutil.PeerID(1)
 	blks := testutil.RandomBlocks(1, 2, 10)
 	c0, c1 := blks[0].Cid(), blks[1].Cid()
 
 	r.PeerConnected(p)
-	fmt.Println("connected when a registers:", len(r.Register(1, printingSession{"a"})))
-	r.Register(2, printingSession{"b"})
+	a, b := printingSession{"a"}, printingSession{"b"}
+	br.Register(1, a)
+	r.Attach(a) // a hears of p, connected before it started
+	br.Register(2, b)
 	br.Want(1, []cid.Cid{c0})
 
 	r.ReceivePresences(p, []cid.Cid{c0}, []cid.Cid{c1}) // only a wants c0; nobody c1
 	r.PeerDisconnected(p)
 	// Unordered output:
-	// connected when a registers: 1
+	// a heard: peer connected
 	// a heard: 1 HAVE, 0 DONT_HAVE
 	// a heard: peer disconnected
 	// b heard: peer disconnected

@@ -2,13 +2,14 @@
 // care: connections and disconnections go to every Session, HAVE and
 // DONT_HAVE answers go to the Sessions that want those CIDs.
 //
-// It owns the set of connected Bitswap peers. Which Session wants which
-// CID it asks of the index's owner, the BlockRouter (Interest). It never
-// decides anything about wants and never sends anything: Sessions decide,
-// the WantManager sends.
+// It owns the set of connected Bitswap peers. Which Sessions run, and
+// which wants which CID, it asks of their owner, the BlockRouter
+// (Interest). It never decides anything about wants and never sends
+// anything: Sessions decide, the WantManager sends.
 package peerrouter
 
 import (
+	"slices"
 	"sync"
 
 	cid "github.com/ipfs/go-cid"
@@ -16,106 +17,90 @@ import (
 )
 
 // Sink receives peer information. Implementations must not block: the
-// PeerRouter calls them from the network's goroutines.
+// PeerRouter calls them from the network's goroutines, peer events under
+// its lock (so that every Sink sees one peer's events in order).
 type Sink interface {
 	PeerConnected(p peer.ID)
 	PeerDisconnected(p peer.ID)
 	Presences(from peer.ID, haves, dontHaves []cid.Cid)
 }
 
-// Interest says which Sessions want which CIDs. *blockrouter.BlockRouter
-// satisfies it: it owns that index.
+// Interest says which Sessions run and which want which CIDs. The facade
+// adapts *blockrouter.BlockRouter to it: the BlockRouter owns both.
 type Interest interface {
-	// EachWanter calls f(id, i) for every Session id that wants cids[i].
-	EachWanter(cids []cid.Cid, f func(id uint64, i int))
+	// Sessions returns every running Session's sink.
+	Sessions() []Sink
+	// EachWanter calls f(id, s, i) for every Session id, with sink s,
+	// that wants cids[i].
+	EachWanter(cids []cid.Cid, f func(id uint64, s Sink, i int))
 }
 
 // PeerRouter fans peer events out to Sinks. The zero value is not usable;
 // call New. It is safe for concurrent use.
 type PeerRouter struct {
 	interest Interest
-	mu       sync.Mutex
-	sinks    map[uint64]Sink
+	mu       sync.Mutex // guards peers; held while peer events are delivered
 	peers    map[peer.ID]struct{}
 }
 
-// New returns a PeerRouter that routes presences by interest.
+// New returns a PeerRouter that asks interest whom to tell.
 func New(interest Interest) *PeerRouter {
-	return &PeerRouter{
-		interest: interest,
-		sinks:    make(map[uint64]Sink),
-		peers:    make(map[peer.ID]struct{}),
-	}
+	return &PeerRouter{interest: interest, peers: make(map[peer.ID]struct{})}
 }
 
-// Register adds a sink and returns the peers connected at that moment, so
-// that the sink misses no connection: every later change reaches it as an
-// event.
-func (r *PeerRouter) Register(id uint64, s Sink) []peer.ID {
+// Attach tells s, a Session that has just been registered with the
+// Interest, of every peer connected now (PeerConnected for each). Events
+// after it reach s in order; one that raced with the registration may
+// reach s twice, which a Sink must take as a no-op (connected twice is
+// connected).
+func (r *PeerRouter) Attach(s Sink) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.sinks[id] = s
-	out := make([]peer.ID, 0, len(r.peers))
-	for p := range r.peers {
-		out = append(out, p)
+	for _, p := range r.sortedPeers() {
+		s.PeerConnected(p)
 	}
-	return out
-}
-
-// Unregister removes a sink.
-func (r *PeerRouter) Unregister(id uint64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	delete(r.sinks, id)
 }
 
 // ConnectedPeers returns the connected Bitswap peers.
 func (r *PeerRouter) ConnectedPeers() []peer.ID {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.sortedPeers()
+}
+
+func (r *PeerRouter) sortedPeers() []peer.ID {
 	out := make([]peer.ID, 0, len(r.peers))
 	for p := range r.peers {
 		out = append(out, p)
 	}
+	slices.Sort(out)
 	return out
 }
 
-// PeerConnected records p and tells every sink.
+// PeerConnected records p and tells every Session.
 func (r *PeerRouter) PeerConnected(p peer.ID) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	if _, ok := r.peers[p]; ok {
-		r.mu.Unlock()
 		return
 	}
 	r.peers[p] = struct{}{}
-	sinks := r.allSinks()
-	r.mu.Unlock()
-	for _, s := range sinks {
+	for _, s := range r.interest.Sessions() {
 		s.PeerConnected(p)
 	}
 }
 
-// PeerDisconnected forgets p and tells every sink.
+// PeerDisconnected forgets p and tells every Session.
 func (r *PeerRouter) PeerDisconnected(p peer.ID) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	if _, ok := r.peers[p]; !ok {
-		r.mu.Unlock()
 		return
 	}
 	delete(r.peers, p)
-	sinks := r.allSinks()
-	r.mu.Unlock()
-	for _, s := range sinks {
+	for _, s := range r.interest.Sessions() {
 		s.PeerDisconnected(p)
 	}
-}
-
-func (r *PeerRouter) allSinks() []Sink {
-	out := make([]Sink, 0, len(r.sinks))
-	for _, s := range r.sinks {
-		out = append(out, s)
-	}
-	return out
 }
 
 // ReceivePresences routes a peer's HAVEs and DONT_HAVEs to the sinks
@@ -124,13 +109,16 @@ func (r *PeerRouter) ReceivePresences(from peer.ID, haves, dontHaves []cid.Cid) 
 	if len(haves) == 0 && len(dontHaves) == 0 {
 		return
 	}
-	type split struct{ haves, dontHaves []cid.Cid }
+	type split struct {
+		sink             Sink
+		haves, dontHaves []cid.Cid
+	}
 	per := make(map[uint64]*split)
 	route := func(cids []cid.Cid, have bool) {
-		r.interest.EachWanter(cids, func(id uint64, i int) {
+		r.interest.EachWanter(cids, func(id uint64, sink Sink, i int) {
 			s := per[id]
 			if s == nil {
-				s = &split{}
+				s = &split{sink: sink}
 				per[id] = s
 			}
 			if have {
@@ -142,15 +130,7 @@ func (r *PeerRouter) ReceivePresences(from peer.ID, haves, dontHaves []cid.Cid) 
 	}
 	route(haves, true)
 	route(dontHaves, false)
-	r.mu.Lock()
-	sinks := make(map[uint64]Sink, len(per))
-	for id := range per {
-		sinks[id] = r.sinks[id]
-	}
-	r.mu.Unlock()
-	for id, s := range per {
-		if sink := sinks[id]; sink != nil {
-			sink.Presences(from, s.haves, s.dontHaves)
-		}
+	for _, s := range per {
+		s.sink.Presences(from, s.haves, s.dontHaves)
 	}
 }

@@ -33,24 +33,31 @@ type WantManager interface {
 	Resend(p peer.ID, cids []cid.Cid)
 }
 
-// BlockRouter delivers wanted blocks to the Session. It owns the index of
-// which Session wants which CID, and the PeerRouter routes presences by it,
-// so Want and Unwant are the Session's only registration of interest.
-// *blockrouter.BlockRouter satisfies it.
+// BlockRouter delivers wanted blocks to the Session. It owns the registry
+// of running Sessions and the index of which Session wants which CID; the
+// PeerRouter asks it whom to tell of peer events and presences, so
+// Register, Want and Unwant are the Session's only registration. The
+// facade adapts *blockrouter.BlockRouter to it.
 type BlockRouter interface {
-	Register(id uint64, s interface {
-		ReceiveBlocks(from peer.ID, blks []blocks.Block)
-	})
+	Register(id uint64, s Sink)
 	Unregister(id uint64)
 	Want(id uint64, cids []cid.Cid)
 	Unwant(id uint64, cids []cid.Cid)
 }
 
-// PeerRouter delivers peer events, and presences for the CIDs the Session
-// registered with the BlockRouter. *peerrouter.PeerRouter satisfies it.
+// Sink is how the routers reach a Session: blocks from the BlockRouter,
+// peer events and presences from the PeerRouter. Its methods only post to
+// the Session's inbox, so they never block.
+type Sink interface {
+	peerrouter.Sink
+	ReceiveBlocks(from peer.ID, blks []blocks.Block)
+}
+
+// PeerRouter tells the Session of the peers connected when it starts
+// (later events reach it through its registration with the BlockRouter).
+// *peerrouter.PeerRouter satisfies it.
 type PeerRouter interface {
-	Register(id uint64, s peerrouter.Sink) []peer.ID
-	Unregister(id uint64)
+	Attach(s peerrouter.Sink)
 }
 
 // Getter reads the local blockstore.
@@ -147,10 +154,7 @@ func New(ctx context.Context, id uint64, deps Deps, cfg Config, oneOff bool) *Se
 		lookingUp: make(map[cid.Cid]struct{}),
 	}
 	deps.BlockRouter.Register(id, sink{s})
-	peers := deps.PeerRouter.Register(id, sink{s})
-	for _, p := range peers {
-		s.post(event{kind: evConnected, from: p})
-	}
+	deps.PeerRouter.Attach(sink{s})
 	go s.run()
 	return s
 }
@@ -546,5 +550,4 @@ func (s *Session) shutdown() {
 		s.finish(r)
 	}
 	s.deps.BlockRouter.Unregister(s.id)
-	s.deps.PeerRouter.Unregister(s.id)
 }

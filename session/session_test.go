@@ -56,10 +56,7 @@ func (f *fakeDeps) Cancel(_ wantmanager.SessionID, p peer.ID, cs []cid.Cid) {
 func (f *fakeDeps) CancelAll(_ wantmanager.SessionID, cs []cid.Cid) { f.add("cancel-all %d", len(cs)) }
 func (f *fakeDeps) Resend(p peer.ID, cs []cid.Cid)                  { f.add("resend %s %d", string(p), len(cs)) }
 
-func (f *fakeDeps) Register(uint64, interface {
-	ReceiveBlocks(from peer.ID, blks []blocks.Block)
-}) {
-}
+func (f *fakeDeps) Register(uint64, Sink) {}
 func (f *fakeDeps) Unregister(uint64) {}
 func (f *fakeDeps) Want(_ uint64, cs []cid.Cid) {
 	f.mu.Lock()
@@ -83,8 +80,11 @@ func (f *fakeDeps) Unwant(_ uint64, cs []cid.Cid) {
 
 type fakePeerRouter struct{ *fakeDeps }
 
-func (f fakePeerRouter) Register(uint64, peerrouter.Sink) []peer.ID { return f.peers }
-func (f fakePeerRouter) Unregister(uint64)                          {}
+func (f fakePeerRouter) Attach(s peerrouter.Sink) {
+	for _, p := range f.peers {
+		s.PeerConnected(p)
+	}
+}
 
 func (f *fakeDeps) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
 	if f.gate != nil {

@@ -149,8 +149,10 @@ type Stat struct {
 	WantsSent uint64
 	// CancelsSent counts cancel entries in messages sent successfully.
 	CancelsSent uint64
-	// Peers is the number of connected peers.
-	Peers int
+	// Senders is the number of peers with a sender running: one per
+	// connection it was told of and not yet of its end. (Which peers are
+	// connected is the PeerRouter's to say; this counts goroutines.)
+	Senders int
 	// Wants is the number of distinct CIDs some session wants, from some
 	// peer.
 	Wants int
@@ -423,7 +425,7 @@ func (wm *WantManager) Stat() Stat {
 	st.Wants = len(wm.cids)
 	for _, ps := range wm.peers {
 		if ps.conn != nil {
-			st.Peers++
+			st.Senders++
 		}
 		st.Queued += ps.queue.Len()
 	}

@@ -171,7 +171,7 @@ func TestAWantQueuedForADisconnectedPeerAndCancelledIsNeverSent(t *testing.T) {
 		cs := makeCids(1, 2)
 		wm.WantBlocks(s1, p, cs)
 		wm.Cancel(s1, p, cs[:1])
-		if st := wm.Stat(); st.Queued != 1 || st.Wants != 1 || st.Peers != 0 {
+		if st := wm.Stat(); st.Queued != 1 || st.Wants != 1 || st.Senders != 0 {
 			t.Errorf("Stat = %+v; want Queued 1, Wants 1, Peers 0", st)
 		}
 		wm.PeerConnected(p)
@@ -440,14 +440,14 @@ func TestStatCountsWhatIsSentAndHeld(t *testing.T) {
 		wm.WantBlocks(s1, ps[0], cs)
 		wm.WantBlocks(s2, ps[1], cs[:1]) // not connected
 		synctest.Wait()
-		want := wantmanager.Stat{MessagesSent: 1, WantsSent: 2, Peers: 1, Wants: 5, Queued: 3 + 1}
+		want := wantmanager.Stat{MessagesSent: 1, WantsSent: 2, Senders: 1, Wants: 5, Queued: 3 + 1}
 		if st := wm.Stat(); st != want {
 			t.Errorf("Stat = %+v, want %+v", st, want)
 		}
 		wm.CancelAll(s1, cs)
 		wm.CancelAll(s2, cs)
 		synctest.Wait()
-		want = wantmanager.Stat{MessagesSent: 2, WantsSent: 2, CancelsSent: 2, Peers: 1}
+		want = wantmanager.Stat{MessagesSent: 2, WantsSent: 2, CancelsSent: 2, Senders: 1}
 		if st := wm.Stat(); st != want {
 			t.Errorf("Stat = %+v, want %+v", st, want)
 		}
