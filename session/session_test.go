@@ -57,7 +57,7 @@ func (f *fakeDeps) CancelAll(_ wantmanager.SessionID, cs []cid.Cid) { f.add("can
 func (f *fakeDeps) Resend(p peer.ID, cs []cid.Cid)                  { f.add("resend %s %d", string(p), len(cs)) }
 
 func (f *fakeDeps) Register(uint64, Sink) {}
-func (f *fakeDeps) Unregister(uint64) {}
+func (f *fakeDeps) Unregister(uint64)     {}
 func (f *fakeDeps) Want(_ uint64, cs []cid.Cid) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
