@@ -90,6 +90,15 @@ func WithPeerTimeout(d time.Duration) Option {
 	return func(c *config) { c.session.PeerTimeout = d }
 }
 
+// WithRequestBuffer bounds, in bytes, the blocks one GetBlocks request
+// holds that its reader has not taken (default 32 MiB; negative: no
+// bound): a request asks for more blocks only as its reader takes them, so
+// a slow reader slows its own request and no other. See
+// session.Config.RequestBuffer.
+func WithRequestBuffer(n int) Option {
+	return func(c *config) { c.session.RequestBuffer = n }
+}
+
 // WithPeerWantWindow caps the wants outstanding at one peer (default 256).
 // Servers in the wild hold at most 1,024 wants per peer and drop the rest
 // silently, so more would stall; the rest wait here and go out as answers

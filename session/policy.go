@@ -10,9 +10,10 @@ import (
 	"github.com/gobitswap/bitswap/internal/pq"
 )
 
-// Config holds a Session's timing knobs. A field that is zero or negative
-// takes its default (see DefaultConfig), so the zero Config is the
-// defaults.
+// Config holds a Session's knobs. A duration that is zero or negative
+// takes its default (see DefaultConfig); RequestBuffer takes it when zero
+// and means no bound when negative (the options rule of every package).
+// So the zero Config is the defaults.
 type Config struct {
 	// PeerTimeout is the least time a peer with wants outstanding may go
 	// without answering anything before its wants are moved elsewhere. The
@@ -33,13 +34,21 @@ type Config struct {
 	ProviderSearchTimeout time.Duration
 	// DefaultLatency is assumed for a peer until it has been measured.
 	DefaultLatency time.Duration
+	// RequestBuffer bounds, in bytes, the blocks one GetBlocks request
+	// holds that its reader has not taken, counting those it waits for at
+	// the mean block size: a request asks for more only as its reader
+	// takes blocks. Negative: no bound (every CID is asked for at once and
+	// blocks wait for the reader in memory). The Session uses it; the
+	// Policy does not.
+	RequestBuffer int
 }
 
 // The defaults of Config, defined here once (the bitswap package's
 // options refer to them): 1 s peer timeout, 10 s rebroadcast, 500 ms
 // provider search delay (boxo waits 1 s; we also search at once when every
 // connected peer said DONT_HAVE), 10 s between searches, a minute per
-// search, 100 ms assumed latency.
+// search, 100 ms assumed latency, 32 MiB of undelivered blocks per
+// request.
 const (
 	DefaultPeerTimeout            = time.Second
 	DefaultRebroadcastInterval    = 10 * time.Second
@@ -47,6 +56,7 @@ const (
 	DefaultProviderSearchInterval = 10 * time.Second
 	DefaultProviderSearchTimeout  = time.Minute
 	DefaultLatency                = 100 * time.Millisecond
+	DefaultRequestBuffer          = 32 << 20
 )
 
 // DefaultConfig returns a Config of the defaults above.
@@ -58,6 +68,7 @@ func DefaultConfig() Config {
 		ProviderSearchInterval: DefaultProviderSearchInterval,
 		ProviderSearchTimeout:  DefaultProviderSearchTimeout,
 		DefaultLatency:         DefaultLatency,
+		RequestBuffer:          DefaultRequestBuffer,
 	}
 }
 
@@ -157,8 +168,8 @@ type Policy struct {
 	act     Actions
 }
 
-// withDefaults fills the fields that are zero or negative from the
-// defaults.
+// withDefaults fills the durations that are zero or negative, and a zero
+// RequestBuffer, from the defaults.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
 	fill := func(v *time.Duration, def time.Duration) {
@@ -172,6 +183,9 @@ func (c Config) withDefaults() Config {
 	fill(&c.ProviderSearchInterval, d.ProviderSearchInterval)
 	fill(&c.ProviderSearchTimeout, d.ProviderSearchTimeout)
 	fill(&c.DefaultLatency, d.DefaultLatency)
+	if c.RequestBuffer == 0 {
+		c.RequestBuffer = d.RequestBuffer
+	}
 	return c
 }
 

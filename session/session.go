@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -94,8 +95,14 @@ type Session struct {
 	id     uint64
 	deps   Deps
 	policy *Policy
+	cfg    Config
 	ctx    context.Context
 	cancel context.CancelFunc
+	// kill ends when the Session is closed or its parent context ends, not
+	// when a one-off Session ends with its request: pumps stop on it, so
+	// a one-off request's reader still gets the blocks queued for it.
+	kill   context.Context
+	unkill context.CancelFunc
 	oneOff bool // ends with its request, however that ends
 	done   chan struct{}
 	wg     sync.WaitGroup
@@ -113,13 +120,9 @@ type Session struct {
 	lookingUp map[cid.Cid]struct{}
 	tick      *time.Timer
 	armed     time.Time // when tick fires; zero when it is stopped
-}
-
-type request struct {
-	ctx       context.Context
-	out       chan blocks.Block
-	remaining map[cid.Cid]struct{}
-	stop      func() bool
+	// sizeSum and sizeCount sum the blocks delivered, for the mean block
+	// size that admit assumes of the blocks it asks for.
+	sizeSum, sizeCount int64
 }
 
 type event struct {
@@ -130,6 +133,7 @@ type event struct {
 	blks      []blocks.Block
 	haves     []cid.Cid
 	dontHaves []cid.Cid
+	size      int // evTaken: bytes the reader took
 }
 
 const (
@@ -141,14 +145,18 @@ const (
 	evDisconnected
 	evProviders
 	evLocal // a chunk of a request's local lookup: blks found, cids not
+	evTaken // a request's reader took a block of size bytes
 )
 
 // New starts a Session. It ends when ctx is cancelled or Close is called;
 // a oneOff Session also ends with its first request, however that ends.
 func New(ctx context.Context, id uint64, deps Deps, cfg Config, oneOff bool) *Session {
-	ctx, cancel := context.WithCancel(ctx)
+	cfg = cfg.withDefaults()
+	kill, unkill := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(kill)
 	s := &Session{
-		id: id, deps: deps, policy: NewPolicy(cfg), ctx: ctx, cancel: cancel, oneOff: oneOff,
+		id: id, deps: deps, cfg: cfg, policy: NewPolicy(cfg), ctx: ctx, cancel: cancel,
+		kill: kill, unkill: unkill, oneOff: oneOff,
 		done: make(chan struct{}), wake: make(chan struct{}, 1),
 		requests: make(map[*request]struct{}), byCid: make(map[cid.Cid][]*request),
 		lookingUp: make(map[cid.Cid]struct{}),
@@ -178,9 +186,15 @@ func (s *Session) GetBlock(ctx context.Context, c cid.Cid) (blocks.Block, error)
 
 // GetBlocks fetches blocks. The channel yields each block once, in arrival
 // order, and closes when all have been delivered, ctx ends or the Session
-// ends. Blocks already in the blockstore come without the network.
+// is closed. Blocks already in the blockstore come without the network.
+//
+// The request holds at most Config.RequestBuffer bytes of blocks its
+// reader has not taken (about: the blocks it waits for are counted at the
+// mean size so far): it asks for more as the reader takes them. Read the
+// channel to its end or cancel ctx; a channel left unread holds its
+// buffer and a goroutine until then.
 func (s *Session) GetBlocks(ctx context.Context, cids []cid.Cid) (<-chan blocks.Block, error) {
-	uniq := make(map[cid.Cid]struct{}, len(cids))
+	uniq := make(map[cid.Cid]bool, len(cids))
 	list := make([]cid.Cid, 0, len(cids))
 	for _, c := range cids {
 		if !c.Defined() {
@@ -188,13 +202,12 @@ func (s *Session) GetBlocks(ctx context.Context, cids []cid.Cid) (<-chan blocks.
 			return nil, errors.New("bitswap: GetBlocks: undefined CID")
 		}
 		if _, dup := uniq[c]; !dup {
-			uniq[c] = struct{}{}
+			uniq[c] = false
 			list = append(list, c)
 		}
 	}
-	// The buffer holds every block, so delivering never blocks the Session
-	// on a slow reader; it is bounded by the request itself.
-	r := &request{ctx: ctx, out: make(chan blocks.Block, len(list)), remaining: uniq}
+	r := &request{ctx: ctx, out: make(chan blocks.Block), remaining: uniq, pending: list,
+		pump: pump{wake: make(chan struct{}, 1), abort: make(chan struct{})}}
 	if len(list) == 0 {
 		close(r.out)
 		s.ended()
@@ -203,19 +216,31 @@ func (s *Session) GetBlocks(ctx context.Context, cids []cid.Cid) (<-chan blocks.
 	// Registered before the request is posted, so the run goroutine sees
 	// r.stop; if ctx is already done, addRequest notices.
 	r.stop = context.AfterFunc(ctx, func() { s.post(event{kind: evCancelRequest, req: r}) })
-	if !s.post(event{kind: evRequest, req: r, cids: list}) {
+	s.mu.Lock()
+	closed := s.closed
+	if !closed {
+		// Counted while the inbox is open, so that run's final wait
+		// covers it.
+		s.wg.Add(1)
+	}
+	s.mu.Unlock()
+	if closed || !s.post(event{kind: evRequest, req: r}) {
+		if !closed {
+			s.wg.Done()
+		}
 		r.stop()
 		return nil, ErrClosed
 	}
+	go s.runPump(r)
 	return r.out, nil
 }
 
 // Close ends the Session: wants are cancelled and open requests' channels
-// closed. It waits for the Session's goroutines.
+// closed, blocks not yet taken dropped. It waits for the Session's
+// goroutines.
 func (s *Session) Close() {
-	s.cancel()
+	s.unkill()
 	<-s.done
-	s.wg.Wait()
 }
 
 // Done is closed when the Session has ended.
@@ -263,6 +288,10 @@ func (s *Session) run() {
 	if s.deps.OnClose != nil {
 		defer s.deps.OnClose()
 	}
+	// Lookups, provider searches and pumps end with s.ctx or s.kill, or
+	// (a one-off request's pump) when its reader has taken the last
+	// block: the Session has ended only when they have.
+	defer s.wg.Wait()
 	s.tick = time.NewTimer(time.Hour)
 	s.tick.Stop()
 	defer s.tick.Stop()
@@ -317,7 +346,12 @@ func (s *Session) handle(e event) {
 	now := time.Now()
 	switch e.kind {
 	case evRequest:
-		s.addRequest(e.req, e.cids)
+		s.addRequest(e.req)
+	case evTaken:
+		if _, ok := s.requests[e.req]; ok {
+			e.req.held -= e.size
+			s.admit(e.req)
+		}
 	case evCancelRequest:
 		s.endRequest(e.req)
 	case evBlocks:
@@ -348,22 +382,21 @@ func (s *Session) handle(e event) {
 	}
 }
 
-func (s *Session) addRequest(r *request, cids []cid.Cid) {
+func (s *Session) addRequest(r *request) {
 	if r.ctx.Err() != nil {
-		s.finish(r) // cancelled before it started
+		s.finish(r, false) // cancelled before it started
 		return
 	}
 	s.requests[r] = struct{}{}
-	var fresh []cid.Cid
-	for _, c := range cids {
-		if len(s.byCid[c]) == 0 && !s.policy.Has(c) {
-			fresh = append(fresh, c)
-		}
+	for _, c := range r.pending {
 		s.byCid[c] = append(s.byCid[c], r)
 	}
-	if len(fresh) == 0 {
-		return
-	}
+	s.admit(r)
+}
+
+// lookUp starts getting fresh CIDs, which the Session is not getting yet:
+// from the blockstore, then (s.local) from peers.
+func (s *Session) lookUp(fresh []cid.Cid) {
 	// Register interest before looking locally, so that a block arriving
 	// in between is not missed (a double delivery is filtered per request).
 	s.deps.BlockRouter.Want(s.id, fresh)
@@ -420,18 +453,29 @@ func (s *Session) local(found []blocks.Block, missing []cid.Cid) {
 	}
 }
 
-// deliver hands b to every request still waiting for it.
+// deliver hands b to every request still waiting for it, admitted or not:
+// the block is here either way.
 func (s *Session) deliver(b blocks.Block) {
 	c := b.Cid()
 	s.lookedUp(c)
+	n := len(b.RawData())
+	s.sizeSum += int64(n)
+	s.sizeCount++
 	for _, r := range s.byCid[c] {
-		if _, ok := r.remaining[c]; !ok {
+		admitted, ok := r.remaining[c]
+		if !ok {
 			continue
 		}
 		delete(r.remaining, c)
-		r.out <- b // never blocks: buffered for the whole request
+		if admitted {
+			r.inflight--
+		}
+		r.held += n
+		r.pump.push(b)
 		if len(r.remaining) == 0 {
-			s.finish(r)
+			s.finish(r, true)
+		} else {
+			s.admit(r)
 		}
 	}
 	delete(s.byCid, c)
@@ -444,23 +488,21 @@ func (s *Session) endRequest(r *request) {
 		return
 	}
 	var drop []cid.Cid
-	for c := range r.remaining {
-		rs := s.byCid[c]
-		for i, x := range rs {
-			if x == r {
-				rs = append(rs[:i], rs[i+1:]...)
-				break
-			}
-		}
+	for c, admitted := range r.remaining {
+		rs := slices.DeleteFunc(s.byCid[c], func(x *request) bool { return x == r })
 		if len(rs) == 0 {
 			delete(s.byCid, c)
-			s.lookedUp(c)
-			drop = append(drop, c)
 		} else {
 			s.byCid[c] = rs
 		}
+		// Still wanted if another request has asked for it; one that only
+		// waits for room will ask afresh.
+		if admitted && !slices.ContainsFunc(rs, func(x *request) bool { return x.remaining[c] }) {
+			s.lookedUp(c)
+			drop = append(drop, c)
+		}
 	}
-	s.finish(r)
+	s.finish(r, false)
 	if len(drop) > 0 {
 		s.apply(s.policy.Remove(time.Now(), drop))
 	}
@@ -477,9 +519,11 @@ func (s *Session) lookedUp(c cid.Cid) {
 	s.deps.BlockRouter.Unwant(s.id, []cid.Cid{c})
 }
 
-func (s *Session) finish(r *request) {
+// finish ends r: complete, its reader still gets what is queued; cut
+// short, not.
+func (s *Session) finish(r *request, complete bool) {
 	delete(s.requests, r)
-	close(r.out)
+	r.pump.finish(complete)
 	if r.stop != nil {
 		r.stop()
 	}
@@ -536,8 +580,14 @@ func (s *Session) findProviders(c cid.Cid) {
 func (s *Session) shutdown() {
 	s.mu.Lock()
 	s.closed = true
+	dropped := s.inbox
 	s.inbox = nil
 	s.mu.Unlock()
+	for _, e := range dropped {
+		if e.kind == evRequest {
+			s.finish(e.req, false) // posted as the Session ended
+		}
+	}
 	var open []cid.Cid
 	for c := range s.byCid {
 		open = append(open, c)
@@ -547,7 +597,7 @@ func (s *Session) shutdown() {
 		s.deps.BlockRouter.Unwant(s.id, open)
 	}
 	for r := range s.requests {
-		s.finish(r)
+		s.finish(r, false)
 	}
 	s.deps.BlockRouter.Unregister(s.id)
 }
