@@ -3,7 +3,6 @@ package session
 import (
 	"fmt"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,8 +24,25 @@ import (
 //	have peer=a cids=(1)            donthave peer=a cids=(1)
 //	blocks peer=a cids=(1)          providers cid=1 peers=(p)
 //	tick                            remove cids=(1)
-//	state                           (who each want is asked of)
+//	state                           (who each want is asked of, by CID)
+//	peers                           (each peer's wants, latency and flags)
 //	deadline                        (when the Session must next call tick)
+//
+// connect, disconnect, have, donthave and blocks take peers=(a,b,c) instead
+// of peer=a: the same input from each peer in turn, in the order given,
+// at the same time. Their output lists, under "CMD PEER:", the Actions of
+// each peer's step that emitted any ("(nothing)" if none did). A connect
+// of several peers takes one latency for all or latency=(10ms,20ms,30ms),
+// one per peer.
+//
+// peers lists every peer the Policy knows, in ID order, as "a 50ms useful:
+// 1 4": its latency (measured, or as given at connect; the default when
+// unknown), its per-block service time if measured ("10ms/block"),
+// "useful" if it has said HAVE or sent a block, "suspended" if it timed
+// out, then the wants asked of it ("-" if none), in the order first
+// wanted (with "inflight=N" if the peer's count of wants in flight
+// disagrees with that list, which it never should); a last line
+// "unassigned:" lists the wants asked of nobody.
 func TestPolicyScripts(t *testing.T) {
 	datadriven.Walk(t, "testdata/policy", func(t *testing.T, path string) {
 		p := NewPolicy(DefaultConfig())
@@ -54,6 +70,7 @@ func TestPolicyScripts(t *testing.T) {
 			}
 			if a, ok := td.Arg("range"); ok && key == "cids" {
 				var lo, hi int
+				a.ExpectNumVals(t, 2)
 				a.Scan(t, 0, &lo)
 				a.Scan(t, 1, &hi)
 				for i := lo; i <= hi; i++ {
@@ -62,10 +79,53 @@ func TestPolicyScripts(t *testing.T) {
 			}
 			return out
 		}
-		pr := func(td *datadriven.TestData) peer.ID {
-			var s string
-			td.ScanArgs(t, "peer", &s)
-			return peer.ID(s)
+		// prs returns the peers a step names, with peer=a or peers=(a,b).
+		prs := func(td *datadriven.TestData) []peer.ID {
+			one, many := td.HasArg("peer"), td.HasArg("peers")
+			if one == many {
+				t.Fatalf("%s: %s takes peer=a or peers=(a,b), one of them", td.Pos, td.Cmd)
+			}
+			var out []peer.ID
+			if one {
+				var s string
+				td.ScanArgs(t, "peer", &s)
+				return append(out, peer.ID(s))
+			}
+			arg, _ := td.Arg("peers")
+			arg.ExpectNumValsGE(t, 1)
+			for _, v := range arg.Vals {
+				if slices.Contains(out, peer.ID(v)) {
+					t.Fatalf("%s: peer %s named twice", td.Pos, v)
+				}
+				out = append(out, peer.ID(v))
+			}
+			return out
+		}
+		// each runs step for every peer td names and renders the Actions:
+		// as they are for one peer=, under "CMD PEER:" for peers=.
+		each := func(td *datadriven.TestData, step func(i int, id peer.ID) Actions) string {
+			ids := prs(td)
+			if !td.HasArg("peers") {
+				return render(step(0, ids[0]), nameOf)
+			}
+			var out []string
+			for i, id := range ids {
+				if r := render(step(i, id), nameOf); r != "(nothing)" {
+					out = append(out, fmt.Sprintf("%s %s:", td.Cmd, string(id)))
+					for _, l := range strings.Split(r, "\n") {
+						out = append(out, "  "+l)
+					}
+				}
+			}
+			if len(out) == 0 {
+				return "(nothing)"
+			}
+			return strings.Join(out, "\n")
+		}
+		byNumber := func(a, b string) int {
+			x, _ := strconv.Atoi(a)
+			y, _ := strconv.Atoi(b)
+			return x - y
 		}
 		datadriven.RunTest(t, path, func(t *testing.T, td *datadriven.TestData) string {
 			allowed, ok := scriptArgs[td.Cmd]
@@ -83,23 +143,31 @@ func TestPolicyScripts(t *testing.T) {
 			var a Actions
 			switch td.Cmd {
 			case "connect":
-				lat := 50 * time.Millisecond
+				lats := []time.Duration{50 * time.Millisecond}
 				if td.HasArg("latency") {
-					lat = duration(t, td, "latency")
+					td.ScanArgs(t, "latency", &lats)
 				}
-				a = p.PeerConnected(now, pr(td), lat)
+				if n := len(prs(td)); len(lats) != 1 && len(lats) != n {
+					t.Fatalf("%s: %d latencies for %d peers: give one, or one per peer", td.Pos, len(lats), n)
+				}
+				return each(td, func(i int, id peer.ID) Actions {
+					return p.PeerConnected(now, id, lats[min(i, len(lats)-1)])
+				})
 			case "disconnect":
-				a = p.PeerDisconnected(now, pr(td))
+				return each(td, func(_ int, id peer.ID) Actions { return p.PeerDisconnected(now, id) })
 			case "add":
 				a = p.Add(now, list(td, "cids"))
 			case "remove":
 				a = p.Remove(now, list(td, "cids"))
 			case "have":
-				a = p.Presences(now, pr(td), list(td, "cids"), nil)
+				cs := list(td, "cids")
+				return each(td, func(_ int, id peer.ID) Actions { return p.Presences(now, id, cs, nil) })
 			case "donthave":
-				a = p.Presences(now, pr(td), nil, list(td, "cids"))
+				cs := list(td, "cids")
+				return each(td, func(_ int, id peer.ID) Actions { return p.Presences(now, id, nil, cs) })
 			case "blocks":
-				a = p.BlocksReceived(now, pr(td), list(td, "cids"))
+				cs := list(td, "cids")
+				return each(td, func(_ int, id peer.ID) Actions { return p.BlocksReceived(now, id, cs) })
 			case "providers":
 				var ps []peer.ID
 				arg, _ := td.Arg("peers")
@@ -124,7 +192,50 @@ func TestPolicyScripts(t *testing.T) {
 					}
 					lines = append(lines, fmt.Sprintf("%s: %s", nameOf[x], who))
 				}
-				sort.Strings(lines)
+				slices.SortFunc(lines, func(a, b string) int {
+					return byNumber(strings.SplitN(a, ":", 2)[0], strings.SplitN(b, ":", 2)[0])
+				})
+				return strings.Join(lines, "\n")
+			case "peers":
+				var lines []string
+				for _, id := range peersOf(p.peers) {
+					pi := p.peers[id]
+					var mine []string
+					for _, w := range p.queue {
+						if p.wants[w.c] == w && w.assigned == id {
+							mine = append(mine, nameOf[w.c])
+						}
+					}
+					head := fmt.Sprintf("%s %v", string(id), p.lat(pi))
+					if pi.serviceTime > 0 {
+						head += fmt.Sprintf(" %v/block", pi.serviceTime)
+					}
+					if pi.useful {
+						head += " useful"
+					}
+					if pi.suspended {
+						head += " suspended"
+					}
+					if pi.inflight != len(mine) {
+						head += fmt.Sprintf(" inflight=%d", pi.inflight)
+					}
+					if len(mine) == 0 {
+						mine = []string{"-"}
+					}
+					lines = append(lines, head+": "+strings.Join(mine, " "))
+				}
+				var none []string
+				for _, w := range p.queue {
+					if p.wants[w.c] == w && w.assigned == "" {
+						none = append(none, nameOf[w.c])
+					}
+				}
+				if len(none) > 0 {
+					lines = append(lines, "unassigned: "+strings.Join(none, " "))
+				}
+				if len(lines) == 0 {
+					return "(none)"
+				}
 				return strings.Join(lines, "\n")
 			default:
 				t.Fatalf("%s: unknown command %q", td.Pos, td.Cmd)
@@ -137,11 +248,11 @@ func TestPolicyScripts(t *testing.T) {
 // scriptArgs lists the arguments each command takes (besides at): anything
 // else, like a typo, fails the script.
 var scriptArgs = map[string][]string{
-	"connect": {"peer", "latency"}, "disconnect": {"peer"},
+	"connect": {"peer", "peers", "latency"}, "disconnect": {"peer", "peers"},
 	"add": {"cids", "range"}, "remove": {"cids", "range"},
-	"have": {"peer", "cids", "range"}, "donthave": {"peer", "cids", "range"},
-	"blocks": {"peer", "cids", "range"}, "providers": {"cid", "peers"},
-	"tick": nil, "state": nil, "deadline": nil,
+	"have": {"peer", "peers", "cids", "range"}, "donthave": {"peer", "peers", "cids", "range"},
+	"blocks": {"peer", "peers", "cids", "range"}, "providers": {"cid", "peers"},
+	"tick": nil, "state": nil, "peers": nil, "deadline": nil,
 }
 
 // duration parses td's argument key as a duration, failing the script if
