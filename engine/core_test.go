@@ -49,7 +49,12 @@ func newHarness(t *testing.T, l limits) *harness {
 }
 
 func (h *harness) receive(p peer.ID, full bool, entries ...message.Entry) {
-	if h.c.receive(p, full, entries) {
+	h.apply(h.c.receive(p, full, entries))
+}
+
+// apply does the lookups eff asks for.
+func (h *harness) apply(eff effects) {
+	for _, p := range eff.lookup {
 		h.lookups(p)
 	}
 }
@@ -73,8 +78,7 @@ func (h *harness) lookups(p peer.ID) {
 func (h *harness) pop(target int) (peer.ID, []*task, bool) {
 	p, tasks, _, ok := h.c.pop(target)
 	if ok {
-		h.c.done(p, tasks, true)
-		h.lookups(p)
+		h.apply(h.c.done(p, tasks, true))
 	}
 	return p, tasks, ok
 }
@@ -137,9 +141,7 @@ func TestCoreServesBlockThatArrivesLater(t *testing.T) {
 		t.Fatal("a second answer was queued for a block that is still missing")
 	}
 	h.sizes[c] = 5000
-	for _, p := range h.c.blocksArrived([]cid.Cid{c}) {
-		h.lookups(p)
-	}
+	h.apply(h.c.blocksArrived([]cid.Cid{c}))
 	if _, tasks, _ := h.pop(1 << 20); kinds(tasks) != "have " {
 		t.Fatalf("answer after arrival = %q, want HAVE", kinds(tasks))
 	}
@@ -155,7 +157,7 @@ func TestCoreArrivalUnderOtherCidVersionServesWant(t *testing.T) {
 	h := newHarness(t, defaultLimits())
 	h.receive(p, false, wantEntry(v0, message.WantBlock, false))
 	h.sizes[v0] = 10 // the blockstore keys by multihash
-	peers := h.c.blocksArrived([]cid.Cid{v1})
+	peers := h.c.blocksArrived([]cid.Cid{v1}).lookup
 	if len(peers) != 1 || peers[0] != p {
 		t.Fatalf("blocksArrived woke %v, want [%s]", peers, p)
 	}
@@ -265,9 +267,7 @@ func TestCoreSendFailureRestoresWants(t *testing.T) {
 		if !ok || p2 != p {
 			t.Fatalf("attempt %d: nothing to send", i)
 		}
-		if h.c.done(p, tasks, false) {
-			h.lookups(p)
-		}
+		h.apply(h.c.done(p, tasks, false))
 		restored := len(h.c.wantlist(p)) == 1
 		if i < defaultMaxSendFailures && !restored {
 			t.Fatalf("after failure %d the want was lost", i)
@@ -409,9 +409,7 @@ func TestCoreLateLargeBlockAfterDontHaveIsAnnouncedNotPushed(t *testing.T) {
 		t.Fatalf("first answer %q", kinds(tasks))
 	}
 	h.sizes[c] = 256 << 10
-	for _, p := range h.c.blocksArrived([]cid.Cid{c}) {
-		h.lookups(p)
-	}
+	h.apply(h.c.blocksArrived([]cid.Cid{c}))
 	if _, tasks, _ := h.pop(1 << 20); kinds(tasks) != "have " {
 		t.Fatalf("after the block arrived: %q, want HAVE", kinds(tasks))
 	}
@@ -431,9 +429,7 @@ func TestCoreCancelDuringFailedSendStaysCancelled(t *testing.T) {
 	h.receive(p, false, wantEntry(a, message.WantBlock, false), wantEntry(b, message.WantBlock, true))
 	_, tasks, _, _ := h.c.pop(1 << 20)
 	h.receive(p, false, message.Entry{Cid: a, Cancel: true})
-	if h.c.done(p, tasks, false) {
-		h.lookups(p)
-	}
+	h.apply(h.c.done(p, tasks, false))
 	got := h.c.wantlist(p)
 	if len(got) != 1 || !got[0].Equals(b) {
 		t.Fatalf("wantlist after the failed send = %v, want only %s (the peer cancelled %s)", got, b, a)
@@ -509,7 +505,7 @@ func TestCoreWakeOrderDoesNotDependOnForgetOrder(t *testing.T) {
 		h.receive("p2", false, wantEntry(v1, message.WantBlock, false))
 		h.receive("p3", false, wantEntry(v1, message.WantBlock, false))
 		h.receive("p0", false, message.Entry{Cid: first, Cancel: true}, message.Entry{Cid: second, Cancel: true})
-		return h.c.blocksArrived([]cid.Cid{v1})
+		return h.c.blocksArrived([]cid.Cid{v1}).lookup
 	}
 	a, b := woken(v1, v0), woken(v0, v1)
 	if fmt.Sprint(a) != fmt.Sprint(b) {
@@ -708,9 +704,7 @@ func TestCoreWantEvictedWhileItsDontHaveIsInFlight(t *testing.T) {
 			if h.c.peers["a"] == nil {
 				t.Fatal("a was forgotten with its DONT_HAVE in flight")
 			}
-			if h.c.done("a", tasks, sent) {
-				h.lookups("a")
-			}
+			h.apply(h.c.done("a", tasks, sent))
 			if sent {
 				if h.c.peers["a"] != nil {
 					t.Fatal("a, with nothing left, is still kept after the send")

@@ -16,8 +16,8 @@ import (
 
 // TestCoreScripts runs the server's scenarios in testdata/core: each file
 // is a script of inputs to one core, the way the Engine drives it, and of
-// what the core decides, printed as it comes out. Peers are named by
-// letters, CIDs by numbers.
+// what the core decides, printed as it comes out: tasks, and the effects it
+// asks for. Peers are named by letters, CIDs by numbers.
 //
 //	limits [active=N] [perpeer=N] [total=N] [parked=N] [outstanding=N] [replace=N]
 //	                                (a fresh core with these limits; else the defaults)
@@ -29,6 +29,9 @@ import (
 //	arrived cids=(1)                (blocks stored: who has wants to look up again)
 //	disconnect peer=a
 //	state                           (each peer's wants, and the counters)
+//
+// Effects print as "lookups due: a b" (the peers whose wants to look up)
+// and "tasks ready" (wake the workers), or "nothing due".
 func TestCoreScripts(t *testing.T) {
 	datadriven.Walk(t, "testdata/core", func(t *testing.T, path string) {
 		c := newCore(defaultLimits())
@@ -118,8 +121,7 @@ func TestCoreScripts(t *testing.T) {
 					entries = append(entries, message.Entry{Cid: x, Cancel: true})
 				}
 				before := c.droppedWants
-				more := c.receive(peerArg(), td.HasArg("full"), entries)
-				out := fmt.Sprintf("lookups due: %v", more)
+				out := renderEffects(c.receive(peerArg(), td.HasArg("full"), entries))
 				if d := c.droppedWants - before; d > 0 {
 					out += fmt.Sprintf("\ndropped: %d", d)
 				}
@@ -137,8 +139,7 @@ func TestCoreScripts(t *testing.T) {
 					res[i] = lookupResult{lookup: l, have: ok, size: size}
 					asked = append(asked, l.cid)
 				}
-				queued := c.lookupDone(p, res)
-				return fmt.Sprintf("looked up: %s\ntasks queued: %v", names(asked), queued)
+				return fmt.Sprintf("looked up: %s\n%s", names(asked), renderEffects(c.lookupDone(p, res)))
 			case "pop":
 				p, tasks, pending, ok := c.pop(num(td, "target", DefaultTargetMessageSize))
 				if !ok {
@@ -156,18 +157,11 @@ func TestCoreScripts(t *testing.T) {
 				}
 				tn := held[0]
 				held = held[1:]
-				more := c.done(tn.p, tn.tasks, !td.HasArg("failed"))
-				return fmt.Sprintf("%s: more lookups due: %v", string(tn.p), more)
+				sent := !td.HasArg("failed")
+				eff := c.done(tn.p, tn.tasks, sent)
+				return fmt.Sprintf("%s's turn %s\n%s", string(tn.p), map[bool]string{true: "sent", false: "failed"}[sent], renderEffects(eff))
 			case "arrived":
-				woken := c.blocksArrived(list(td, "cids"))
-				if len(woken) == 0 {
-					return "nobody waits"
-				}
-				out := make([]string, len(woken))
-				for i, p := range woken {
-					out[i] = string(p)
-				}
-				return "lookups due: " + strings.Join(out, " ")
+				return renderEffects(c.blocksArrived(list(td, "cids")))
 			case "disconnect":
 				c.removePeer(peerArg())
 				return "ok"
@@ -188,6 +182,25 @@ func TestCoreScripts(t *testing.T) {
 			panic("unreachable")
 		})
 	})
+}
+
+// renderEffects prints effects as the core emitted them.
+func renderEffects(eff effects) string {
+	var lines []string
+	if len(eff.lookup) > 0 {
+		ps := make([]string, len(eff.lookup))
+		for i, p := range eff.lookup {
+			ps[i] = string(p)
+		}
+		lines = append(lines, "lookups due: "+strings.Join(ps, " "))
+	}
+	if eff.ready {
+		lines = append(lines, "tasks ready")
+	}
+	if len(lines) == 0 {
+		return "nothing due"
+	}
+	return strings.Join(lines, "\n")
 }
 
 // coreScriptArgs lists the arguments each command takes: anything else,

@@ -293,13 +293,13 @@ func (e *Engine) MessageReceived(ctx context.Context, p peer.ID, msg *message.Me
 	}
 	e.mu.Lock()
 	before, oversizedBefore := e.core.droppedWants, e.core.oversized
-	pending := e.core.receive(p, msg.Full, msg.Wantlist)
+	eff := e.core.receive(p, msg.Full, msg.Wantlist)
 	dropped, oversized := e.core.droppedWants-before, e.core.oversized-oversizedBefore
 	e.mu.Unlock()
 	if dropped > 0 {
 		e.cfg.logger.Debug("bitswap engine: dropped wants over a limit", "peer", p, "count", dropped)
 	}
-	if pending {
+	for _, p := range eff.lookup {
 		e.refill(ctx, p)
 	}
 	if oversized > 0 {
@@ -320,7 +320,7 @@ func (e *Engine) NotifyNewBlocks(_ context.Context, blks ...blocks.Block) {
 	}
 	e.mu.Lock()
 	queued := false
-	for _, p := range e.core.blocksArrived(keys) {
+	for _, p := range e.core.blocksArrived(keys).lookup {
 		if _, ok := e.refillQueued[p]; !ok {
 			e.refillQueued[p] = struct{}{}
 			e.refills = append(e.refills, p)
@@ -391,7 +391,7 @@ func (e *Engine) refill(ctx context.Context, p peer.ID) {
 			}
 		}
 		e.mu.Lock()
-		if e.core.lookupDone(p, results) {
+		if e.core.lookupDone(p, results).ready {
 			e.cond.Broadcast()
 		}
 		e.mu.Unlock()
@@ -456,8 +456,10 @@ func (e *Engine) worker() {
 		default:
 			e.stat.SendErrors++
 		}
-		more := e.core.done(p, tasks, err == nil)
-		e.cond.Broadcast() // outstanding bytes went down: a capped peer may go again
+		eff := e.core.done(p, tasks, err == nil)
+		if eff.ready {
+			e.cond.Broadcast() // outstanding bytes went down: a capped peer may go again
+		}
 		e.mu.Unlock()
 
 		if msg != nil && err == nil {
@@ -469,7 +471,7 @@ func (e *Engine) worker() {
 		}
 		// Also after an empty turn (its blocks vanished): popping freed
 		// active slots that unchecked wants may be waiting for.
-		if more {
+		for _, p := range eff.lookup {
 			e.refill(e.ctx, p)
 		}
 	}
