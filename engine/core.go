@@ -78,7 +78,7 @@ type inFlight struct {
 	w *want
 }
 
-// lookup asks the Engine to check the blockstore for one want.
+// lookup asks the driver to check the blockstore for one want.
 type lookup struct {
 	cid cid.Cid
 	seq uint64
