@@ -78,7 +78,7 @@ type inFlight struct {
 	w *want
 }
 
-// lookup asks the Engine to check the blockstore for one want.
+// lookup asks the driver to check the blockstore for one want.
 type lookup struct {
 	cid cid.Cid
 	seq uint64
@@ -90,6 +90,25 @@ type lookupResult struct {
 	have bool // the block is there and the peer may have it
 	size int  // block size when have
 	err  error
+}
+
+// effects is what the core asks of whoever drives it after a call, as
+// data, so that one driver carries it out for the Engine and the tests
+// alike: which peers have unchecked wants to look up (a blockstore read
+// each, which the core cannot do), and whether waiting workers should wake
+// because the task queue may have a turn ready.
+type effects struct {
+	lookup []peer.ID
+	ready  bool
+}
+
+// lookupsDue is the effect of a call that may have left p with unchecked
+// wants.
+func lookupsDue(p peer.ID, pw *peerWants) effects {
+	if pw.unchecked.Len() == 0 {
+		return effects{}
+	}
+	return effects{lookup: []peer.ID{p}}
 }
 
 // limits bound what peers can make the server hold.
@@ -106,8 +125,9 @@ type limits struct {
 
 // core is the server's decision logic over plain data: inbound wantlists,
 // the task queue, and what to do with each want. It does no I/O, reads no
-// clock and takes no locks, so tests can drive it step by step; the Engine
-// feeds it messages and lookup results and carries out what it returns.
+// clock and takes no locks, so tests can drive it step by step; it is fed
+// messages, lookup results and sends, and returns what to do next as
+// effects, which the driver carries out.
 type core struct {
 	limits
 	peers map[peer.ID]*peerWants
@@ -159,9 +179,9 @@ func newCore(l limits) *core {
 	}
 }
 
-// receive applies an inbound wantlist. It reports whether p has wants that
-// need a lookup.
-func (c *core) receive(p peer.ID, full bool, entries []message.Entry) bool {
+// receive applies an inbound wantlist. Its effect is p's lookups, if it
+// has wants that need one.
+func (c *core) receive(p peer.ID, full bool, entries []message.Entry) effects {
 	pw := c.peers[p]
 	if full && pw != nil {
 		keep := make(map[cid.Cid]struct{}, len(entries))
@@ -205,10 +225,10 @@ func (c *core) receive(p peer.ID, full bool, entries []message.Entry) bool {
 		c.add(p, pw, &want{cid: e.Cid, priority: e.Priority, wantType: e.WantType, sendDontHave: e.SendDontHave}, true)
 	}
 	if pw == nil {
-		return false
+		return effects{}
 	}
 	c.gcPeer(p, pw)
-	return pw.unchecked.Len() > 0
+	return lookupsDue(p, pw)
 }
 
 // add makes w, new or restored, one of p's unchecked wants, as far as the
@@ -371,12 +391,13 @@ func (c *core) nextLookups(p peer.ID, max int) []lookup {
 }
 
 // lookupDone decides, for each looked-up want still current, what to send:
-// the block, HAVE or DONT_HAVE; or parks it. It reports whether tasks were
-// queued.
-func (c *core) lookupDone(p peer.ID, results []lookupResult) bool {
+// the block, HAVE or DONT_HAVE; or parks it. Its effects: ready if tasks
+// were queued, and p's next lookups while it has unchecked wants (parking
+// frees active slots).
+func (c *core) lookupDone(p peer.ID, results []lookupResult) effects {
 	pw := c.peers[p]
 	if pw == nil {
-		return false
+		return effects{}
 	}
 	queued := false
 	for _, r := range results {
@@ -410,7 +431,9 @@ func (c *core) lookupDone(p peer.ID, results []lookupResult) bool {
 		c.tq.push(p, t)
 		queued = true
 	}
-	return queued
+	eff := lookupsDue(p, pw)
+	eff.ready = queued
+	return eff
 }
 
 // pop takes the next peer's turn from the task queue and settles the wants
@@ -449,14 +472,16 @@ func (c *core) pop(target int) (p peer.ID, tasks []*task, pending int, ok bool) 
 // was left to send) or failed. After repeated failures the peer's wantlist
 // is dropped; otherwise the wants of a failed send are restored as they
 // were, so that nothing the peer asked for is lost, unless the peer has
-// cancelled them meanwhile, or asked for them again (that want stands). It
-// reports whether p has wants that need a lookup: popping freed active
-// slots, and restored wants need one.
-func (c *core) done(p peer.ID, tasks []*task, sent bool) (more bool) {
+// cancelled them meanwhile, or asked for them again (that want stands).
+// Its effects: ready if the task queue has a turn ready (the peer's
+// outstanding bytes went down, so it may go again), and p's lookups while
+// it has unchecked wants (popping freed active slots, and restored wants
+// need one).
+func (c *core) done(p peer.ID, tasks []*task, sent bool) effects {
 	c.tq.done(p, tasks)
 	pw := c.peers[p]
 	if pw == nil {
-		return false // the peer left while we were sending
+		return effects{ready: c.tq.ready()} // the peer left while we were sending
 	}
 	var failed []inFlight
 	for _, t := range tasks {
@@ -470,7 +495,7 @@ func (c *core) done(p peer.ID, tasks []*task, sent bool) (more bool) {
 		pw.sendFailures = 0
 	case pw.sendFailures+1 >= c.maxSendFailures:
 		c.removePeer(p)
-		return false
+		return effects{ready: c.tq.ready()}
 	default:
 		pw.sendFailures++
 		for _, f := range failed {
@@ -483,12 +508,14 @@ func (c *core) done(p peer.ID, tasks []*task, sent bool) (more bool) {
 		}
 	}
 	c.gcPeer(p, pw)
-	return pw.unchecked.Len() > 0
+	eff := lookupsDue(p, pw)
+	eff.ready = c.tq.ready()
+	return eff
 }
 
-// blocksArrived wakes parked wants for the given blocks and returns the
-// peers that now have lookups to do.
-func (c *core) blocksArrived(keys []cid.Cid) []peer.ID {
+// blocksArrived wakes parked wants for the given blocks. Its effect is the
+// lookups of the peers they belong to, each named once.
+func (c *core) blocksArrived(keys []cid.Cid) effects {
 	var out []peer.ID
 	seen := make(map[peer.ID]struct{})
 	for _, k := range keys {
@@ -510,7 +537,7 @@ func (c *core) blocksArrived(keys []cid.Cid) []peer.ID {
 			}
 		}
 	}
-	return out
+	return effects{lookup: out}
 }
 
 // removePeer forgets everything about p.

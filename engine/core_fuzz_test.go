@@ -636,8 +636,9 @@ func (r *coreRun) apply(e coreEvent) {
 		// The core first, then the model, which checks the core's
 		// displacements (over the total cap) as it goes.
 		known := r.c.peers[p] != nil
-		more := r.c.receive(p, e.full, entries)
-		r.emit("receive %s: %v", p, more)
+		eff := r.c.receive(p, e.full, entries)
+		r.emit("receive %s: %+v", p, eff)
+		r.checkEffects("receive", p, eff)
 		if e.full && known {
 			keep := make(map[cid.Cid]bool)
 			for _, x := range entries {
@@ -666,7 +667,7 @@ func (r *coreRun) apply(e coreEvent) {
 		if n := len(r.c.displacedLog); n > 0 {
 			r.fatalf("%d displacements the model did not expect", n)
 		}
-		if more {
+		if len(eff.lookup) > 0 {
 			r.due[p] = true
 		}
 	case cLookups:
@@ -762,10 +763,28 @@ func (r *coreRun) answer(p peer.ID, res []lookupResult) {
 	for _, x := range res {
 		r.results[x.seq] = x
 	}
-	queued := r.c.lookupDone(p, res)
-	r.emit("lookupDone %s: %v", p, queued)
+	eff := r.c.lookupDone(p, res)
+	r.emit("lookupDone %s: %+v", p, eff)
+	r.checkEffects("lookupDone", p, eff)
 	r.takeEvictions()
-	r.due[p] = true // the refill loop goes on
+	// The driver's refill loop goes on only if the core asks for p's
+	// lookups: if it has unchecked wants and does not say so, they wedge
+	// (drain finds them).
+	r.due[p] = len(eff.lookup) > 0
+}
+
+// checkEffects checks the effects of a call for p that can only make p's
+// lookups due: they name p alone, exactly when it has unchecked wants, and
+// ready (if set) means that a turn is ready.
+func (r *coreRun) checkEffects(call string, p peer.ID, eff effects) {
+	pw := r.c.peers[p]
+	due := pw != nil && pw.unchecked.Len() > 0
+	if len(eff.lookup) > 1 || len(eff.lookup) == 1 && eff.lookup[0] != p || (len(eff.lookup) == 1) != due {
+		r.fatalf("%s(%s) asks for the lookups of %v; %s has unchecked wants: %v", call, p, eff.lookup, p, due)
+	}
+	if eff.ready && call != "lookupDone" && !r.c.tq.ready() {
+		r.fatalf("%s(%s) says a turn is ready, and none is", call, p)
+	}
 }
 
 func (r *coreRun) pop(target int) {
@@ -920,14 +939,18 @@ func (r *coreRun) done(b batch, sent, empty bool) {
 			}
 		}
 	}
-	more := r.c.done(p, b.tasks, sent)
-	r.emit("done %s %s sent=%v: %v", p, r.kinds(b.tasks), sent, more)
+	eff := r.c.done(p, b.tasks, sent)
+	r.emit("done %s %s sent=%v: %+v", p, r.kinds(b.tasks), sent, eff)
+	r.checkEffects("done", p, eff)
+	if eff.ready != r.c.tq.ready() {
+		r.fatalf("done(%s) says a turn is ready: %v; one is: %v", p, eff.ready, r.c.tq.ready())
+	}
 	// What the Engine's worker does next: refill when the core says so,
 	// whether or not the turn's message was empty (Engine.worker once
 	// refilled only after a message went out, so an empty turn wedged the
 	// peer's unchecked wants).
 	_ = empty
-	if more {
+	if len(eff.lookup) > 0 {
 		r.due[p] = true
 	}
 }
@@ -947,8 +970,12 @@ func (r *coreRun) arrived(keys []cid.Cid) {
 			}
 		}
 	}
-	ps := r.c.blocksArrived(keys)
-	r.emit("blocksArrived: %v", ps)
+	eff := r.c.blocksArrived(keys)
+	ps := eff.lookup
+	r.emit("blocksArrived: %+v", eff)
+	if eff.ready {
+		r.fatalf("blocksArrived says a turn is ready: it queues nothing")
+	}
 	if len(ps) != len(wake) {
 		r.fatalf("blocksArrived woke %v, want the peers of parked wants %v", ps, wake)
 	}

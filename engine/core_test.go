@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"context"
 	"fmt"
+	"sync"
 	"testing"
 
 	cid "github.com/ipfs/go-cid"
@@ -36,47 +38,61 @@ func defaultLimits() limits {
 	}
 }
 
-// harness runs core against a map of block sizes, the way Engine does, but
-// synchronously.
+// harness runs core through the Engine's driver against a map of block
+// sizes, synchronously: a turn with nothing ready returns at once, and
+// refills queued by arriving blocks run before arrived returns.
 type harness struct {
 	t     *testing.T
 	c     *core
+	d     *driver
 	sizes map[cid.Cid]int // what the "blockstore" holds
 }
 
 func newHarness(t *testing.T, l limits) *harness {
-	return &harness{t: t, c: newCore(l), sizes: make(map[cid.Cid]int)}
+	h := &harness{t: t, c: newCore(l), sizes: make(map[cid.Cid]int)}
+	h.d = newDriver(h.c, &sync.Mutex{}, h.lookup, false)
+	return h
 }
 
+// lookup is the driver's blockstore: the map of sizes.
+func (h *harness) lookup(_ context.Context, _ peer.ID, todo []lookup) []lookupResult {
+	res := make([]lookupResult, len(todo))
+	for i, l := range todo {
+		size, ok := h.sizes[l.cid]
+		res[i] = lookupResult{lookup: l, have: ok, size: size}
+	}
+	return res
+}
+
+// receive gives the driver a wantlist and does the lookups it asks for,
+// as MessageReceived does.
 func (h *harness) receive(p peer.ID, full bool, entries ...message.Entry) {
-	if h.c.receive(p, full, entries) {
-		h.lookups(p)
-	}
+	eff, _, _ := h.d.receive(p, full, entries)
+	h.d.apply(context.Background(), eff)
 }
 
-func (h *harness) lookups(p peer.ID) {
-	for {
-		todo := h.c.nextLookups(p, 1<<30)
-		if len(todo) == 0 {
-			return
-		}
-		res := make([]lookupResult, len(todo))
-		for i, l := range todo {
-			size, ok := h.sizes[l.cid]
-			res[i] = lookupResult{lookup: l, have: ok, size: size}
-		}
-		h.c.lookupDone(p, res)
-	}
-}
-
-// popAll pops one turn and completes it, then refills like a worker does.
+// pop runs one turn, sent, as a worker does.
 func (h *harness) pop(target int) (peer.ID, []*task, bool) {
-	p, tasks, _, ok := h.c.pop(target)
-	if ok {
-		h.c.done(p, tasks, true)
-		h.lookups(p)
-	}
-	return p, tasks, ok
+	var got turn
+	ok := h.d.runTurn(context.Background(), target, func(t turn) sendOutcome {
+		got = t
+		return sendOutcome{sent: true}
+	})
+	return got.p, got.tasks, ok
+}
+
+// finish reports how a turn held since h.d.pop went, and does the lookups
+// that asks for, as a worker does.
+func (h *harness) finish(t turn, sent bool) {
+	h.d.apply(context.Background(), h.d.done(t, sendOutcome{sent: sent}))
+}
+
+// arrived tells the driver that blocks arrived and runs the refills that
+// queues, as the Engine's refiller does.
+func (h *harness) arrived(keys ...cid.Cid) effects {
+	eff := h.d.arrived(keys)
+	h.d.runRefills(context.Background())
+	return eff
 }
 
 func wantEntry(c cid.Cid, wt message.WantType, sendDontHave bool) message.Entry {
@@ -137,9 +153,7 @@ func TestCoreServesBlockThatArrivesLater(t *testing.T) {
 		t.Fatal("a second answer was queued for a block that is still missing")
 	}
 	h.sizes[c] = 5000
-	for _, p := range h.c.blocksArrived([]cid.Cid{c}) {
-		h.lookups(p)
-	}
+	h.arrived(c)
 	if _, tasks, _ := h.pop(1 << 20); kinds(tasks) != "have " {
 		t.Fatalf("answer after arrival = %q, want HAVE", kinds(tasks))
 	}
@@ -155,11 +169,10 @@ func TestCoreArrivalUnderOtherCidVersionServesWant(t *testing.T) {
 	h := newHarness(t, defaultLimits())
 	h.receive(p, false, wantEntry(v0, message.WantBlock, false))
 	h.sizes[v0] = 10 // the blockstore keys by multihash
-	peers := h.c.blocksArrived([]cid.Cid{v1})
+	peers := h.arrived(v1).lookup
 	if len(peers) != 1 || peers[0] != p {
 		t.Fatalf("blocksArrived woke %v, want [%s]", peers, p)
 	}
-	h.lookups(p)
 	_, tasks, _ := h.pop(1 << 20)
 	if len(tasks) != 1 || !tasks[0].cid.Equals(v0) {
 		t.Fatalf("served %v, want the block under the CID asked for (%s)", tasks, v0)
@@ -261,13 +274,11 @@ func TestCoreSendFailureRestoresWants(t *testing.T) {
 	h.sizes[c] = 10
 	h.receive(p, false, wantEntry(c, message.WantBlock, false))
 	for i := 1; i <= defaultMaxSendFailures; i++ {
-		p2, tasks, _, ok := h.c.pop(1 << 20)
-		if !ok || p2 != p {
+		tn, ok := h.d.pop(1 << 20)
+		if !ok || tn.p != p {
 			t.Fatalf("attempt %d: nothing to send", i)
 		}
-		if h.c.done(p, tasks, false) {
-			h.lookups(p)
-		}
+		h.finish(tn, false)
 		restored := len(h.c.wantlist(p)) == 1
 		if i < defaultMaxSendFailures && !restored {
 			t.Fatalf("after failure %d the want was lost", i)
@@ -284,9 +295,9 @@ func TestCorePeerRemovedWhileSending(t *testing.T) {
 	h := newHarness(t, defaultLimits())
 	h.sizes[c] = 10
 	h.receive(p, false, wantEntry(c, message.WantBlock, false))
-	_, tasks, _, _ := h.c.pop(1 << 20)
+	tn, _ := h.d.pop(1 << 20)
 	h.c.removePeer(p)
-	h.c.done(p, tasks, false)
+	h.finish(tn, false)
 	if len(h.c.peers) != 0 || len(h.c.tq.peers) != 0 {
 		t.Fatal("state for a disconnected peer came back after its send failed")
 	}
@@ -409,9 +420,7 @@ func TestCoreLateLargeBlockAfterDontHaveIsAnnouncedNotPushed(t *testing.T) {
 		t.Fatalf("first answer %q", kinds(tasks))
 	}
 	h.sizes[c] = 256 << 10
-	for _, p := range h.c.blocksArrived([]cid.Cid{c}) {
-		h.lookups(p)
-	}
+	h.arrived(c)
 	if _, tasks, _ := h.pop(1 << 20); kinds(tasks) != "have " {
 		t.Fatalf("after the block arrived: %q, want HAVE", kinds(tasks))
 	}
@@ -429,11 +438,9 @@ func TestCoreCancelDuringFailedSendStaysCancelled(t *testing.T) {
 	h := newHarness(t, defaultLimits())
 	h.sizes[a], h.sizes[b] = 10, 10
 	h.receive(p, false, wantEntry(a, message.WantBlock, false), wantEntry(b, message.WantBlock, true))
-	_, tasks, _, _ := h.c.pop(1 << 20)
+	tn, _ := h.d.pop(1 << 20)
 	h.receive(p, false, message.Entry{Cid: a, Cancel: true})
-	if h.c.done(p, tasks, false) {
-		h.lookups(p)
-	}
+	h.finish(tn, false)
 	got := h.c.wantlist(p)
 	if len(got) != 1 || !got[0].Equals(b) {
 		t.Fatalf("wantlist after the failed send = %v, want only %s (the peer cancelled %s)", got, b, a)
@@ -453,10 +460,10 @@ func TestCoreFailedSendFromBeforeRemovalRestoresNothing(t *testing.T) {
 	h := newHarness(t, defaultLimits())
 	h.sizes[a] = 10
 	h.receive(p, false, wantEntry(a, message.WantBlock, false))
-	_, tasks, _, _ := h.c.pop(1 << 20)
+	tn, _ := h.d.pop(1 << 20)
 	h.c.removePeer(p)
 	h.receive(p, false, wantEntry(b, message.WantBlock, false))
-	h.c.done(p, tasks, false)
+	h.finish(tn, false)
 	got := h.c.wantlist(p)
 	if len(got) != 1 || !got[0].Equals(b) {
 		t.Fatalf("wantlist = %v, want only the new %s", got, b)
@@ -474,21 +481,21 @@ func TestCoreOutstandingBytesOutliveRemovePeer(t *testing.T) {
 	a, b := testCid(t, 1), testCid(t, 2)
 	h.sizes[a], h.sizes[b] = 1000, 1000
 	h.receive(p, false, wantEntry(a, message.WantBlock, false))
-	_, old, _, _ := h.c.pop(1 << 20)
+	old, _ := h.d.pop(1 << 20)
 	h.c.removePeer(p)
 	h.receive(p, false, wantEntry(b, message.WantBlock, false))
-	if _, _, _, ok := h.c.pop(1 << 20); ok {
+	if _, ok := h.d.pop(1 << 20); ok {
 		t.Fatal("a second turn popped with the first's 1000 bytes still in flight, cap 1000")
 	}
-	h.c.done(p, old, false)
-	_, cur, _, ok := h.c.pop(1 << 20)
+	h.finish(old, false)
+	cur, ok := h.d.pop(1 << 20)
 	if !ok {
 		t.Fatal("nothing popped once the first turn was done")
 	}
 	if n := h.c.tq.peers[p].outstanding; n != 1000 {
 		t.Fatalf("%d bytes outstanding, 1000 in flight", n)
 	}
-	h.c.done(p, cur, true)
+	h.finish(cur, true)
 	if len(h.c.tq.peers) != 0 {
 		t.Fatal("task queue state left after every turn was done")
 	}
@@ -509,7 +516,7 @@ func TestCoreWakeOrderDoesNotDependOnForgetOrder(t *testing.T) {
 		h.receive("p2", false, wantEntry(v1, message.WantBlock, false))
 		h.receive("p3", false, wantEntry(v1, message.WantBlock, false))
 		h.receive("p0", false, message.Entry{Cid: first, Cancel: true}, message.Entry{Cid: second, Cancel: true})
-		return h.c.blocksArrived([]cid.Cid{v1})
+		return h.c.blocksArrived([]cid.Cid{v1}).lookup
 	}
 	a, b := woken(v1, v0), woken(v0, v1)
 	if fmt.Sprint(a) != fmt.Sprint(b) {
@@ -697,9 +704,9 @@ func TestCoreWantEvictedWhileItsDontHaveIsInFlight(t *testing.T) {
 			cs, names := testCids(t, 2)
 			x, y := cs[0], cs[1]
 			h.receive("a", false, wantEntry(x, message.WantHave, true))
-			_, tasks, _, _ := h.c.pop(1 << 20)
-			if kinds(tasks) != "dont-have " {
-				t.Fatalf("popped %q, want DONT_HAVE", kinds(tasks))
+			tn, _ := h.d.pop(1 << 20)
+			if kinds(tn.tasks) != "dont-have " {
+				t.Fatalf("popped %q, want DONT_HAVE", kinds(tn.tasks))
 			}
 			h.receive("b", false, wantEntry(y, message.WantBlock, false)) // evicts x
 			if got := fmt.Sprint(parkedWants(t, h.c, names)); got != "[b:c1]" || h.c.evictedWants != 1 {
@@ -708,9 +715,7 @@ func TestCoreWantEvictedWhileItsDontHaveIsInFlight(t *testing.T) {
 			if h.c.peers["a"] == nil {
 				t.Fatal("a was forgotten with its DONT_HAVE in flight")
 			}
-			if h.c.done("a", tasks, sent) {
-				h.lookups("a")
-			}
+			h.finish(tn, sent)
 			if sent {
 				if h.c.peers["a"] != nil {
 					t.Fatal("a, with nothing left, is still kept after the send")
@@ -720,7 +725,7 @@ func TestCoreWantEvictedWhileItsDontHaveIsInFlight(t *testing.T) {
 			if got := h.c.wantlist("a"); len(got) != 1 || !got[0].Equals(x) {
 				t.Fatalf("after the failed send a's wantlist = %v, want x back", got)
 			}
-			_, tasks, _ = h.pop(1 << 20)
+			_, tasks, _ := h.pop(1 << 20)
 			if kinds(tasks) != "dont-have " {
 				t.Fatalf("popped %q, want DONT_HAVE said again", kinds(tasks))
 			}
@@ -742,14 +747,14 @@ func TestCoreEvictionWithinOneTurn(t *testing.T) {
 	h := newHarness(t, l)
 	cs, names := testCids(t, 2)
 	h.receive("a", false, wantEntry(cs[0], message.WantHave, true), wantEntry(cs[1], message.WantHave, true))
-	_, tasks, _, _ := h.c.pop(1 << 20)
-	if kinds(tasks) != "dont-have dont-have " {
-		t.Fatalf("popped %q, want two DONT_HAVEs", kinds(tasks))
+	tn, _ := h.d.pop(1 << 20)
+	if kinds(tn.tasks) != "dont-have dont-have " {
+		t.Fatalf("popped %q, want two DONT_HAVEs", kinds(tn.tasks))
 	}
 	if got := fmt.Sprint(parkedWants(t, h.c, names)); got != "[a:c1]" || h.c.evictedWants != 1 {
 		t.Fatalf("parked = %s, %d evicted; want a's c1, 1", got, h.c.evictedWants)
 	}
-	h.c.done("a", tasks, true)
+	h.finish(tn, true)
 	if got := h.c.wantlist("a"); len(got) != 1 || !got[0].Equals(cs[1]) {
 		t.Fatalf("a's wantlist = %v, want c1 only", got)
 	}
@@ -892,7 +897,7 @@ func TestCoreTotalCapDisplacesTheLargestPeersWants(t *testing.T) {
 	// Looked-up wants are not displaced: with every want parked, a new
 	// peer is refused.
 	for _, p := range []peer.ID{"flood", "b", "c"} {
-		h.lookups(p)
+		h.d.refill(context.Background(), p)
 	}
 	ask("d", 300, 1)
 	if n := len(h.c.wantlist("d")); n != 0 || h.c.displaced != 7 {

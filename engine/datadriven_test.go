@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strconv"
@@ -15,29 +16,29 @@ import (
 )
 
 // TestCoreScripts runs the server's scenarios in testdata/core: each file
-// is a script of inputs to one core, the way the Engine drives it, and of
-// what the core decides, printed as it comes out. Peers are named by
-// letters, CIDs by numbers.
+// is a script of inputs to one core, through the Engine's driver one step
+// at a time, and of what the core decides, printed as it comes out: tasks,
+// and the effects it asks the driver for, which the script carries out
+// with explicit steps. Peers are named by letters, CIDs by numbers.
 //
 //	limits [active=N] [perpeer=N] [total=N] [parked=N] [outstanding=N] [replace=N]
 //	                                (a fresh core with these limits; else the defaults)
 //	store cids=(1,2) [size=N]       (the blockstore holds them; default 1,000 bytes)
 //	receive peer=a [full] [block=(1)] [have=(2)] [cancel=(3)] [sdh] [prio=N]
-//	lookup peer=a [n=N]             (answer up to N of its pending lookups; default all)
+//	lookup peer=a [n=N]             (look up at most N of its unchecked wants; default all)
 //	pop [target=N]                  (one turn; held until done)
 //	done [failed]                   (the oldest turn held was sent, or failed)
-//	arrived cids=(1)                (blocks stored: who has wants to look up again)
+//	arrived cids=(1)                (blocks stored)
 //	disconnect peer=a
 //	state                           (each peer's wants, and the counters)
+//
+// Effects print as "lookups due: a b" (the peers whose wants to look up)
+// and "tasks ready" (wake the workers), or "nothing due".
 func TestCoreScripts(t *testing.T) {
 	datadriven.Walk(t, "testdata/core", func(t *testing.T, path string) {
-		c := newCore(defaultLimits())
-		sizes := map[cid.Cid]int{}
+		h := newHarness(t, defaultLimits())
+		sizes := h.sizes // kept by limits
 		nameOf := map[cid.Cid]string{}
-		type turn struct {
-			p     peer.ID
-			tasks []*task
-		}
 		var held []turn
 		cidOf := func(td *datadriven.TestData, name string) cid.Cid {
 			n, err := strconv.Atoi(name)
@@ -96,7 +97,8 @@ func TestCoreScripts(t *testing.T) {
 				l.maxParked = num(td, "parked", l.maxParked)
 				l.maxOutstanding = num(td, "outstanding", l.maxOutstanding)
 				l.maxReplaceSize = num(td, "replace", l.maxReplaceSize)
-				c, held = newCore(l), nil
+				h, held = newHarness(t, l), nil
+				h.sizes = sizes
 				return "ok"
 			case "store":
 				size := num(td, "size", 1000)
@@ -117,61 +119,49 @@ func TestCoreScripts(t *testing.T) {
 				for _, x := range list(td, "cancel") {
 					entries = append(entries, message.Entry{Cid: x, Cancel: true})
 				}
-				before := c.droppedWants
-				more := c.receive(peerArg(), td.HasArg("full"), entries)
-				out := fmt.Sprintf("lookups due: %v", more)
-				if d := c.droppedWants - before; d > 0 {
-					out += fmt.Sprintf("\ndropped: %d", d)
+				eff, dropped, _ := h.d.receive(peerArg(), td.HasArg("full"), entries)
+				out := renderEffects(eff)
+				if dropped > 0 {
+					out += fmt.Sprintf("\ndropped: %d", dropped)
 				}
 				return out
 			case "lookup":
-				p := peerArg()
-				todo := c.nextLookups(p, num(td, "n", 1<<30))
+				todo, eff := h.d.lookupOnce(context.Background(), peerArg(), num(td, "n", 1<<30))
 				if len(todo) == 0 {
 					return "nothing to look up"
 				}
-				res := make([]lookupResult, len(todo))
 				var asked []cid.Cid
-				for i, l := range todo {
-					size, ok := sizes[l.cid]
-					res[i] = lookupResult{lookup: l, have: ok, size: size}
+				for _, l := range todo {
 					asked = append(asked, l.cid)
 				}
-				queued := c.lookupDone(p, res)
-				return fmt.Sprintf("looked up: %s\ntasks queued: %v", names(asked), queued)
+				return fmt.Sprintf("looked up: %s\n%s", names(asked), renderEffects(eff))
 			case "pop":
-				p, tasks, pending, ok := c.pop(num(td, "target", DefaultTargetMessageSize))
+				tn, ok := h.d.pop(num(td, "target", DefaultTargetMessageSize))
 				if !ok {
 					return "nothing to send"
 				}
-				held = append(held, turn{p, tasks})
+				held = append(held, tn)
 				var parts []string
-				for _, tk := range tasks {
+				for _, tk := range tn.tasks {
 					parts = append(parts, fmt.Sprintf("%s %s", [...]string{"block", "have", "dont-have"}[tk.kind], nameOf[tk.cid]))
 				}
-				return fmt.Sprintf("to %s: %s (%d bytes pending)", string(p), strings.Join(parts, ", "), pending)
+				return fmt.Sprintf("to %s: %s (%d bytes pending)", string(tn.p), strings.Join(parts, ", "), tn.pending)
 			case "done":
 				if len(held) == 0 {
 					t.Fatalf("%s: done with no turn held", td.Pos)
 				}
 				tn := held[0]
 				held = held[1:]
-				more := c.done(tn.p, tn.tasks, !td.HasArg("failed"))
-				return fmt.Sprintf("%s: more lookups due: %v", string(tn.p), more)
+				sent := !td.HasArg("failed")
+				eff := h.d.done(tn, sendOutcome{sent: sent})
+				return fmt.Sprintf("%s's turn %s\n%s", string(tn.p), map[bool]string{true: "sent", false: "failed"}[sent], renderEffects(eff))
 			case "arrived":
-				woken := c.blocksArrived(list(td, "cids"))
-				if len(woken) == 0 {
-					return "nobody waits"
-				}
-				out := make([]string, len(woken))
-				for i, p := range woken {
-					out[i] = string(p)
-				}
-				return "lookups due: " + strings.Join(out, " ")
+				return renderEffects(h.d.arrived(list(td, "cids")))
 			case "disconnect":
-				c.removePeer(peerArg())
+				h.c.removePeer(peerArg())
 				return "ok"
 			case "state":
+				c := h.c
 				var lines []string
 				for _, p := range peersOf(c.peers) {
 					pw := c.peers[p]
@@ -188,6 +178,25 @@ func TestCoreScripts(t *testing.T) {
 			panic("unreachable")
 		})
 	})
+}
+
+// renderEffects prints effects as the core emitted them.
+func renderEffects(eff effects) string {
+	var lines []string
+	if len(eff.lookup) > 0 {
+		ps := make([]string, len(eff.lookup))
+		for i, p := range eff.lookup {
+			ps[i] = string(p)
+		}
+		lines = append(lines, "lookups due: "+strings.Join(ps, " "))
+	}
+	if eff.ready {
+		lines = append(lines, "tasks ready")
+	}
+	if len(lines) == 0 {
+		return "nothing due"
+	}
+	return strings.Join(lines, "\n")
 }
 
 // coreScriptArgs lists the arguments each command takes: anything else,

@@ -6,8 +6,9 @@
 // stores incoming blocks (the BlockRouter does, then calls NotifyNewBlocks),
 // and never talks to libp2p directly: it sends through a Sender, usually the
 // network package's Network. Its decisions live in core, plain data without
-// I/O, locks or clocks; Engine adds the locking, the blockstore reads and the
-// sends.
+// I/O, locks or clocks, which returns what to do next as data; the driver
+// carries that out, and Engine gives it the locking, the blockstore reads
+// and the sends.
 package engine
 
 import (
@@ -185,19 +186,10 @@ type Engine struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	// mu guards core, closed and the counters below; cond wakes workers
-	// when the task queue may have work.
-	mu     sync.Mutex
-	cond   *sync.Cond
-	core   *core
-	closed bool
-	stat   Stat
-	// refills queues the peers whose parked wants NotifyNewBlocks woke,
-	// for the refiller goroutine to look up (refillQueued: the same, as a
-	// set). Guarded by mu.
-	refills      []peer.ID
-	refillQueued map[peer.ID]struct{}
-	refillWake   chan struct{} // capacity 1
+	// mu guards the driver's core and state, and stat.
+	mu   sync.Mutex
+	drv  *driver
+	stat Stat
 
 	gate *lookupGate // has its own lock
 }
@@ -224,9 +216,8 @@ func New(bs Blockstore, s Sender, l *ledger.Ledger, opts ...Option) *Engine {
 		o(&cfg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &Engine{cfg: cfg, bs: bs, send: s, ledger: l, ctx: ctx, cancel: cancel, core: newCore(cfg.limits), gate: newLookupGate(lookupSlots),
-		refillQueued: make(map[peer.ID]struct{}), refillWake: make(chan struct{}, 1)}
-	e.cond = sync.NewCond(&e.mu)
+	e := &Engine{cfg: cfg, bs: bs, send: s, ledger: l, ctx: ctx, cancel: cancel, gate: newLookupGate(lookupSlots)}
+	e.drv = newDriver(newCore(cfg.limits), &e.mu, e.lookups, true)
 	return e
 }
 
@@ -246,37 +237,12 @@ func (e *Engine) Start() {
 // BlockRouter) does not wait on other peers' lookups.
 func (e *Engine) refiller() {
 	defer e.wg.Done()
-	for {
-		select {
-		case <-e.ctx.Done():
-			return
-		case <-e.refillWake:
-		}
-		for {
-			e.mu.Lock()
-			if len(e.refills) == 0 {
-				e.mu.Unlock()
-				break
-			}
-			p := e.refills[0]
-			e.refills[0] = ""
-			e.refills = e.refills[1:]
-			delete(e.refillQueued, p)
-			e.mu.Unlock()
-			e.refill(e.ctx, p)
-			if e.ctx.Err() != nil {
-				return
-			}
-		}
-	}
+	e.drv.refiller(e.ctx)
 }
 
 // Close stops the workers, waits for them and drops all peer state.
 func (e *Engine) Close() {
-	e.mu.Lock()
-	e.closed = true
-	e.cond.Broadcast()
-	e.mu.Unlock()
+	e.drv.close()
 	e.cancel()
 	e.wg.Wait()
 }
@@ -291,17 +257,11 @@ func (e *Engine) MessageReceived(ctx context.Context, p peer.ID, msg *message.Me
 	if len(msg.Wantlist) == 0 && !msg.Full {
 		return nil
 	}
-	e.mu.Lock()
-	before, oversizedBefore := e.core.droppedWants, e.core.oversized
-	pending := e.core.receive(p, msg.Full, msg.Wantlist)
-	dropped, oversized := e.core.droppedWants-before, e.core.oversized-oversizedBefore
-	e.mu.Unlock()
+	eff, dropped, oversized := e.drv.receive(p, msg.Full, msg.Wantlist)
 	if dropped > 0 {
 		e.cfg.logger.Debug("bitswap engine: dropped wants over a limit", "peer", p, "count", dropped)
 	}
-	if pending {
-		e.refill(ctx, p)
-	}
+	e.drv.apply(ctx, eff)
 	if oversized > 0 {
 		return fmt.Errorf("bitswap engine: %d wants from %s for CIDs over %d bytes: %w",
 			oversized, p, e.cfg.maxCidSize, ErrCidTooLarge)
@@ -318,28 +278,13 @@ func (e *Engine) NotifyNewBlocks(_ context.Context, blks ...blocks.Block) {
 	for i, b := range blks {
 		keys[i] = b.Cid()
 	}
-	e.mu.Lock()
-	queued := false
-	for _, p := range e.core.blocksArrived(keys) {
-		if _, ok := e.refillQueued[p]; !ok {
-			e.refillQueued[p] = struct{}{}
-			e.refills = append(e.refills, p)
-			queued = true
-		}
-	}
-	e.mu.Unlock()
-	if queued {
-		select {
-		case e.refillWake <- struct{}{}:
-		default:
-		}
-	}
+	e.drv.arrived(keys)
 }
 
 // PeerDisconnected frees everything held for p.
 func (e *Engine) PeerDisconnected(p peer.ID) {
 	e.mu.Lock()
-	e.core.removePeer(p)
+	e.drv.core.removePeer(p)
 	e.mu.Unlock()
 	e.gate.forget(p)
 }
@@ -348,57 +293,42 @@ func (e *Engine) PeerDisconnected(p peer.ID) {
 func (e *Engine) WantlistForPeer(p peer.ID) []cid.Cid {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.core.wantlist(p)
+	return e.drv.core.wantlist(p)
 }
 
 // Stat returns the Engine's counters.
 func (e *Engine) Stat() Stat {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	c := e.drv.core
 	s := e.stat
-	s.WantsDropped = e.core.droppedWants
-	s.WantsEvicted = e.core.evictedWants
-	s.WantsDisplaced = e.core.displaced
-	s.BlockstoreErr = e.core.blockstoreErr
-	s.Peers = len(e.core.peers)
-	s.Wants = e.core.total
+	s.WantsDropped = c.droppedWants
+	s.WantsEvicted = c.evictedWants
+	s.WantsDisplaced = c.displaced
+	s.BlockstoreErr = c.blockstoreErr
+	s.Peers = len(c.peers)
+	s.Wants = c.total
 	return s
 }
 
-// refill looks up p's next unchecked wants, as many as its active cap
-// allows, and queues what to send. Lookups run without the lock, a batch at
-// a time through the lookup gate, which puts peers with few lookups lately
-// ahead of those keeping the blockstore busy.
-func (e *Engine) refill(ctx context.Context, p peer.ID) {
-	for {
-		e.mu.Lock()
-		todo := e.core.nextLookups(p, lookupBatch)
-		e.mu.Unlock()
-		if len(todo) == 0 {
-			return
+// lookups answers a batch of p's lookups for the driver, which runs it
+// without the lock, through the lookup gate: the gate puts peers with few
+// lookups lately ahead of those keeping the blockstore busy.
+func (e *Engine) lookups(ctx context.Context, p peer.ID, todo []lookup) []lookupResult {
+	results := make([]lookupResult, len(todo))
+	if e.gate.acquire(ctx, p, len(todo)) {
+		for i, l := range todo {
+			results[i] = e.lookup(ctx, p, l)
 		}
-		results := make([]lookupResult, len(todo))
-		if e.gate.acquire(ctx, p, len(todo)) {
-			for i, l := range todo {
-				results[i] = e.lookup(ctx, p, l)
-			}
-			e.gate.release()
-		} else {
-			// Stopping: fail the lookups, as the blockstore would with
-			// this ctx, so the wants park instead of staying in checking.
-			for i, l := range todo {
-				results[i] = lookupResult{lookup: l, err: ctx.Err()}
-			}
-		}
-		e.mu.Lock()
-		if e.core.lookupDone(p, results) {
-			e.cond.Broadcast()
-		}
-		e.mu.Unlock()
-		if ctx.Err() != nil {
-			return
+		e.gate.release()
+	} else {
+		// Stopping: fail the lookups, as the blockstore would with this
+		// ctx, so the wants park instead of staying in checking.
+		for i, l := range todo {
+			results[i] = lookupResult{lookup: l, err: ctx.Err()}
 		}
 	}
+	return results
 }
 
 func (e *Engine) lookup(ctx context.Context, p peer.ID, l lookup) lookupResult {
@@ -417,61 +347,53 @@ func (e *Engine) lookup(ctx context.Context, p peer.ID, l lookup) lookupResult {
 	return r
 }
 
+// worker takes turns from the task queue until Close.
 func (e *Engine) worker() {
 	defer e.wg.Done()
-	for {
-		e.mu.Lock()
-		for !e.closed && !e.core.tq.ready() {
-			e.cond.Wait()
-		}
-		if e.closed {
-			e.mu.Unlock()
-			return
-		}
-		p, tasks, pending, _ := e.core.pop(e.cfg.target)
-		e.mu.Unlock()
+	for e.drv.runTurn(e.ctx, e.cfg.target, e.sendTurn) {
+	}
+}
 
-		// msg is nil when every block of the turn vanished from the
-		// blockstore: nothing to send, which is not a failure.
-		msg, blockBytes := e.build(p, tasks, pending)
-		var err error
-		if msg != nil {
-			err = e.send.SendMessage(e.ctx, p, msg)
-		}
-
-		e.mu.Lock()
-		switch {
-		case msg == nil:
-		case err == nil:
-			e.stat.MessagesSent++
-			e.stat.BlocksSent += uint64(len(msg.Blocks))
-			e.stat.DataSent += uint64(blockBytes)
-			for _, bp := range msg.BlockPresences {
-				if bp.Type == message.Have {
-					e.stat.HavesSent++
-				} else {
-					e.stat.DontHavesSent++
+// sendTurn builds and sends t's message, for the driver, without the lock.
+// Its outcome counts what was sent (with the lock) and records it in the
+// ledger or logs the failure (without).
+func (e *Engine) sendTurn(t turn) sendOutcome {
+	// msg is nil when every block of the turn vanished from the
+	// blockstore: nothing to send, which is not a failure.
+	msg, blockBytes := e.build(t.p, t.tasks, t.pending)
+	var err error
+	if msg != nil {
+		err = e.send.SendMessage(e.ctx, t.p, msg)
+	}
+	return sendOutcome{
+		sent: err == nil,
+		note: func() {
+			switch {
+			case msg == nil:
+			case err == nil:
+				e.stat.MessagesSent++
+				e.stat.BlocksSent += uint64(len(msg.Blocks))
+				e.stat.DataSent += uint64(blockBytes)
+				for _, bp := range msg.BlockPresences {
+					if bp.Type == message.Have {
+						e.stat.HavesSent++
+					} else {
+						e.stat.DontHavesSent++
+					}
 				}
+			default:
+				e.stat.SendErrors++
 			}
-		default:
-			e.stat.SendErrors++
-		}
-		more := e.core.done(p, tasks, err == nil)
-		e.cond.Broadcast() // outstanding bytes went down: a capped peer may go again
-		e.mu.Unlock()
-
-		if msg != nil && err == nil {
-			for _, b := range msg.Blocks {
-				e.ledger.SentBlock(p, len(b.RawData()))
+		},
+		after: func() {
+			if msg != nil && err == nil {
+				for _, b := range msg.Blocks {
+					e.ledger.SentBlock(t.p, len(b.RawData()))
+				}
+			} else if err != nil && e.ctx.Err() == nil {
+				e.cfg.logger.Debug("bitswap engine: send failed", "peer", t.p, "err", err)
 			}
-		} else if err != nil && e.ctx.Err() == nil {
-			e.cfg.logger.Debug("bitswap engine: send failed", "peer", p, "err", err)
-		}
-		// Also after an empty turn (its blocks vanished): popping freed
-		// active slots that unchecked wants may be waiting for.
-		if more {
-			e.refill(e.ctx, p)
-		}
+		},
 	}
 }
 

@@ -11,12 +11,12 @@ import (
 	"github.com/gobitswap/bitswap/internal/pq"
 )
 
-// Blockstore lookups run in the goroutine of the peer whose wants they
-// answer (its network delivery goroutine, or whoever notified new blocks),
-// so left alone the Go scheduler shares lookup time evenly between
-// goroutines: with 200 peers each wanting 1,024 blocks we lack, a newly
-// arrived honest client's 1,000 lookups got a two-hundredth of it and took
-// 12 s. The lookup gate admits a bounded number of lookup batches at a time
+// Blockstore lookups run in the goroutine that asked for them (a peer's
+// network delivery goroutine, a worker after the peer's turn, the refiller
+// for wants that new blocks woke), so left alone the Go scheduler shares
+// lookup time evenly between goroutines: with 200 peers each wanting 1,024
+// blocks we lack, a newly arrived honest client's 1,000 lookups got a
+// two-hundredth of it and took 12 s. The lookup gate admits a bounded number of lookup batches at a time
 // and, when peers wait, gives the next slot to the one that has had the
 // fewest lookups lately, so a peer with a little to ask goes ahead of peers
 // that keep the blockstore busy.
