@@ -91,7 +91,7 @@ func WithPeerTimeout(d time.Duration) Option {
 }
 
 // WithRequestBuffer bounds, in bytes, the blocks one GetBlocks request
-// holds that its reader has not taken (default 32 MiB; negative: no
+// holds that its reader has not taken (default 256 MiB; negative: no
 // bound): a request asks for more blocks only as its reader takes them, so
 // a slow reader slows its own request and no other. See
 // session.Config.RequestBuffer.

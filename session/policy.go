@@ -47,7 +47,7 @@ type Config struct {
 // options refer to them): 1 s peer timeout, 10 s rebroadcast, 500 ms
 // provider search delay (boxo waits 1 s; we also search at once when every
 // connected peer said DONT_HAVE), 10 s between searches, a minute per
-// search, 100 ms assumed latency, 32 MiB of undelivered blocks per
+// search, 100 ms assumed latency, 256 MiB of undelivered blocks per
 // request.
 const (
 	DefaultPeerTimeout            = time.Second
@@ -56,7 +56,7 @@ const (
 	DefaultProviderSearchInterval = 10 * time.Second
 	DefaultProviderSearchTimeout  = time.Minute
 	DefaultLatency                = 100 * time.Millisecond
-	DefaultRequestBuffer          = 32 << 20
+	DefaultRequestBuffer          = 256 << 20
 )
 
 // DefaultConfig returns a Config of the defaults above.

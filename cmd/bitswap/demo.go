@@ -17,7 +17,9 @@ import (
 
 	bitswap "github.com/gobitswap/bitswap"
 	"github.com/gobitswap/bitswap/blockstore"
+	"github.com/gobitswap/bitswap/dag"
 	"github.com/gobitswap/bitswap/network"
+	"github.com/gobitswap/bitswap/testutil"
 )
 
 const demoHelp = `Usage: bitswap demo [--size BYTES] [--peers N]
@@ -72,12 +74,12 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	data := make([]byte, size)
 	rng := rand.NewChaCha8([32]byte{byte(*seed), byte(*seed >> 8), byte(*seed >> 16), byte(*seed >> 24), byte(*seed >> 32)})
 	_, _ = rng.Read(data)
-	dag, err := buildFileDAG(bytes.NewReader(data), int(leaf), *fanout)
+	file, err := testutil.BuildFileDAG(bytes.NewReader(data), int(leaf), *fanout)
 	if err != nil {
 		return fmt.Errorf("building DAG: %w", err)
 	}
 	var dagBytes int64
-	for _, b := range dag.Blocks {
+	for _, b := range file.Blocks {
 		dagBytes += int64(len(b.RawData()))
 	}
 
@@ -99,7 +101,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		bs := blockstore.NewMemory()
 		nodes[i] = &demoNode{h: h, bs: bs, bsw: bitswap.New(ctx, network.NewFromHost(h, network.WithLogger(c.logger)), bs, bitswap.WithLogger(c.logger))}
 	}
-	if err := nodes[0].bs.PutMany(ctx, dag.Blocks); err != nil {
+	if err := nodes[0].bs.PutMany(ctx, file.Blocks); err != nil {
 		return err
 	}
 	if c.metrics != "" {
@@ -129,7 +131,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 
 	fmt.Fprintf(stdout, "demo: %d nodes on loopback; node 0 holds a %d-byte file as a DAG of %d blocks (%d bytes, depth %d, %d KiB leaves, fanout %d), root %s\n",
-		len(nodes), dag.Size, len(dag.Blocks), dagBytes, dag.Depth, leaf/1024, *fanout, dag.Root)
+		len(nodes), file.Size, len(file.Blocks), dagBytes, file.Depth, leaf/1024, *fanout, file.Root)
 	var total time.Duration
 	for i := 1; i < len(nodes); i++ {
 		n := nodes[i]
@@ -138,7 +140,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		start := time.Now()
 		sess := n.bsw.NewSession(ctx)
 		wctx, cancel := context.WithTimeoutCause(ctx, time.Minute, fmt.Errorf("timed out after 1m"))
-		err := Walk(wctx, sess, dag.Root, func(b blocks.Block) error {
+		err := dag.Walk(wctx, sess, file.Root, func(b blocks.Block) error {
 			got = append(got, b)
 			return nil
 		})
@@ -146,7 +148,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		took := time.Since(start)
 		total += took
 		if err != nil {
-			return withCode(exitNetwork, fmt.Errorf("node %d fetching %s: %w", i, dag.Root, err))
+			return withCode(exitNetwork, fmt.Errorf("node %d fetching %s: %w", i, file.Root, err))
 		}
 		// Verify: every block, and the file reassembled from them.
 		byCid := make(map[cid.Cid]blocks.Block, len(got))
@@ -155,14 +157,14 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			byCid[b.Cid()] = b
 			nb += int64(len(b.RawData()))
 		}
-		if len(byCid) != len(dag.Blocks) {
-			return fmt.Errorf("node %d got %d blocks, want %d", i, len(byCid), len(dag.Blocks))
+		if len(byCid) != len(file.Blocks) {
+			return fmt.Errorf("node %d got %d blocks, want %d", i, len(byCid), len(file.Blocks))
 		}
-		var file bytes.Buffer
-		if err := readFile(dag.Root, func(c cid.Cid) (blocks.Block, bool) { b, ok := byCid[c]; return b, ok }, &file); err != nil {
+		var out bytes.Buffer
+		if err := testutil.ReadFile(file.Root, func(c cid.Cid) (blocks.Block, bool) { b, ok := byCid[c]; return b, ok }, &out); err != nil {
 			return fmt.Errorf("node %d: %w", i, err)
 		}
-		if !bytes.Equal(file.Bytes(), data) {
+		if !bytes.Equal(out.Bytes(), data) {
 			return fmt.Errorf("node %d: file differs from the original", i)
 		}
 		st, _ := n.bsw.Stat()
@@ -180,6 +182,6 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintf(stdout, "node %d: fetched %d blocks, %d bytes in %.3f s (%.1f MB/s), %d duplicate blocks, from %d of %d peers %v; verified\n",
 			i, len(got), nb, took.Seconds(), mbps(nb, took), st.DupBlksReceived-before.DupBlksReceived, from, len(nodes)-1, perPeer)
 	}
-	fmt.Fprintf(stdout, "ok: %d nodes fetched and verified %d bytes each; %.3f s in all\n", len(nodes)-1, dag.Size, total.Seconds())
+	fmt.Fprintf(stdout, "ok: %d nodes fetched and verified %d bytes each; %.3f s in all\n", len(nodes)-1, file.Size, total.Seconds())
 	return nil
 }

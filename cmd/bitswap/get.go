@@ -19,6 +19,7 @@ import (
 
 	bitswap "github.com/gobitswap/bitswap"
 	"github.com/gobitswap/bitswap/blockstore"
+	"github.com/gobitswap/bitswap/dag"
 )
 
 const getHelp = `Usage: bitswap get --peer MULTIADDR [--peer ...] ROOT_CID [-o OUT.car] [--timeout D]
@@ -161,7 +162,7 @@ func fetchDAG(ctx context.Context, bsw *bitswap.Bitswap, root cid.Cid, timeout t
 		stopProgress = showProgress(bsw, start, &nBlocks, &nBytes, stderr)
 	}
 	var writeErr error
-	err = Walk(ctx, sess, root, func(blk blocks.Block) error {
+	err = dag.Walk(ctx, sess, root, func(blk blocks.Block) error {
 		nBlocks.Add(1)
 		nBytes.Add(int64(len(blk.RawData())))
 		if err := cw.Put(ctx, blk); err != nil {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -24,13 +23,8 @@ import (
 	blocks "github.com/ipfs/go-block-format"
 	cid "github.com/ipfs/go-cid"
 	car "github.com/ipld/go-car/v2"
-	"github.com/ipld/go-ipld-prime/codec/dagcbor"
-	"github.com/ipld/go-ipld-prime/codec/dagjson"
-	"github.com/ipld/go-ipld-prime/datamodel"
-	"github.com/ipld/go-ipld-prime/fluent/qp"
-	cidlink "github.com/ipld/go-ipld-prime/linking/cid"
-	"github.com/ipld/go-ipld-prime/node/basicnode"
-	mh "github.com/multiformats/go-multihash"
+
+	"github.com/gobitswap/bitswap/testutil"
 )
 
 var binary string
@@ -60,56 +54,13 @@ type testDAG struct {
 	blocks []blocks.Block
 }
 
-func encodeBlock(t *testing.T, codec uint64, n datamodel.Node) blocks.Block {
-	t.Helper()
-	var buf bytes.Buffer
-	var err error
-	switch codec {
-	case cid.DagCBOR:
-		err = dagcbor.Encode(n, &buf)
-	case cid.DagJSON:
-		err = dagjson.Encode(n, &buf)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	blk, err := newBlock(cid.Prefix{Version: 1, Codec: codec, MhType: mh.SHA2_256, MhLength: -1}, buf.Bytes())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return blk
-}
-
 func makeTestDAG(t *testing.T, fileSize int) testDAG {
 	t.Helper()
-	data := make([]byte, fileSize)
-	_, _ = rand.Read(data)
-	file, err := buildFileDAG(bytes.NewReader(data), 16<<10, 4)
+	root, blks, err := testutil.MixedDAG(int64(fileSize), fileSize)
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, _ := newBlock(rawPrefix, []byte("a raw block "+cid.NewCidV1(cid.Raw, nil).String()+string(data[:8])))
-	jn, err := qp.BuildMap(basicnode.Prototype.Any, 2, func(ma datamodel.MapAssembler) {
-		qp.MapEntry(ma, "note", qp.String("dag-json"))
-		qp.MapEntry(ma, "file", qp.Link(cidlink.Link{Cid: file.Root}))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	js := encodeBlock(t, cid.DagJSON, jn)
-	cn, err := qp.BuildMap(basicnode.Prototype.Any, 3, func(ma datamodel.MapAssembler) {
-		qp.MapEntry(ma, "json", qp.Link(cidlink.Link{Cid: js.Cid()}))
-		qp.MapEntry(ma, "list", qp.List(2, func(la datamodel.ListAssembler) {
-			qp.ListEntry(la, qp.Link(cidlink.Link{Cid: raw.Cid()}))
-			qp.ListEntry(la, qp.Link(cidlink.Link{Cid: file.Root}))
-		}))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := encodeBlock(t, cid.DagCBOR, cn)
-	all := append([]blocks.Block{root, js, raw}, file.Blocks...)
-	return testDAG{root: root.Cid(), blocks: all}
+	return testDAG{root: root, blocks: blks}
 }
 
 func writeCAR(t *testing.T, path string, d testDAG, v2 bool) {

@@ -3,12 +3,12 @@ package vtime
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"github.com/ipfs/boxo/ipld/merkledag"
 	blocks "github.com/ipfs/go-block-format"
 	cid "github.com/ipfs/go-cid"
 
+	"github.com/gobitswap/bitswap/dag"
 	"github.com/gobitswap/bitswap/testutil"
 )
 
@@ -109,64 +109,12 @@ func (c *content) fetch(ctx context.Context, n node) error {
 	return nil
 }
 
-// walk fetches the DAG under root through f, breadth first as blocks
-// arrive: each dag-pb node's children are asked for (in one GetBlocks call
-// on the same session) as soon as the node arrives. It returns how many
-// blocks it got.
+// walk fetches the DAG under root through f with the library's pipelined
+// walk (dag.Walk, as `bitswap get` does), for either implementation: each
+// node's children are asked for, in one GetBlocks call on the same
+// session, as soon as the node arrives. It returns how many blocks it got.
 func walk(ctx context.Context, f fetcher, root cid.Cid) (int, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	arrived := make(chan blocks.Block)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	pending := 0
-	request := func(keys []cid.Cid) error {
-		ch, err := f.GetBlocks(ctx, keys)
-		if err != nil {
-			return err
-		}
-		pending += len(keys)
-		wg.Go(func() {
-			for b := range ch {
-				select {
-				case arrived <- b:
-				case <-ctx.Done():
-					return
-				}
-			}
-		})
-		return nil
-	}
-	if err := request([]cid.Cid{root}); err != nil {
-		return 0, err
-	}
 	got := 0
-	for pending > 0 {
-		select {
-		case b := <-arrived:
-			pending--
-			got++
-			if b.Cid().Type() != cid.DagProtobuf {
-				continue
-			}
-			nd, err := merkledag.DecodeProtobuf(b.RawData())
-			if err != nil {
-				return got, fmt.Errorf("block %s: %w", b.Cid(), err)
-			}
-			links := nd.Links()
-			if len(links) == 0 {
-				continue
-			}
-			keys := make([]cid.Cid, len(links))
-			for i, l := range links {
-				keys[i] = l.Cid
-			}
-			if err := request(keys); err != nil {
-				return got, err
-			}
-		case <-ctx.Done():
-			return got, fmt.Errorf("walked %d blocks, %d outstanding: %w", got, pending, ctx.Err())
-		}
-	}
-	return got, nil
+	err := dag.Walk(ctx, f, root, func(blocks.Block) error { got++; return nil })
+	return got, err
 }
