@@ -22,14 +22,22 @@ import (
 	"github.com/gobitswap/bitswap/dag"
 )
 
-const getHelp = `Usage: bitswap get --peer MULTIADDR [--peer ...] ROOT_CID [-o OUT.car] [--timeout D]
+const getHelp = `Usage: bitswap get --peer MULTIADDR [--peer ...] ROOT_CID [-o OUT.car] [--repo DIR] [--timeout D]
 
 Connects to the peers and fetches the whole DAG under ROOT_CID through one
 Bitswap session: every link known so far is asked for at once, so a DAG of
 depth d costs about d round trips. Links are read from dag-pb, raw,
 dag-cbor and dag-json blocks. Writes a CARv1 whose root is ROOT_CID to
-OUT.car, or to stdout (which then carries only the CAR). A progress line is
-shown on stderr when it is a terminal, and a one-line summary at the end.
+OUT.car, or to stdout (which then carries only the CAR), as the blocks
+arrive: memory stays bounded whatever the DAG's size.
+
+With --repo DIR the blocks are stored in that repo (the one bitswap serve
+uses) instead, and no CAR is written unless -o is given too. Blocks already
+in the repo are not fetched again, so a fetch that was interrupted resumes
+where it stopped.
+
+A progress line is shown on stderr when it is a terminal, and a one-line
+summary at the end.
 
 Exit codes: 0 ok, 1 usage error, 2 input error (malformed CID or multiaddr,
 output not writable), 3 network error (no peer reachable) or blocks still
@@ -43,7 +51,8 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) (retEr
 	c.register(fs)
 	var peers multiFlag
 	fs.Var(&peers, "peer", "`MULTIADDR` of a peer, ending in /p2p/<peer id>; repeatable")
-	out := fs.String("o", "", "write the CAR to `FILE` (default stdout)")
+	out := fs.String("o", "", "write the CAR to `FILE` (default stdout, unless --repo is given)")
+	repoDir := fs.String("repo", "", "store the blocks in the repo `DIR` (Pebble, as bitswap serve uses) and resume from what it holds")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up when the DAG is not complete after `D`")
 	dialTimeout := fs.Duration("dial-timeout", 5*time.Second, "give up connecting to a peer after `D`")
 	pos, err := parseFlags(fs, args, stderr, getHelp)
@@ -73,6 +82,9 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) (retEr
 	}
 
 	var w io.Writer = stdout
+	if *repoDir != "" && *out == "" {
+		w = nil // the repo is the output
+	}
 	if *out != "" {
 		f, err := os.Create(*out)
 		if err != nil {
@@ -89,7 +101,20 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) (retEr
 		w = f
 	}
 
-	h, bsw, stop, err := c.startNode(ctx, libp2p.NoListenAddrs, blockstore.NewMemory(), stderr)
+	var bs blockstore.Blockstore = newKeyStore()
+	var r *repo
+	if *repoDir != "" {
+		if r, err = openRepo(*repoDir); err != nil {
+			return withCode(exitInput, err)
+		}
+		defer func() {
+			if cerr := r.Close(); cerr != nil && retErr == nil {
+				retErr = withCode(exitInput, fmt.Errorf("repo %s: closing: %w", *repoDir, cerr))
+			}
+		}()
+		bs = r.bs
+	}
+	h, bsw, stop, err := c.startNode(ctx, libp2p.NoListenAddrs, bs, stderr, bitswap.WithRequestBuffer(getRequestBuffer))
 	if err != nil {
 		return err
 	}
@@ -99,14 +124,29 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) (retEr
 	}
 
 	res, err := fetchDAG(ctx, bsw, root, *timeout, w, isTerminal(stderr), stderr)
+	st, _ := bsw.Stat()
+	if r != nil {
+		// What this run stored stays in the repo, complete or not.
+		fetched := int(st.BlocksReceived - st.DupBlksReceived - st.Client.UnwantedBlocks)
+		fmt.Fprintf(stderr, "repo %s: %d blocks were there already, %d fetched\n", *repoDir, res.blocks-fetched, fetched)
+	}
 	if err != nil {
 		return err
 	}
-	st, _ := bsw.Stat()
+	if r != nil {
+		if err := r.addRoot(ctx, root); err != nil {
+			return withCode(exitInput, fmt.Errorf("repo %s: %w", *repoDir, err))
+		}
+	}
 	fmt.Fprintf(stderr, "fetched %s: %d blocks, %d bytes in %.3f s (%.1f MB/s), %d duplicate blocks, %d peers\n",
 		root, res.blocks, res.bytes, res.took.Seconds(), mbps(res.bytes, res.took), st.DupBlksReceived, len(st.Peers))
 	return nil
 }
+
+// getRequestBuffer bounds what each of the walk's requests holds that the
+// CAR writer (or the repo) has not taken yet: with the walk's own bound on
+// CIDs in flight, it keeps a fetch of any size in bounded memory.
+const getRequestBuffer = 32 << 20
 
 // connectAll dials the peers in parallel. It fails only if none answers.
 func connectAll(ctx context.Context, h host.Host, infos []peer.AddrInfo, timeout time.Duration, c common) error {
@@ -145,12 +185,16 @@ type fetchResult struct {
 }
 
 // fetchDAG walks root's DAG through one session of bsw and writes it as a
-// CARv1 to w.
+// CARv1 to w, as the blocks arrive; w may be nil (the blockstore keeps
+// them).
 func fetchDAG(ctx context.Context, bsw *bitswap.Bitswap, root cid.Cid, timeout time.Duration, w io.Writer, progress bool, stderr io.Writer) (fetchResult, error) {
 	var res fetchResult
-	cw, err := newCARWriter(w, root)
-	if err != nil {
-		return res, withCode(exitInput, err)
+	var cw *carWriter
+	if w != nil {
+		var err error
+		if cw, err = newCARWriter(w, root); err != nil {
+			return res, withCode(exitInput, err)
+		}
 	}
 	ctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("timed out after %v", timeout))
 	defer cancel()
@@ -162,9 +206,12 @@ func fetchDAG(ctx context.Context, bsw *bitswap.Bitswap, root cid.Cid, timeout t
 		stopProgress = showProgress(bsw, start, &nBlocks, &nBytes, stderr)
 	}
 	var writeErr error
-	err = dag.Walk(ctx, sess, root, func(blk blocks.Block) error {
+	err := dag.Walk(ctx, sess, root, func(blk blocks.Block) error {
 		nBlocks.Add(1)
 		nBytes.Add(int64(len(blk.RawData())))
+		if cw == nil {
+			return nil
+		}
 		if err := cw.Put(ctx, blk); err != nil {
 			writeErr = err
 			return err
@@ -179,8 +226,10 @@ func fetchDAG(ctx context.Context, bsw *bitswap.Bitswap, root cid.Cid, timeout t
 	case err != nil: // a *MissingError names the blocks
 		return res, withCode(exitNetwork, fmt.Errorf("fetching %s: %w", root, err))
 	}
-	if err := cw.Close(); err != nil {
-		return res, inputErrorf("writing CAR: %v", err)
+	if cw != nil {
+		if err := cw.Close(); err != nil {
+			return res, inputErrorf("writing CAR: %v", err)
+		}
 	}
 	return res, nil
 }

@@ -409,3 +409,65 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("demo took %v", r.took)
 	}
 }
+
+// get --repo keeps what it fetched when the fetch cannot finish, and a
+// second run fetches only what is still missing.
+func TestGetRepoResumes(t *testing.T) {
+	dir := t.TempDir()
+	d := makeTestDAG(t, 512<<10) // 32 leaves of 16 KiB
+	// The first server lacks every other leaf of the file.
+	var partial testDAG
+	partial.root = d.root
+	missing := 0
+	for i, b := range d.blocks {
+		if b.Cid().Prefix().Codec == cid.Raw && b.RawData() != nil && len(b.RawData()) == 16<<10 && i%2 == 0 {
+			missing++
+			continue
+		}
+		partial.blocks = append(partial.blocks, b)
+	}
+	if missing == 0 {
+		t.Fatal("test DAG has no leaves to leave out")
+	}
+	carPartial, carFull := filepath.Join(dir, "partial.car"), filepath.Join(dir, "full.car")
+	writeCAR(t, carPartial, partial, false)
+	writeCAR(t, carFull, d, false)
+	getRepo := filepath.Join(dir, "getrepo")
+
+	srv := startServe(t, 1, "--repo", filepath.Join(dir, "srv1"), carPartial)
+	r := runBin(t, "get", "--peer", srv.addrs[0], "--repo", getRepo, "--timeout", "2s", d.root.String())
+	srv.stop(t)
+	if r.code != exitNetwork {
+		t.Fatalf("get from the partial server: exit %d, want %d: %s", r.code, exitNetwork, r.stderr)
+	}
+	if !bytes.Contains(r.stderr, []byte(fmt.Sprintf("%d blocks missing", missing))) {
+		t.Fatalf("get from the partial server does not name %d missing blocks: %s", missing, r.stderr)
+	}
+	if len(r.stdout) != 0 {
+		t.Fatalf("get --repo wrote %d bytes to stdout", len(r.stdout))
+	}
+	first := regexp.MustCompile(`repo \S+: (\d+) blocks were there already, (\d+) fetched`).FindSubmatch(r.stderr)
+	if first == nil || string(first[1]) != "0" {
+		t.Fatalf("first run's repo line: %q", r.stderr)
+	}
+	t.Logf("first run: %s", bytes.TrimSpace(r.stderr))
+
+	srv = startServe(t, 1, "--repo", filepath.Join(dir, "srv2"), carFull)
+	defer srv.stop(t)
+	out := filepath.Join(dir, "out.car")
+	r = runBin(t, "get", "--peer", srv.addrs[0], "--repo", getRepo, "-o", out, d.root.String())
+	if r.code != 0 {
+		t.Fatalf("second get: exit %d: %s", r.code, r.stderr)
+	}
+	second := regexp.MustCompile(`repo \S+: (\d+) blocks were there already, (\d+) fetched`).FindSubmatch(r.stderr)
+	if second == nil || string(second[1]) != string(first[2]) || string(second[2]) != strconv.Itoa(missing) {
+		t.Fatalf("second run's repo line %q: want %s there already (what the first fetched) and %d fetched", r.stderr, first[2], missing)
+	}
+	t.Logf("second run: %s", bytes.TrimSpace(r.stderr))
+	f, _ := os.Open(out)
+	roots, keys := readCAR(t, f)
+	f.Close()
+	if len(roots) != 1 || roots[0] != d.root || !slices.Equal(keys, sortedKeys(d.blocks)) {
+		t.Fatalf("CAR after resuming: %d blocks, want %d", len(keys), len(sortedKeys(d.blocks)))
+	}
+}

@@ -16,12 +16,12 @@ import (
 // startNode starts a libp2p host configured by hostOpt and a Bitswap over bs
 // on it, and serves metrics if --metrics asked for them. stop shuts it all
 // down, metrics first.
-func (c *common) startNode(ctx context.Context, hostOpt libp2p.Option, bs blockstore.Blockstore, stderr io.Writer) (h host.Host, bsw *bitswap.Bitswap, stop func(), err error) {
+func (c *common) startNode(ctx context.Context, hostOpt libp2p.Option, bs blockstore.Blockstore, stderr io.Writer, opts ...bitswap.Option) (h host.Host, bsw *bitswap.Bitswap, stop func(), err error) {
 	h, err = c.newHost(hostOpt)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	bsw = bitswap.New(ctx, network.NewFromHost(h, network.WithLogger(c.logger)), bs, bitswap.WithLogger(c.logger))
+	bsw = bitswap.New(ctx, network.NewFromHost(h, network.WithLogger(c.logger)), bs, append([]bitswap.Option{bitswap.WithLogger(c.logger)}, opts...)...)
 	stop = func() { bsw.Close(); h.Close() }
 	if c.metrics != "" {
 		stopMetrics, err := serveMetrics(ctx, c.metrics, bsw, stderr)
