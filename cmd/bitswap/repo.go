@@ -10,11 +10,14 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	blocks "github.com/ipfs/go-block-format"
 	cid "github.com/ipfs/go-cid"
 	datastore "github.com/ipfs/go-datastore"
 	dsq "github.com/ipfs/go-datastore/query"
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/sstable"
 	pebbleds "github.com/ipfs/go-ds-pebble"
 	car "github.com/ipld/go-car/v2"
 	"github.com/ipld/go-car/v2/storage"
@@ -53,7 +56,7 @@ func openRepo(dir string) (*repo, error) {
 	}
 	probe.Close()
 	os.Remove(probe.Name())
-	ds, err := pebbleds.NewDatastore(dir, nil)
+	ds, err := pebbleds.NewDatastore(dir, pebbleds.WithPebbleOpts(repoPebbleOptions()))
 	if errors.Is(err, syscall.EAGAIN) { // pebble's lock file
 		return nil, fmt.Errorf("repo %s: in use by another process: %w", dir, err)
 	}
@@ -68,7 +71,62 @@ func openRepo(dir string) (*repo, error) {
 // questions with "maybe", which go to pebble.
 const repoBloomKeys = 1 << 20
 
-func (r *repo) Close() error { return r.ds.Close() }
+// repoPebbleOptions tunes Pebble for blocks, which are large (256 KiB to
+// 1 MiB typically), immutable and, being mostly compressed or encrypted
+// media, incompressible. With Pebble's defaults a gigabyte of 1 MiB blocks
+// went in at 44–51 MB/s on a disk that writes 360 MB/s: each byte was
+// written to the WAL, flushed, then rewritten by compactions at every level,
+// and snappy-compressed each time to no effect. So:
+//   - values of 1 KiB and more live in blob files that compactions do not
+//     rewrite (value separation, format FormatValueSeparation: a repo opened
+//     here is upgraded to it, one way);
+//   - no compression;
+//   - a 64 MiB memtable and a higher L0 threshold, so a bulk fetch flushes
+//     in large files and compacts less often;
+//   - no write-ahead log: Close flushes the memtable, so a clean exit (also
+//     on SIGINT, or an error) loses nothing; a crash or SIGKILL loses at most
+//     the blocks stored since the last flush, which a resumed get fetches
+//     again (blocks are addressed by content: a repo never holds a wrong
+//     one, only fewer).
+//
+// Measured on the same machine in one sitting (1 GiB, blocks written as the
+// BlockRouter writes them): 1 MiB blocks 44 → 175 MB/s, 256 KiB blocks 33 →
+// 137 MB/s.
+func repoPebbleOptions() *pebble.Options {
+	o := &pebble.Options{
+		MemTableSize:          64 << 20,
+		L0CompactionThreshold: 8,
+		L0StopWritesThreshold: 64,
+		DisableWAL:            true,
+		FormatMajorVersion:    pebble.FormatValueSeparation,
+	}
+	for i := range o.Levels {
+		o.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
+	}
+	o.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
+		return pebble.ValueSeparationPolicy{
+			Enabled:               true,
+			MinimumSize:           1024,
+			MaxBlobReferenceDepth: 10,
+			RewriteMinimumAge:     5 * time.Minute,
+			TargetGarbageRatio:    0.2,
+		}
+	}
+	return o
+}
+
+// Close flushes what Pebble holds in memory (there is no write-ahead log)
+// and closes the repo.
+func (r *repo) Close() error {
+	ferr := r.ds.DB.Flush()
+	if err := r.ds.Close(); err != nil {
+		return err
+	}
+	if ferr != nil {
+		return fmt.Errorf("flushing: %w", ferr)
+	}
+	return nil
+}
 
 func (r *repo) addRoot(ctx context.Context, c cid.Cid) error {
 	return r.ds.Put(ctx, datastore.NewKey(rootsPrefix+c.String()), nil)
