@@ -101,11 +101,15 @@ func (a *Actions) add(m *map[peer.ID][]cid.Cid, p peer.ID, c cid.Cid) {
 }
 
 type wantInfo struct {
-	c         cid.Cid
-	seq       uint64
-	added     time.Time
-	assigned  peer.ID // peer asked for the block, "" if none
-	sentAt    time.Time
+	c        cid.Cid
+	seq      uint64
+	added    time.Time
+	assigned peer.ID // peer asked for the block, "" if none
+	sentAt   time.Time
+	// alone is whether the assigned peer had nothing else of ours in
+	// flight when the want-block was sent: only then does its answer time
+	// the peer's latency, not its queue.
+	alone     bool
 	haves     map[peer.ID]struct{}
 	dontHaves map[peer.ID]struct{} // said DONT_HAVE, or timed out
 	askedHave map[peer.ID]time.Time
@@ -218,8 +222,12 @@ func (p *Policy) Assigned(c cid.Cid) peer.ID {
 
 // PeerConnected adds a peer the session may ask.
 func (p *Policy) PeerConnected(now time.Time, id peer.ID, latency time.Duration) Actions {
-	if _, ok := p.peers[id]; !ok {
+	if pi, ok := p.peers[id]; !ok {
 		p.peers[id] = &peerInfo{id: id, latency: latency}
+	} else if pi.latency == 0 {
+		// Known already (named as a provider, or it answered first) but
+		// not yet timed: the connection's measurement is the best we have.
+		pi.latency = latency
 	}
 	p.schedule(now)
 	return p.take()
@@ -307,6 +315,8 @@ func (p *Policy) unassign(w *wantInfo) {
 // BlocksReceived records blocks that arrived from a peer.
 func (p *Policy) BlocksReceived(now time.Time, from peer.ID, cids []cid.Cid) Actions {
 	pi := p.peers[from]
+	var rtt latencySample
+	waited := 0 // blocks of this call that were already waiting at the peer at its last block
 	for _, c := range cids {
 		w := p.wants[c]
 		if w == nil {
@@ -315,20 +325,29 @@ func (p *Policy) BlocksReceived(now time.Time, from peer.ID, cids []cid.Cid) Act
 		if w.assigned == from && pi != nil {
 			// A block's round trip measures latency only when nothing of
 			// ours was queued ahead of it at the peer.
-			if pi.inflight == 1 {
-				p.sample(pi, now.Sub(w.sentAt))
+			if w.alone {
+				rtt.add(now.Sub(w.sentAt))
 			}
 			// The gap since the previous block is the peer's time per block
 			// only if this want was already waiting at the peer then;
 			// otherwise the gap includes idle time and the round trip.
 			if !pi.lastBlock.IsZero() && w.sentAt.Add(pi.latency/2).Before(pi.lastBlock) {
-				pi.serviceTime = ewma(pi.serviceTime, now.Sub(pi.lastBlock))
+				waited++
 			}
-			pi.lastBlock = now
 		}
 		p.drop(w)
 		p.act.Received = append(p.act.Received, c)
 		p.act.CancelAll = append(p.act.CancelAll, c)
+	}
+	if pi != nil && (waited > 0 || rtt.ok) {
+		// One sample per message: blocks that come together share one
+		// arrival, so the gap is spread over them, and one answer times
+		// the link once however many CIDs it names.
+		if waited > 0 {
+			pi.serviceTime = ewma(pi.serviceTime, now.Sub(pi.lastBlock)/time.Duration(waited))
+		}
+		rtt.apply(p, pi)
+		pi.lastBlock = now
 	}
 	if pi != nil {
 		pi.useful = true
@@ -347,8 +366,9 @@ func (p *Policy) Presences(now time.Time, from peer.ID, haves, dontHaves []cid.C
 		pi = &peerInfo{id: from}
 		p.peers[from] = pi
 	}
+	var rtt latencySample
 	for _, c := range haves {
-		w := p.answered(now, pi, c)
+		w := p.answered(now, pi, c, &rtt)
 		if w == nil {
 			continue
 		}
@@ -357,20 +377,23 @@ func (p *Policy) Presences(now time.Time, from peer.ID, haves, dontHaves []cid.C
 		pi.useful = true
 	}
 	for _, c := range dontHaves {
-		w := p.answered(now, pi, c)
+		w := p.answered(now, pi, c, &rtt)
 		if w == nil {
 			continue
 		}
 		w.dontHaves = addPeer(w.dontHaves, from)
 		delete(w.haves, from)
 		if w.assigned == from {
-			p.sample(pi, now.Sub(w.sentAt))
+			if w.alone {
+				rtt.add(now.Sub(w.sentAt))
+			}
 			p.unassign(w)
 			pi.inflight--
 			// The server holds a DONT_HAVE'd want until it is cancelled.
 			p.act.add(&p.act.Cancels, from, c)
 		}
 	}
+	rtt.apply(p, pi)
 	p.progress(pi, now)
 	p.schedule(now)
 	if len(dontHaves) > 0 {
@@ -379,15 +402,34 @@ func (p *Policy) Presences(now time.Time, from peer.ID, haves, dontHaves []cid.C
 	return p.take()
 }
 
+// latencySample collects the round trips one message's answers time, for
+// one sample: the shortest, the one least delayed by the peer's queue.
+type latencySample struct {
+	d  time.Duration
+	ok bool
+}
+
+func (s *latencySample) add(d time.Duration) {
+	if d > 0 && (!s.ok || d < s.d) {
+		s.d, s.ok = d, true
+	}
+}
+
+func (s *latencySample) apply(p *Policy, pi *peerInfo) {
+	if s.ok {
+		p.sample(pi, s.d)
+	}
+}
+
 // answered returns c's want, if we still want c, after timing pi's answer
-// to the want-have we sent it for c, if we sent one.
-func (p *Policy) answered(now time.Time, pi *peerInfo, c cid.Cid) *wantInfo {
+// to the want-have we sent it for c, if we sent one, into rtt.
+func (p *Policy) answered(now time.Time, pi *peerInfo, c cid.Cid, rtt *latencySample) *wantInfo {
 	w := p.wants[c]
 	if w == nil {
 		return nil
 	}
 	if t, ok := w.askedHave[pi.id]; ok {
-		p.sample(pi, now.Sub(t))
+		rtt.add(now.Sub(t))
 		delete(w.askedHave, pi.id)
 	}
 	return w
@@ -478,8 +520,10 @@ func (p *Policy) Tick(now time.Time) Actions {
 			}
 		}
 	}
-	p.searchProviders(now)
+	// Reassign what the timeouts freed before choosing a want to search
+	// for: a want a useful peer now works on needs no search.
 	p.schedule(now)
+	p.searchProviders(now)
 	p.wantDue = p.nextWantDue(now)
 	return p.take()
 }
@@ -701,6 +745,7 @@ func (p *Policy) schedule(now time.Time) {
 		}
 		w.assigned = pi.id
 		w.sentAt = now
+		w.alone = pi.inflight == 0
 		if pi.inflight == 0 {
 			pi.lastProgress = now // the timeout runs from the first want
 		}
