@@ -164,6 +164,10 @@ type Policy struct {
 	peers   map[peer.ID]*peerInfo
 	seq     uint64
 
+	// stSum and stCount sum the measured service times of the peers.
+	stSum   time.Duration
+	stCount int
+
 	lastSearch time.Time
 	// wantDue is no later than the earliest time a want-level decision
 	// (rebroadcast, provider search, the end of a wait for HAVEs) falls
@@ -247,6 +251,7 @@ func (p *Policy) PeerDisconnected(now time.Time, id peer.ID) Actions {
 		delete(w.askedHave, id)
 		delete(w.dontHaves, id) // a peer that comes back is asked anew
 	}
+	p.setServiceTime(pi, 0)
 	delete(p.peers, id)
 	p.schedule(now)
 	return p.take()
@@ -344,7 +349,7 @@ func (p *Policy) BlocksReceived(now time.Time, from peer.ID, cids []cid.Cid) Act
 		// arrival, so the gap is spread over them, and one answer times
 		// the link once however many CIDs it names.
 		if waited > 0 {
-			pi.serviceTime = ewma(pi.serviceTime, now.Sub(pi.lastBlock)/time.Duration(waited))
+			p.setServiceTime(pi, ewma(pi.serviceTime, now.Sub(pi.lastBlock)/time.Duration(waited)))
 		}
 		rtt.apply(p, pi)
 		pi.lastBlock = now
@@ -863,15 +868,40 @@ func (p *Policy) pick(now time.Time, w *wantInfo, useful bool) *peerInfo {
 }
 
 // score is the expected time until pi delivers one more block: a round trip
-// plus its queue of our wants at its per-block service time. Unmeasured
-// peers queue by count alone, which spreads a first wave evenly.
+// plus its queue of our wants at its per-block service time. A peer not yet
+// measured is assumed to serve at the mean of those that are, or, before
+// any is, at defaultServiceTime: peers of equal latency then queue by count
+// alone, which spreads a first wave evenly, and one a few milliseconds
+// closer takes a few wants more, not all of them. (Assuming next to
+// nothing made an unmeasured peer look free: it took every want.)
 func (p *Policy) score(pi *peerInfo) time.Duration {
 	lat := p.lat(pi)
 	st := pi.serviceTime
 	if st == 0 {
-		st = time.Microsecond
+		st = defaultServiceTime
+		if p.stCount > 0 {
+			st = p.stSum / time.Duration(p.stCount)
+		}
 	}
 	return lat + time.Duration(pi.inflight)*st
+}
+
+// defaultServiceTime is the time per block assumed of a peer before any
+// peer of the session has been measured: a 128 KiB block at 100 Mbit/s.
+const defaultServiceTime = 10 * time.Millisecond
+
+// setServiceTime sets pi's service time and keeps the session's sum and
+// count of measured ones (for score) in step; 0 means unmeasured.
+func (p *Policy) setServiceTime(pi *peerInfo, st time.Duration) {
+	if pi.serviceTime > 0 {
+		p.stSum -= pi.serviceTime
+		p.stCount--
+	}
+	pi.serviceTime = st
+	if st > 0 {
+		p.stSum += st
+		p.stCount++
+	}
 }
 
 // peersOf lists the peers in a map in a stable order.
