@@ -766,9 +766,8 @@ func (p *Policy) schedule(now time.Time) {
 	// GetBlock among many peers), ask the rest whether they have it, so that
 	// one round trip finds a holder instead of one per peer. With at least
 	// as many wants as peers, the want-blocks themselves probe the peers,
-	// the nearest first (those too far to be worth a want this round get
-	// none: their DONT_HAVE-free silence costs nothing, and declined wants
-	// walk on to them).
+	// the nearest first: the farthest may get none this round, and wants
+	// the nearer ones decline walk on to them.
 	if useful || len(discovering) == 0 || len(p.wants) >= len(p.peers) {
 		return
 	}
