@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	blocks "github.com/ipfs/go-block-format"
@@ -731,4 +732,56 @@ func TestMaxUnrequestedNegativeNeverRejects(t *testing.T) {
 	if err := r.ReceiveBlocks(context.Background(), peerA, testutil.RandomBlocks(6, blockrouter.DefaultMaxUnrequested+10, 8)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// The received-block notifier hears each message's wanted blocks, with the
+// sender and how long since the first Session still wanting each asked for
+// it; blocks nobody wanted, and late copies, are not reported.
+func TestReceivedNotifierTellsSenderAndDelay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		type call struct {
+			from   peer.ID
+			cids   []cid.Cid
+			delays []time.Duration
+		}
+		var calls []call
+		r := blockrouter.New(blockstore.NewMemory(), ledger.New(), nil, slog.New(slog.DiscardHandler),
+			blockrouter.WithReceivedNotifier(func(from peer.ID, blks []blockrouter.Received) {
+				c := call{from: from}
+				for _, b := range blks {
+					c.cids = append(c.cids, b.Cid())
+					c.delays = append(c.delays, b.Delay)
+				}
+				calls = append(calls, c)
+			}))
+		blks := testutil.RandomBlocks(1, 4, 100)
+		x, y, z, nobody := blks[0], blks[1], blks[2], blks[3]
+		r.Register(1, &sink{})
+		r.Register(2, &sink{})
+		r.Want(1, []cid.Cid{x.Cid()})
+		time.Sleep(100 * time.Millisecond)
+		r.Want(2, []cid.Cid{x.Cid(), y.Cid()}) // x: the earlier Want counts
+		time.Sleep(50 * time.Millisecond)
+		r.Want(1, []cid.Cid{z.Cid()})
+		r.Unwant(1, []cid.Cid{z.Cid()}) // no longer wanted: not reported
+		time.Sleep(250 * time.Millisecond)
+
+		r.ReceiveBlocks(ctx, peerA, []blocks.Block{x, nobody, z})
+		r.ReceiveBlocks(ctx, peerB, []blocks.Block{y, x}) // x again: a late copy
+
+		want := []call{
+			{peerA, []cid.Cid{x.Cid()}, []time.Duration{400 * time.Millisecond}},
+			{peerB, []cid.Cid{y.Cid()}, []time.Duration{300 * time.Millisecond}},
+		}
+		if len(calls) != len(want) {
+			t.Fatalf("notifier called %d times (%+v), want %d", len(calls), calls, len(want))
+		}
+		for i, c := range calls {
+			w := want[i]
+			if c.from != w.from || !slices.Equal(c.cids, w.cids) || !slices.Equal(c.delays, w.delays) {
+				t.Errorf("call %d: %+v, want %+v", i, c, w)
+			}
+		}
+	})
 }
