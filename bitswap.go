@@ -193,9 +193,10 @@ func WithMaxUnrequested(n int) Option {
 // at all (no block, HAVE or DONT_HAVE), as from boxo's node with the same
 // option; it waits out its own timeouts and asks elsewhere. The node still
 // speaks Bitswap (it must, to receive blocks), so peers see it as a
-// Bitswap peer. NotifyNewBlocks then only returns, WantlistForPeer is
-// always empty and Stat's server counters stay 0. The server options are
-// accepted and have no effect. The default is true.
+// Bitswap peer. NotifyNewBlocks then serves no peer (it still ends our own
+// requests for the blocks), WantlistForPeer is always empty and Stat's
+// server counters stay 0. The server options are accepted and have no
+// effect. The default is true.
 func WithServerEnabled(enabled bool) Option {
 	return func(c *config) { c.noServer = !enabled }
 }
@@ -449,9 +450,12 @@ func (f *providerFinder) FindProviders(ctx context.Context, c cid.Cid) <-chan pe
 }
 
 // NotifyNewBlocks tells Bitswap that these blocks are now in the blockstore,
-// so that peers waiting for them are served. Bitswap does not store them:
-// put them in the blockstore first.
+// so that peers waiting for them are served, and so that our own requests
+// waiting for them end without the network (as boxo's do; boxo's
+// blockservice calls it from AddBlock). Bitswap does not store them: put
+// them in the blockstore first.
 func (b *Bitswap) NotifyNewBlocks(ctx context.Context, blks ...blocks.Block) error {
+	b.blockRouter.Deliver(blks)
 	b.engine.NotifyNewBlocks(ctx, blks...)
 	return nil
 }

@@ -2,6 +2,7 @@ package bitswap_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -181,6 +182,62 @@ func TestTracerSeesEveryMessage(t *testing.T) {
 		}
 		if tr.blocksSent != len(ours) {
 			t.Fatalf("traced %d blocks sent, want %d", tr.blocksSent, len(ours))
+		}
+	})
+}
+
+// A request waiting for a block ends when the application stores it and
+// calls NotifyNewBlocks, as with boxo (its blockservice's AddBlock does
+// so), and the peers asked for it are told to cancel.
+func TestNotifyNewBlocksEndsOurOwnRequests(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		vn := testutil.NewVirtualNetwork(testutil.WithLatency(oneWay))
+		n := newNodes(t, vn, 1)[0]
+		defer n.b.Close()
+		asked := vn.NewPeer()
+		in := &inbox{}
+		asked.Start(in)
+		defer asked.Stop()
+		vn.ConnectAll()
+		ctx := context.Background()
+		blk := blocks.NewBlock([]byte("added by the application"))
+		done := make(chan error, 1)
+		go func() {
+			got, err := n.b.GetBlock(ctx, blk.Cid())
+			if err == nil && !got.Cid().Equals(blk.Cid()) {
+				err = fmt.Errorf("got %s", got.Cid())
+			}
+			done <- err
+		}()
+		time.Sleep(time.Second) // asked the peer, which stays silent
+		synctest.Wait()
+		_ = n.bs.Put(ctx, blk)
+		_ = n.b.NotifyNewBlocks(ctx, blk)
+		synctest.Wait()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		default:
+			t.Fatal("GetBlock still waits after NotifyNewBlocks")
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		var wanted, cancelled bool
+		for _, m := range in.received() {
+			for _, e := range m.Wantlist {
+				if e.Cid.Equals(blk.Cid()) {
+					wanted = wanted || !e.Cancel
+					cancelled = cancelled || e.Cancel
+				}
+			}
+		}
+		if !wanted || !cancelled {
+			t.Fatalf("the peer was asked %v, told to cancel %v; want both", wanted, cancelled)
+		}
+		if st, _ := n.b.Stat(); st.BlocksReceived != 0 {
+			t.Fatalf("%d blocks counted as received", st.BlocksReceived)
 		}
 	})
 }

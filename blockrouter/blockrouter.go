@@ -241,10 +241,6 @@ func (r *BlockRouter) ReceiveBlocks(ctx context.Context, from peer.ID, blks []bl
 	if len(blks) == 0 {
 		return nil
 	}
-	type delivery struct {
-		sink Sink
-		blks []blocks.Block
-	}
 	var store []blocks.Block
 	var unwanted []blocks.Block
 	var received []Received // for the notifier, if any
@@ -272,27 +268,7 @@ func (r *BlockRouter) ReceiveBlocks(ctx context.Context, from peer.ID, blks []bl
 			received = append(received, Received{Block: b, Delay: now.Sub(w.since)})
 		}
 		r.storing[k]++
-		for id, want := range w.by {
-			s := r.sinks[id]
-			if s == nil {
-				continue
-			}
-			d := per[id]
-			if d == nil {
-				d = &delivery{sink: s}
-				per[id] = d
-			}
-			if !want.Equals(b.Cid()) {
-				// Same bytes, other CID version: hand it over as asked.
-				if rb, err := blocks.NewBlockWithCid(b.RawData(), want); err == nil {
-					d.blks = append(d.blks, rb)
-					continue
-				}
-			}
-			d.blks = append(d.blks, b)
-		}
-		// The block satisfies every Session: later copies are duplicates.
-		delete(r.wanted, k)
+		r.takeLocked(k, w, b, per)
 	}
 	if c := r.charged[from]; c > 0 {
 		if c > uint64(len(store)) {
@@ -364,6 +340,60 @@ func (r *BlockRouter) ReceiveBlocks(ctx context.Context, from peer.ID, blks []bl
 			from, total, r.maxUnrequested, ErrUnrequested)
 	}
 	return nil
+}
+
+// delivery is what one Session is handed from one message.
+type delivery struct {
+	sink Sink
+	blks []blocks.Block
+}
+
+// takeLocked adds b, the block of multihash k that w want, to the
+// deliveries of each of w's Sessions, under the CID each asked for, and
+// forgets the want: the block satisfies every Session, so later copies are
+// duplicates. r.mu is held.
+func (r *BlockRouter) takeLocked(k string, w wants, b blocks.Block, per map[uint64]*delivery) {
+	for id, want := range w.by {
+		s := r.sinks[id]
+		if s == nil {
+			continue
+		}
+		d := per[id]
+		if d == nil {
+			d = &delivery{sink: s}
+			per[id] = d
+		}
+		if !want.Equals(b.Cid()) {
+			// Same bytes, other CID version: hand it over as asked.
+			if rb, err := blocks.NewBlockWithCid(b.RawData(), want); err == nil {
+				d.blks = append(d.blks, rb)
+				continue
+			}
+		}
+		d.blks = append(d.blks, b)
+	}
+	delete(r.wanted, k)
+}
+
+// Deliver hands blocks the application has stored itself (it tells Bitswap
+// with NotifyNewBlocks) to every Session that wants them, under the CID each
+// asked for, as boxo's client does: a request waiting for one ends without
+// the network, and its wants are cancelled at the peers. The Sessions are
+// told the blocks come from "" (no peer). Nothing is stored, counted, put
+// in the Ledger or told to the notifiers: the blocks did not arrive.
+func (r *BlockRouter) Deliver(blks []blocks.Block) {
+	per := make(map[uint64]*delivery)
+	r.mu.Lock()
+	for _, b := range blks {
+		k := string(b.Cid().Hash())
+		if w := r.wanted[k]; len(w.by) > 0 {
+			r.takeLocked(k, w, b, per)
+		}
+	}
+	r.mu.Unlock()
+	for _, d := range per {
+		d.sink.ReceiveBlocks("", d.blks)
+	}
 }
 
 func (r *BlockRouter) count(f func(*Stat)) {

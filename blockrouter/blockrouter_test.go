@@ -785,3 +785,47 @@ func TestReceivedNotifierTellsSenderAndDelay(t *testing.T) {
 		}
 	})
 }
+
+// Deliver hands blocks stored by the application to the Sessions wanting
+// them, under the CID each asked for, from no peer, and nothing else: no
+// store, count, ledger entry or notice.
+func TestDeliverHandsStoredBlocksToWantersOnly(t *testing.T) {
+	ctx := context.Background()
+	rec := 0
+	bs := blockstore.NewMemory()
+	n := &notifier{}
+	l := ledger.New()
+	r := blockrouter.New(bs, l, n, slog.New(slog.DiscardHandler),
+		blockrouter.WithReceivedNotifier(func(peer.ID, []blockrouter.Received) { rec++ }))
+	blks := testutil.RandomBlocks(5, 3, 100)
+	x, y, nobody := blks[0], blks[1], blks[2]
+	xv0 := cid.NewCidV0(x.Cid().Hash())
+	s1, s2 := &sink{}, &sink{}
+	r.Register(1, s1)
+	r.Register(2, s2)
+	r.Want(1, []cid.Cid{x.Cid(), y.Cid()})
+	r.Want(2, []cid.Cid{xv0})
+
+	r.Deliver([]blocks.Block{x, nobody})
+	if got := s1.deliveries; len(got) != 1 || got[0].from != "" || len(got[0].blks) != 1 || !got[0].blks[0].Cid().Equals(x.Cid()) {
+		t.Fatalf("session 1 got %+v, want x from no peer", got)
+	}
+	if got := s2.deliveries; len(got) != 1 || !got[0].blks[0].Cid().Equals(xv0) {
+		t.Fatalf("session 2 got %+v, want x under its CIDv0", got)
+	}
+	if r.IsWanted(x.Cid()) || !r.IsWanted(y.Cid()) {
+		t.Fatalf("wanted after Deliver: x %v, y %v; want only y", r.IsWanted(x.Cid()), r.IsWanted(y.Cid()))
+	}
+	if ok, _ := bs.Has(ctx, x.Cid()); ok {
+		t.Fatal("Deliver stored the block")
+	}
+	if st := r.Stat(); st != (blockrouter.Stat{}) || rec != 0 || len(n.notified()) != 0 || l.Receipt("").Recv != 0 {
+		t.Fatalf("Deliver counted %+v, notified %d/%d times", st, rec, len(n.notified()))
+	}
+	// A copy from the network afterwards is a late one.
+	_ = bs.Put(ctx, x)
+	r.ReceiveBlocks(ctx, peerA, []blocks.Block{x})
+	if st := r.Stat(); st.DupBlksReceived != 1 || len(s1.deliveries) != 1 {
+		t.Fatalf("late network copy: %+v, %d deliveries; want a duplicate, none", st, len(s1.deliveries))
+	}
+}

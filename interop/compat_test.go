@@ -300,3 +300,34 @@ func TestProtocolPrefixWithOursAndBoxo(t *testing.T) {
 		}
 	}
 }
+
+// boxo's blockservice.AddBlock (which calls the exchange's NotifyNewBlocks)
+// ends a fetch of that block waiting in the same blockservice, as it does
+// over boxo's Bitswap.
+func TestBlockserviceAddBlockEndsWaitingFetch(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ours := startOurs(t, ctx, nil)
+	theirs := startBoxo(t, ctx, nil) // connected, lacks the block
+	connect(t, ctx, ours.h, theirs.h)
+	bserv := blockservice.New(ours.bs, boxocompat.Exchange(ours.b))
+	blk := blocks.NewBlock([]byte("added while wanted"))
+	done := make(chan error, 1)
+	go func() {
+		_, err := blockservice.NewSession(ctx, bserv).GetBlock(ctx, blk.Cid())
+		done <- err
+	}()
+	// Asked of boxo, which lacks it (and says so).
+	waitFor(t, ctx, func() bool { st, _ := theirs.b.Stat(); return st.MessagesReceived > 0 })
+	if err := bserv.AddBlock(ctx, blk); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the fetch still waits after AddBlock")
+	}
+}
