@@ -466,8 +466,13 @@ func (b *Bitswap) LedgerForPeer(p peer.ID) *ledger.Receipt {
 	return &r
 }
 
-// WantlistForPeer returns the CIDs that p currently wants from us.
+// WantlistForPeer returns the CIDs that p currently wants from us. For
+// this node's own ID it returns our wantlist, Stat().Wantlist, as boxo's
+// does.
 func (b *Bitswap) WantlistForPeer(p peer.ID) []cid.Cid {
+	if p == b.net.Self() {
+		return b.wm.Wantlist()
+	}
 	return b.engine.WantlistForPeer(p)
 }
 

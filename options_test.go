@@ -211,6 +211,10 @@ func TestNotifyNewBlocksEndsOurOwnRequests(t *testing.T) {
 		}()
 		time.Sleep(time.Second) // asked the peer, which stays silent
 		synctest.Wait()
+		// Our own wantlist, as boxo's WantlistForPeer(self) gives it.
+		if wl := n.b.WantlistForPeer(n.vp.Self()); len(wl) != 1 || !wl[0].Equals(blk.Cid()) {
+			t.Fatalf("WantlistForPeer(self) = %v, want [%s]", wl, blk.Cid())
+		}
 		_ = n.bs.Put(ctx, blk)
 		_ = n.b.NotifyNewBlocks(ctx, blk)
 		synctest.Wait()
