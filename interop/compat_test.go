@@ -1,9 +1,7 @@
 package interop
 
 import (
-	"bytes"
 	"context"
-	"io"
 	"math/rand/v2"
 	"slices"
 	"sync/atomic"
@@ -16,11 +14,8 @@ import (
 	bsnet "github.com/ipfs/boxo/bitswap/network/bsnet"
 	"github.com/ipfs/boxo/blockservice"
 	boxobstore "github.com/ipfs/boxo/blockstore"
-	chunker "github.com/ipfs/boxo/chunker"
 	"github.com/ipfs/boxo/exchange"
 	"github.com/ipfs/boxo/ipld/merkledag"
-	"github.com/ipfs/boxo/ipld/unixfs/importer"
-	uio "github.com/ipfs/boxo/ipld/unixfs/io"
 	blocks "github.com/ipfs/go-block-format"
 	cid "github.com/ipfs/go-cid"
 	ds "github.com/ipfs/go-datastore"
@@ -119,11 +114,7 @@ func TestBlockserviceOverExchangeFetchesDAGThroughOneSession(t *testing.T) {
 			}
 			// 4 KiB chunks, 174 links per node: a root over 6 nodes over
 			// the 1,024 leaves.
-			root, err := importer.BuildDagFromReader(merkledag.NewDAGService(blockservice.New(serverStore, nil)),
-				chunker.NewSizeSplitter(bytes.NewReader(content), 4<<10))
-			if err != nil {
-				t.Fatal(err)
-			}
+			root := importFile(t, serverStore, content, 4<<10)
 
 			ours := startOurs(t, ctx, nil)
 			ex := &countingExchange{SessionExchange: boxocompat.Exchange(ours.b)}
@@ -131,22 +122,7 @@ func TestBlockserviceOverExchangeFetchesDAGThroughOneSession(t *testing.T) {
 			connect(t, ctx, ours.h, serverHost)
 
 			sctx, endSession := context.WithCancel(ctx)
-			dag := merkledag.NewSession(sctx, merkledag.NewDAGService(bserv))
-			nd, err := dag.Get(sctx, root.Cid())
-			if err != nil {
-				t.Fatal(err)
-			}
-			r, err := uio.NewDagReader(sctx, nd, dag)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := io.ReadAll(r)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, content) {
-				t.Fatalf("read %d bytes, want the %d imported", len(got), len(content))
-			}
+			readFile(t, sctx, merkledag.NewSession(sctx, merkledag.NewDAGService(bserv)), root, content)
 			st, _ := ours.b.Stat()
 			if n := ex.sessions.Load(); n != 1 || ex.direct.Load() != 0 {
 				t.Fatalf("exchange used through %d Sessions and %d direct calls; want 1 and 0", n, ex.direct.Load())

@@ -120,6 +120,13 @@ func TestVersionIsNewestCommonAndOldPeersGetNoHaves(t *testing.T) {
 func TestNoCommonVersionMeansNoPeerAndFailedSends(t *testing.T) {
 	a := newNode(t, WithProtocols(message.V120))
 	b := newNode(t, WithProtocols(message.V100))
+	connectNoPeers(t, a, b)
+}
+
+// connectNoPeers connects a to b, which share no Bitswap protocol ID, and
+// checks that neither reports the other and that a cannot send to b.
+func connectNoPeers(t *testing.T, a, b *node) {
+	t.Helper()
 	connect(t, a.h, b.h)
 	// Wait until a has b's identify, then give the event goroutine time.
 	waitUntil(t, func() bool { p, _ := a.h.Peerstore().GetProtocols(b.h.ID()); return len(p) > 0 })
@@ -127,10 +134,10 @@ func TestNoCommonVersionMeansNoPeerAndFailedSends(t *testing.T) {
 
 	err := a.net.SendMessage(context.Background(), b.h.ID(), &message.Message{})
 	if err == nil || !strings.Contains(err.Error(), b.h.ID().String()) {
-		t.Fatalf("SendMessage to a peer without a common version: err = %v, want one naming the peer", err)
+		t.Fatalf("SendMessage to a peer without a common protocol: err = %v, want one naming the peer", err)
 	}
-	if ev := a.rec.snapshot("connected"); len(ev) > 0 {
-		t.Errorf("a reported %v, a peer it cannot talk to", ev)
+	if ev := append(a.rec.snapshot("connected"), b.rec.snapshot("connected")...); len(ev) > 0 {
+		t.Errorf("reported %v, a peer it cannot talk to", ev)
 	}
 }
 
@@ -696,15 +703,6 @@ func TestProtocolPrefixOnEveryVersion(t *testing.T) {
 func TestProtocolPrefixMismatchMeansNoPeer(t *testing.T) {
 	a := newNode(t, WithProtocolPrefix("/celestia"))
 	for _, other := range []*node{newNode(t), newNode(t, WithProtocolPrefix("/other"))} {
-		connect(t, a.h, other.h)
-		waitUntil(t, func() bool { p, _ := a.h.Peerstore().GetProtocols(other.h.ID()); return len(p) > 0 })
-		time.Sleep(100 * time.Millisecond)
-		err := a.net.SendMessage(context.Background(), other.h.ID(), &message.Message{})
-		if err == nil || !strings.Contains(err.Error(), other.h.ID().String()) {
-			t.Fatalf("SendMessage across prefixes: err = %v, want one naming the peer", err)
-		}
-		if ev := append(a.rec.snapshot("connected"), other.rec.snapshot("connected")...); len(ev) > 0 {
-			t.Errorf("reported %v across prefixes", ev)
-		}
+		connectNoPeers(t, a, other)
 	}
 }
