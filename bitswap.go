@@ -8,7 +8,9 @@
 // (the server: other peers' wants), the BlockRouter (blocks, to the Sessions
 // and the blockstore) and the PeerRouter (HAVE/DONT_HAVE, connections). The
 // Ledger is shared. *Bitswap has the method set of boxo's exchange.Interface,
-// and a Session that of exchange.Fetcher.
+// and a Session that of exchange.Fetcher; the boxocompat module makes it
+// boxo's exchange.SessionExchange. docs/migrating-from-boxo.md maps boxo's
+// options and calls to these.
 package bitswap
 
 import (
@@ -194,8 +196,8 @@ func WithMaxUnrequested(n int) Option {
 // option; it waits out its own timeouts and asks elsewhere. The node still
 // speaks Bitswap (it must, to receive blocks), so peers see it as a
 // Bitswap peer. NotifyNewBlocks then serves no peer (it still ends our own
-// requests for the blocks), WantlistForPeer is always empty and Stat's
-// server counters stay 0. The server options are accepted and have no
+// requests for the blocks), WantlistForPeer is empty for every other peer
+// and Stat's server counters stay 0. The server options are accepted and have no
 // effect. The default is true.
 func WithServerEnabled(enabled bool) Option {
 	return func(c *config) { c.noServer = !enabled }
