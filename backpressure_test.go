@@ -76,7 +76,6 @@ func (nullStore) DeleteBlock(context.Context, cid.Cid) error    { return nil }
 func (nullStore) Has(context.Context, cid.Cid) (bool, error)    { return false, nil }
 func (nullStore) Put(context.Context, blocks.Block) error       { return nil }
 func (nullStore) PutMany(context.Context, []blocks.Block) error { return nil }
-func (nullStore) HashOnRead(bool)                               {}
 func (nullStore) Get(_ context.Context, c cid.Cid) (blocks.Block, error) {
 	return nil, ipld.ErrNotFound{Cid: c}
 }
@@ -193,7 +192,6 @@ func (u *unionStore) pick(c cid.Cid) *synthStore {
 func (u *unionStore) DeleteBlock(context.Context, cid.Cid) error    { return nil }
 func (u *unionStore) Put(context.Context, blocks.Block) error       { return nil }
 func (u *unionStore) PutMany(context.Context, []blocks.Block) error { return nil }
-func (u *unionStore) HashOnRead(bool)                               {}
 func (u *unionStore) AllKeysChan(ctx context.Context) (<-chan cid.Cid, error) {
 	return nullStore{}.AllKeysChan(ctx)
 }

@@ -8,7 +8,9 @@
 // (the server: other peers' wants), the BlockRouter (blocks, to the Sessions
 // and the blockstore) and the PeerRouter (HAVE/DONT_HAVE, connections). The
 // Ledger is shared. *Bitswap has the method set of boxo's exchange.Interface,
-// and a Session that of exchange.Fetcher.
+// and a Session that of exchange.Fetcher; the boxocompat module makes it
+// boxo's exchange.SessionExchange. docs/migrating-from-boxo.md maps boxo's
+// options and calls to these.
 package bitswap
 
 import (
@@ -48,8 +50,10 @@ type config struct {
 	routerOpts []blockrouter.Option
 	wmOpts     []wantmanager.Option
 	session    session.Config
-	routing    routing.ContentRouting
+	routing    routing.ContentDiscovery
 	logger     *slog.Logger
+	noServer   bool
+	tracer     Tracer
 }
 
 // The facade wires the network into the WantManager.
@@ -65,9 +69,15 @@ const (
 )
 
 // WithContentRouting lets Sessions ask r for providers of blocks that no
-// connected peer has (e.g. a go-libp2p-kad-dht). Without it, only connected
-// peers are asked.
-func WithContentRouting(r routing.ContentRouting) Option { return func(c *config) { c.routing = r } }
+// connected peer has (e.g. a go-libp2p-kad-dht): they call its
+// FindProvidersAsync, at most 10 providers per search, and connect to those
+// found. Nothing is ever provided (announced) through it: that is the
+// application's business, as with boxo's client, which takes the same
+// routing.ContentDiscovery. Any routing.ContentRouting is one. Without it,
+// or with nil, only connected peers are asked.
+func WithContentRouting(r routing.ContentDiscovery) Option {
+	return func(c *config) { c.routing = r }
+}
 
 // WithProviderSearchDelay sets how long a want may go unanswered by any HAVE
 // before content routing is asked (default 500 ms; boxo waits 1 s). When
@@ -179,6 +189,72 @@ func WithMaxUnrequested(n int) Option {
 	return func(c *config) { c.routerOpts = append(c.routerOpts, blockrouter.WithMaxUnrequested(n)) }
 }
 
+// WithServerEnabled(false) makes a client-only node: it fetches as any
+// other, but serves nothing. Its Engine is never started and the wantlists
+// peers send are ignored, so a peer that asks it for blocks hears nothing
+// at all (no block, HAVE or DONT_HAVE), as from boxo's node with the same
+// option; it waits out its own timeouts and asks elsewhere. The node still
+// speaks Bitswap (it must, to receive blocks), so peers see it as a
+// Bitswap peer. NotifyNewBlocks then serves no peer (it still ends our own
+// requests for the blocks), WantlistForPeer is empty for every other peer
+// and Stat's server counters stay 0. The server options are accepted and have no
+// effect. The default is true.
+func WithServerEnabled(enabled bool) Option {
+	return func(c *config) { c.noServer = !enabled }
+}
+
+// ReceivedBlock is a block that arrived from a peer while a Session wanted
+// it, with how long it was wanted (Delay: since the first Session still
+// wanting it took it on, which for GetBlocks is when the CID was asked for,
+// or, past the request's buffer, when the reader made room for it). It is a
+// blocks.Block, like boxo's traceability.Block.
+type ReceivedBlock = blockrouter.Received
+
+// WithBlockReceivedNotifier has f told of the blocks each message from a
+// peer brought that some Session wanted, with their sender and delay: boxo's
+// client.WithBlockReceivedNotifier, whose ReceivedBlocks(peer.ID,
+// []blocks.Block) it replaces, and its WithTraceBlock (From, Delay) in one.
+// The BlockRouter calls f once per message with wanted blocks, after
+// storing and delivering them, in the sending peer's delivery goroutine:
+// f must not block for long (it holds up that peer's next message), and it
+// must not keep or modify blks. Duplicates and unrequested blocks, and
+// blocks found in the blockstore, are not reported. nil: none.
+func WithBlockReceivedNotifier(f func(from peer.ID, blks []ReceivedBlock)) Option {
+	return func(c *config) {
+		c.routerOpts = append(c.routerOpts, blockrouter.WithReceivedNotifier(f))
+	}
+}
+
+// Tracer sees every Bitswap message this node sends or receives, like
+// boxo's tracer.Tracer, with our message type. MessageReceived is called
+// with each decoded inbound message before it is handled (in the sender's
+// delivery goroutine; messages that do not decode are never seen),
+// MessageSent after each message the server or the client's WantManager
+// has written successfully (in the sending goroutine; boxo traces only its
+// server's). Both must return quickly and must neither keep nor modify msg.
+type Tracer interface {
+	MessageReceived(from peer.ID, msg *message.Message)
+	MessageSent(to peer.ID, msg *message.Message)
+}
+
+// WithTracer sets a Tracer (boxo's bitswap.WithTracer). nil: none.
+func WithTracer(t Tracer) Option { return func(c *config) { c.tracer = t } }
+
+// tracedNet is the network as the Engine and the WantManager send through
+// it when a Tracer is set.
+type tracedNet struct {
+	network.Network
+	t Tracer
+}
+
+func (n tracedNet) SendMessage(ctx context.Context, p peer.ID, msg *message.Message) error {
+	err := n.Network.SendMessage(ctx, p, msg)
+	if err == nil {
+		n.t.MessageSent(p, msg)
+	}
+	return err
+}
+
 func engineOption(o engine.Option) Option {
 	return func(c *config) { c.engineOpts = append(c.engineOpts, o) }
 }
@@ -195,6 +271,11 @@ type Bitswap struct {
 	sessionCfg  session.Config
 	providers   session.ProviderFinder
 	logger      *slog.Logger
+	tracer      Tracer
+	// serving is false for a client-only node (WithServerEnabled): its
+	// Engine, built all the same so that every call has one to ask, is
+	// never started and never told of a wantlist.
+	serving bool
 
 	// ctx lives until Close; Sessions run under it.
 	ctx       context.Context
@@ -221,14 +302,20 @@ func New(ctx context.Context, net network.Network, bs blockstore.Blockstore, opt
 		o(&cfg)
 	}
 	l := ledger.New()
+	var send wantmanager.Network = net
+	if cfg.tracer != nil {
+		send = tracedNet{net, cfg.tracer}
+	}
 	b := &Bitswap{
 		net:        net,
 		bs:         bs,
 		ledger:     l,
-		engine:     engine.New(bs, net, l, cfg.engineOpts...),
-		wm:         wantmanager.New(net, cfg.wmOpts...),
+		engine:     engine.New(bs, send, l, cfg.engineOpts...),
+		wm:         wantmanager.New(send, cfg.wmOpts...),
 		sessionCfg: cfg.session,
 		logger:     cfg.logger,
+		tracer:     cfg.tracer,
+		serving:    !cfg.noServer,
 	}
 	b.blockRouter = blockrouter.New(bs, l, b.engine, cfg.logger, cfg.routerOpts...)
 	b.peerRouter = peerrouter.New(interestAdapter{b.blockRouter})
@@ -236,7 +323,9 @@ func New(ctx context.Context, net network.Network, bs blockstore.Blockstore, opt
 		b.providers = &providerFinder{r: cfg.routing, net: net}
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
-	b.engine.Start()
+	if b.serving {
+		b.engine.Start()
+	}
 	net.Start((*receiver)(b))
 	b.stopOnCtx = context.AfterFunc(ctx, func() { _ = b.Close() })
 	return b
@@ -337,7 +426,7 @@ func (a interestAdapter) EachWanter(cids []cid.Cid, f func(id uint64, s peerrout
 // providerFinder finds providers through content routing and connects to
 // them.
 type providerFinder struct {
-	r   routing.ContentRouting
+	r   routing.ContentDiscovery
 	net network.Network
 }
 
@@ -363,9 +452,12 @@ func (f *providerFinder) FindProviders(ctx context.Context, c cid.Cid) <-chan pe
 }
 
 // NotifyNewBlocks tells Bitswap that these blocks are now in the blockstore,
-// so that peers waiting for them are served. Bitswap does not store them:
-// put them in the blockstore first.
+// so that peers waiting for them are served, and so that our own requests
+// waiting for them end without the network (as boxo's do; boxo's
+// blockservice calls it from AddBlock). Bitswap does not store them: put
+// them in the blockstore first.
 func (b *Bitswap) NotifyNewBlocks(ctx context.Context, blks ...blocks.Block) error {
+	b.blockRouter.Deliver(blks)
 	b.engine.NotifyNewBlocks(ctx, blks...)
 	return nil
 }
@@ -376,8 +468,13 @@ func (b *Bitswap) LedgerForPeer(p peer.ID) *ledger.Receipt {
 	return &r
 }
 
-// WantlistForPeer returns the CIDs that p currently wants from us.
+// WantlistForPeer returns the CIDs that p currently wants from us. For
+// this node's own ID it returns our wantlist, Stat().Wantlist, as boxo's
+// does.
 func (b *Bitswap) WantlistForPeer(p peer.ID) []cid.Cid {
+	if p == b.net.Self() {
+		return b.wm.Wantlist()
+	}
 	return b.engine.WantlistForPeer(p)
 }
 
@@ -461,7 +558,13 @@ type receiver Bitswap
 // unrequested blocks), lets the network count it against the peer.
 func (r *receiver) ReceiveMessage(ctx context.Context, from peer.ID, msg *message.Message) error {
 	r.messagesReceived.Add(1)
-	errServer := r.engine.MessageReceived(ctx, from, msg)
+	if r.tracer != nil {
+		r.tracer.MessageReceived(from, msg)
+	}
+	var errServer error
+	if r.serving {
+		errServer = r.engine.MessageReceived(ctx, from, msg)
+	}
 	if len(msg.Blocks) == 0 && len(msg.BlockPresences) == 0 {
 		return errServer
 	}

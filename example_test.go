@@ -3,6 +3,8 @@ package bitswap_test
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
+	"time"
 
 	blocks "github.com/ipfs/go-block-format"
 	cid "github.com/ipfs/go-cid"
@@ -75,6 +77,11 @@ func ExampleNew() {
 // twoNodes starts two Bitswap nodes on loopback libp2p hosts and connects
 // them; the first holds blks.
 func twoNodes(ctx context.Context, blks ...blocks.Block) (server, client *bitswap.Bitswap, cleanup func()) {
+	return twoNodesWith(ctx, nil, blks...)
+}
+
+// twoNodesWith is twoNodes with options for the second node.
+func twoNodesWith(ctx context.Context, clientOpts []bitswap.Option, blks ...blocks.Block) (server, client *bitswap.Bitswap, cleanup func()) {
 	var hosts []host.Host
 	var nodes []*bitswap.Bitswap
 	for i := 0; i < 2; i++ {
@@ -87,7 +94,11 @@ func twoNodes(ctx context.Context, blks ...blocks.Block) (server, client *bitswa
 			_ = bs.PutMany(ctx, blks)
 		}
 		hosts = append(hosts, h)
-		nodes = append(nodes, bitswap.New(ctx, network.NewFromHost(h), bs))
+		var opts []bitswap.Option
+		if i == 1 {
+			opts = clientOpts
+		}
+		nodes = append(nodes, bitswap.New(ctx, network.NewFromHost(h), bs, opts...))
 	}
 	// Connecting the hosts is all it takes: Bitswap learns of the peer.
 	if err := hosts[1].Connect(ctx, peer.AddrInfo{ID: hosts[0].ID(), Addrs: hosts[0].Addrs()}); err != nil {
@@ -139,6 +150,58 @@ func ExampleBitswap_NewSession() {
 	// Output:
 	// root
 	// child
+}
+
+// Learn where each fetched block came from and how long it was awaited.
+func ExampleWithBlockReceivedNotifier() {
+	ctx := context.Background()
+	blk := blocks.NewBlock([]byte("from afar"))
+	type provenance struct {
+		from   peer.ID
+		waited time.Duration
+	}
+	// The notifier runs in the network's goroutine, after the block has
+	// been delivered: hand what it says over, without blocking.
+	heard := make(chan provenance, 1)
+	notify := bitswap.WithBlockReceivedNotifier(func(p peer.ID, blks []bitswap.ReceivedBlock) {
+		for _, b := range blks {
+			select {
+			case heard <- provenance{p, b.Delay}:
+			default:
+			}
+		}
+	})
+	_, client, cleanup := twoNodesWith(ctx, []bitswap.Option{notify}, blk)
+	defer cleanup()
+
+	if _, err := client.GetBlock(ctx, blk.Cid()); err != nil {
+		panic(err)
+	}
+	got := <-heard
+	fmt.Println(got.from != "", got.waited > 0)
+	// Output: true true
+}
+
+// countingTracer counts the messages a node sends and receives.
+type countingTracer struct{ sent, received atomic.Int64 }
+
+func (t *countingTracer) MessageReceived(peer.ID, *message.Message) { t.received.Add(1) }
+func (t *countingTracer) MessageSent(peer.ID, *message.Message)     { t.sent.Add(1) }
+
+// Trace every message a node exchanges.
+func ExampleWithTracer() {
+	ctx := context.Background()
+	blk := blocks.NewBlock([]byte("traced"))
+	tr := &countingTracer{}
+	_, client, cleanup := twoNodesWith(ctx, []bitswap.Option{bitswap.WithTracer(tr)}, blk)
+
+	if _, err := client.GetBlock(ctx, blk.Cid()); err != nil {
+		panic(err)
+	}
+	cleanup() // Close waits for the senders, and so for their MessageSent
+	// At least the want out and the block back.
+	fmt.Println(tr.sent.Load() >= 1, tr.received.Load() >= 1)
+	// Output: true true
 }
 
 // loopbackHost starts a libp2p host on 127.0.0.1 with the resource limits

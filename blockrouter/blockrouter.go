@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	blocks "github.com/ipfs/go-block-format"
 	cid "github.com/ipfs/go-cid"
@@ -72,6 +73,28 @@ var ErrUnrequested = errors.New("too many unrequested blocks")
 // Option configures New.
 type Option func(*BlockRouter)
 
+// Received is a block that arrived from a peer while some Session wanted
+// it, as told to the function of WithReceivedNotifier.
+type Received struct {
+	blocks.Block
+	// Delay is how long the block was wanted before it arrived: since the
+	// earliest Want for its multihash among the Sessions that still wanted
+	// it. A Session calls Want when it takes a CID on (a request's CIDs
+	// past its buffer wait until the reader has taken blocks), before it
+	// looks in the blockstore.
+	Delay time.Duration
+}
+
+// WithReceivedNotifier has f told of the wanted blocks of every message,
+// with their sender and how long each was wanted (nil: nobody is told).
+// Blocks nobody wanted, including late duplicates, are not reported. f runs
+// in the goroutine that called ReceiveBlocks, after the blocks are stored
+// and delivered: it must not block for long, and it must not keep or modify
+// blks after it returns.
+func WithReceivedNotifier(f func(from peer.ID, blks []Received)) Option {
+	return func(r *BlockRouter) { r.received = f }
+}
+
 // WithMaxUnrequested sets how far a peer's unrequested blocks may outnumber
 // its wanted ones during a connection before its messages are rejected:
 // each unrequested block counts one, each wanted block takes one off. n < 0
@@ -91,10 +114,11 @@ type BlockRouter struct {
 	notify         Notifier
 	logger         *slog.Logger
 	maxUnrequested int
+	received       func(from peer.ID, blks []Received)
 
 	mu     sync.Mutex
 	sinks  map[uint64]Sink
-	wanted map[string]map[uint64]cid.Cid // multihash -> session -> CID it asked for
+	wanted map[string]wants // multihash -> its wanters
 	stat   Stat
 	// charged counts, per peer, unwanted blocks less wanted ones (never
 	// below 0); bounded by only holding peers above 0, reset by Forget.
@@ -107,6 +131,13 @@ type BlockRouter struct {
 	storing map[string]int
 }
 
+// wants are the Sessions that want one multihash, each under the CID it
+// asked for, and since when the first of them has.
+type wants struct {
+	by    map[uint64]cid.Cid
+	since time.Time
+}
+
 // New returns a BlockRouter that stores into bs, records in l and tells n.
 func New(bs Blockstore, l *ledger.Ledger, n Notifier, logger *slog.Logger, opts ...Option) *BlockRouter {
 	if logger == nil {
@@ -116,7 +147,7 @@ func New(bs Blockstore, l *ledger.Ledger, n Notifier, logger *slog.Logger, opts 
 		bs: bs, ledger: l, notify: n, logger: logger,
 		maxUnrequested: DefaultMaxUnrequested,
 		sinks:          make(map[uint64]Sink),
-		wanted:         make(map[string]map[uint64]cid.Cid),
+		wanted:         make(map[string]wants),
 		charged:        make(map[peer.ID]uint64),
 		storing:        make(map[string]int),
 	}
@@ -142,19 +173,21 @@ func (r *BlockRouter) Unregister(id uint64) {
 	r.mu.Unlock()
 }
 
-// Want records that Session id wants cids. A block arriving under another
+// Want records that Session id wants cids, from now on (the time the
+// block-received notifier measures from). A block arriving under another
 // CID version of the same multihash is delivered under the CID asked for.
 func (r *BlockRouter) Want(id uint64, cids []cid.Cid) {
+	now := time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, c := range cids {
 		k := string(c.Hash())
-		set := r.wanted[k]
-		if set == nil {
-			set = make(map[uint64]cid.Cid, 1)
-			r.wanted[k] = set
+		w := r.wanted[k]
+		if w.by == nil {
+			w = wants{by: make(map[uint64]cid.Cid, 1), since: now}
+			r.wanted[k] = w
 		}
-		set[id] = c
+		w.by[id] = c
 	}
 }
 
@@ -164,9 +197,9 @@ func (r *BlockRouter) Unwant(id uint64, cids []cid.Cid) {
 	defer r.mu.Unlock()
 	for _, c := range cids {
 		k := string(c.Hash())
-		if set := r.wanted[k]; set != nil {
-			delete(set, id)
-			if len(set) == 0 {
+		if w := r.wanted[k]; w.by != nil {
+			delete(w.by, id)
+			if len(w.by) == 0 {
 				delete(r.wanted, k)
 			}
 		}
@@ -181,7 +214,7 @@ func (r *BlockRouter) EachWanter(cids []cid.Cid, f func(id uint64, s Sink, i int
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i, c := range cids {
-		for id := range r.wanted[string(c.Hash())] {
+		for id := range r.wanted[string(c.Hash())].by {
 			if s := r.sinks[id]; s != nil {
 				f(id, s, i)
 			}
@@ -208,21 +241,19 @@ func (r *BlockRouter) ReceiveBlocks(ctx context.Context, from peer.ID, blks []bl
 	if len(blks) == 0 {
 		return nil
 	}
-	type delivery struct {
-		sink Sink
-		blks []blocks.Block
-	}
 	var store []blocks.Block
 	var unwanted []blocks.Block
+	var received []Received // for the notifier, if any
 	per := make(map[uint64]*delivery)
 
+	now := time.Now()
 	r.mu.Lock()
 	for _, b := range blks {
 		r.stat.BlocksReceived++
 		r.stat.DataReceived += uint64(len(b.RawData()))
 		k := string(b.Cid().Hash())
-		set := r.wanted[k]
-		if len(set) == 0 {
+		w := r.wanted[k]
+		if len(w.by) == 0 {
 			if r.storing[k] > 0 {
 				// Wanted until a moment ago; the first copy is being stored.
 				r.stat.DupBlksReceived++
@@ -233,28 +264,11 @@ func (r *BlockRouter) ReceiveBlocks(ctx context.Context, from peer.ID, blks []bl
 			continue
 		}
 		store = append(store, b)
-		r.storing[k]++
-		for id, want := range set {
-			s := r.sinks[id]
-			if s == nil {
-				continue
-			}
-			d := per[id]
-			if d == nil {
-				d = &delivery{sink: s}
-				per[id] = d
-			}
-			if !want.Equals(b.Cid()) {
-				// Same bytes, other CID version: hand it over as asked.
-				if rb, err := blocks.NewBlockWithCid(b.RawData(), want); err == nil {
-					d.blks = append(d.blks, rb)
-					continue
-				}
-			}
-			d.blks = append(d.blks, b)
+		if r.received != nil {
+			received = append(received, Received{Block: b, Delay: now.Sub(w.since)})
 		}
-		// The block satisfies every Session: later copies are duplicates.
-		delete(r.wanted, k)
+		r.storing[k]++
+		r.takeLocked(k, w, b, per)
 	}
 	if c := r.charged[from]; c > 0 {
 		if c > uint64(len(store)) {
@@ -286,6 +300,9 @@ func (r *BlockRouter) ReceiveBlocks(ctx context.Context, from peer.ID, blks []bl
 	}
 	for _, d := range per {
 		d.sink.ReceiveBlocks(from, d.blks)
+	}
+	if len(received) > 0 {
+		r.received(from, received)
 	}
 	if len(store) > 0 && r.notify != nil {
 		r.notify.NotifyNewBlocks(ctx, store...)
@@ -323,6 +340,60 @@ func (r *BlockRouter) ReceiveBlocks(ctx context.Context, from peer.ID, blks []bl
 			from, total, r.maxUnrequested, ErrUnrequested)
 	}
 	return nil
+}
+
+// delivery is what one Session is handed from one message.
+type delivery struct {
+	sink Sink
+	blks []blocks.Block
+}
+
+// takeLocked adds b, the block of multihash k that w want, to the
+// deliveries of each of w's Sessions, under the CID each asked for, and
+// forgets the want: the block satisfies every Session, so later copies are
+// duplicates. r.mu is held.
+func (r *BlockRouter) takeLocked(k string, w wants, b blocks.Block, per map[uint64]*delivery) {
+	for id, want := range w.by {
+		s := r.sinks[id]
+		if s == nil {
+			continue
+		}
+		d := per[id]
+		if d == nil {
+			d = &delivery{sink: s}
+			per[id] = d
+		}
+		if !want.Equals(b.Cid()) {
+			// Same bytes, other CID version: hand it over as asked.
+			if rb, err := blocks.NewBlockWithCid(b.RawData(), want); err == nil {
+				d.blks = append(d.blks, rb)
+				continue
+			}
+		}
+		d.blks = append(d.blks, b)
+	}
+	delete(r.wanted, k)
+}
+
+// Deliver hands blocks the application has stored itself (it tells Bitswap
+// with NotifyNewBlocks) to every Session that wants them, under the CID each
+// asked for, as boxo's client does: a request waiting for one ends without
+// the network, and its wants are cancelled at the peers. The Sessions are
+// told the blocks come from "" (no peer). Nothing is stored, counted, put
+// in the Ledger or told to the notifiers: the blocks did not arrive.
+func (r *BlockRouter) Deliver(blks []blocks.Block) {
+	per := make(map[uint64]*delivery)
+	r.mu.Lock()
+	for _, b := range blks {
+		k := string(b.Cid().Hash())
+		if w := r.wanted[k]; len(w.by) > 0 {
+			r.takeLocked(k, w, b, per)
+		}
+	}
+	r.mu.Unlock()
+	for _, d := range per {
+		d.sink.ReceiveBlocks("", d.blks)
+	}
 }
 
 func (r *BlockRouter) count(f func(*Stat)) {

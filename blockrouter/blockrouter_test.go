@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	blocks "github.com/ipfs/go-block-format"
@@ -730,5 +731,101 @@ func TestMaxUnrequestedNegativeNeverRejects(t *testing.T) {
 	r := blockrouter.New(bs, ledger.New(), nil, slog.New(slog.DiscardHandler), blockrouter.WithMaxUnrequested(-1))
 	if err := r.ReceiveBlocks(context.Background(), peerA, testutil.RandomBlocks(6, blockrouter.DefaultMaxUnrequested+10, 8)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The received-block notifier hears each message's wanted blocks, with the
+// sender and how long since the first Session still wanting each asked for
+// it; blocks nobody wanted, and late copies, are not reported.
+func TestReceivedNotifierTellsSenderAndDelay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		type call struct {
+			from   peer.ID
+			cids   []cid.Cid
+			delays []time.Duration
+		}
+		var calls []call
+		r := blockrouter.New(blockstore.NewMemory(), ledger.New(), nil, slog.New(slog.DiscardHandler),
+			blockrouter.WithReceivedNotifier(func(from peer.ID, blks []blockrouter.Received) {
+				c := call{from: from}
+				for _, b := range blks {
+					c.cids = append(c.cids, b.Cid())
+					c.delays = append(c.delays, b.Delay)
+				}
+				calls = append(calls, c)
+			}))
+		blks := testutil.RandomBlocks(1, 4, 100)
+		x, y, z, nobody := blks[0], blks[1], blks[2], blks[3]
+		r.Register(1, &sink{})
+		r.Register(2, &sink{})
+		r.Want(1, []cid.Cid{x.Cid()})
+		time.Sleep(100 * time.Millisecond)
+		r.Want(2, []cid.Cid{x.Cid(), y.Cid()}) // x: the earlier Want counts
+		time.Sleep(50 * time.Millisecond)
+		r.Want(1, []cid.Cid{z.Cid()})
+		r.Unwant(1, []cid.Cid{z.Cid()}) // no longer wanted: not reported
+		time.Sleep(250 * time.Millisecond)
+
+		r.ReceiveBlocks(ctx, peerA, []blocks.Block{x, nobody, z})
+		r.ReceiveBlocks(ctx, peerB, []blocks.Block{y, x}) // x again: a late copy
+
+		want := []call{
+			{peerA, []cid.Cid{x.Cid()}, []time.Duration{400 * time.Millisecond}},
+			{peerB, []cid.Cid{y.Cid()}, []time.Duration{300 * time.Millisecond}},
+		}
+		if len(calls) != len(want) {
+			t.Fatalf("notifier called %d times (%+v), want %d", len(calls), calls, len(want))
+		}
+		for i, c := range calls {
+			w := want[i]
+			if c.from != w.from || !slices.Equal(c.cids, w.cids) || !slices.Equal(c.delays, w.delays) {
+				t.Errorf("call %d: %+v, want %+v", i, c, w)
+			}
+		}
+	})
+}
+
+// Deliver hands blocks stored by the application to the Sessions wanting
+// them, under the CID each asked for, from no peer, and nothing else: no
+// store, count, ledger entry or notice.
+func TestDeliverHandsStoredBlocksToWantersOnly(t *testing.T) {
+	ctx := context.Background()
+	rec := 0
+	bs := blockstore.NewMemory()
+	n := &notifier{}
+	l := ledger.New()
+	r := blockrouter.New(bs, l, n, slog.New(slog.DiscardHandler),
+		blockrouter.WithReceivedNotifier(func(peer.ID, []blockrouter.Received) { rec++ }))
+	blks := testutil.RandomBlocks(5, 3, 100)
+	x, y, nobody := blks[0], blks[1], blks[2]
+	xv0 := cid.NewCidV0(x.Cid().Hash())
+	s1, s2 := &sink{}, &sink{}
+	r.Register(1, s1)
+	r.Register(2, s2)
+	r.Want(1, []cid.Cid{x.Cid(), y.Cid()})
+	r.Want(2, []cid.Cid{xv0})
+
+	r.Deliver([]blocks.Block{x, nobody})
+	if got := s1.deliveries; len(got) != 1 || got[0].from != "" || len(got[0].blks) != 1 || !got[0].blks[0].Cid().Equals(x.Cid()) {
+		t.Fatalf("session 1 got %+v, want x from no peer", got)
+	}
+	if got := s2.deliveries; len(got) != 1 || !got[0].blks[0].Cid().Equals(xv0) {
+		t.Fatalf("session 2 got %+v, want x under its CIDv0", got)
+	}
+	if r.IsWanted(x.Cid()) || !r.IsWanted(y.Cid()) {
+		t.Fatalf("wanted after Deliver: x %v, y %v; want only y", r.IsWanted(x.Cid()), r.IsWanted(y.Cid()))
+	}
+	if ok, _ := bs.Has(ctx, x.Cid()); ok {
+		t.Fatal("Deliver stored the block")
+	}
+	if st := r.Stat(); st != (blockrouter.Stat{}) || rec != 0 || len(n.notified()) != 0 || l.Receipt("").Recv != 0 {
+		t.Fatalf("Deliver counted %+v, notified %d/%d times", st, rec, len(n.notified()))
+	}
+	// A copy from the network afterwards is a late one.
+	_ = bs.Put(ctx, x)
+	r.ReceiveBlocks(ctx, peerA, []blocks.Block{x})
+	if st := r.Stat(); st.DupBlksReceived != 1 || len(s1.deliveries) != 1 {
+		t.Fatalf("late network copy: %+v, %d deliveries; want a duplicate, none", st, len(s1.deliveries))
 	}
 }

@@ -12,7 +12,7 @@ import (
 func (r *BlockRouter) IsWanted(c cid.Cid) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.wanted[string(c.Hash())]) > 0
+	return len(r.wanted[string(c.Hash())].by) > 0
 }
 
 // Unrequested returns by how many blocks those nobody asked for outnumber

@@ -2,7 +2,10 @@
 // a default implementation on any go-datastore.
 //
 // The Blockstore interface has the method set of boxo's
-// blockstore.Blockstore, so an application can hand either to Bitswap.
+// blockstore.Blockstore (v0.34.0 and later, which dropped HashOnRead), so an
+// application can hand a boxo blockstore to Bitswap as is, and one of ours
+// to boxo wherever it takes a blockstore.Blockstore. To check blocks against
+// their CIDs as they are read, wrap a Blockstore with NewValidating.
 // Missing blocks are reported with go-ipld-format's ErrNotFound, as boxo does,
 // so callers test with ipld.IsNotFound. This package knows nothing of peers
 // or the protocol.
@@ -30,6 +33,4 @@ type Blockstore interface {
 	// AllKeysChan returns a channel of every stored key; it closes when the
 	// listing ends or ctx is cancelled.
 	AllKeysChan(ctx context.Context) (<-chan cid.Cid, error)
-	// HashOnRead makes Get verify each block's hash against its CID.
-	HashOnRead(enabled bool)
 }

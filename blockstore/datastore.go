@@ -1,12 +1,10 @@
 package blockstore
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"strings"
-	"sync/atomic"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	blocks "github.com/ipfs/go-block-format"
@@ -23,11 +21,6 @@ import (
 // WithPrefix says otherwise. It is the one boxo and Kubo use, so a repository
 // written by either reads the same through this package.
 var DefaultPrefix = datastore.NewKey("/blocks")
-
-// ErrHashMismatch is wrapped by the error Get returns, with HashOnRead
-// enabled, when stored data does not hash to the CID asked for. Test for it
-// with errors.Is.
-var ErrHashMismatch = errors.New("block data does not match its CID")
 
 // Option configures a Blockstore built by New.
 type Option func(*config)
@@ -122,7 +115,6 @@ type dsBlockstore struct {
 	ds           datastore.Batching
 	prefix       string // "" or a clean key such as "/blocks"
 	writeThrough bool
-	hashOnRead   atomic.Bool
 	// sizes maps multihashes to the size of their stored block, or to
 	// missing when the datastore had none; nil when off.
 	sizes *lru.Cache[string, int]
@@ -215,27 +207,10 @@ func (bs *dsBlockstore) Get(ctx context.Context, c cid.Cid) (blocks.Block, error
 	if err != nil {
 		return nil, fmt.Errorf("blockstore: get %s: %w", c, err)
 	}
-	if bs.hashOnRead.Load() {
-		if err := verify(c, data); err != nil {
-			return nil, err
-		}
-	}
 	bs.remember(c.Hash(), len(data))
 	// The block carries the CID asked for, so a CIDv0 request gets a CIDv0
 	// block even if it was stored as CIDv1.
 	return blocks.NewBlockWithCid(data, c)
-}
-
-// verify checks that data hashes to c's multihash.
-func verify(c cid.Cid, data []byte) error {
-	got, err := c.Prefix().Sum(data)
-	if err != nil {
-		return fmt.Errorf("blockstore: get %s: cannot verify hash: %w", c, err)
-	}
-	if !bytes.Equal(got.Hash(), c.Hash()) {
-		return fmt.Errorf("blockstore: get %s: stored data hashes to %s: %w", c, got.Hash().B58String(), ErrHashMismatch)
-	}
-	return nil
 }
 
 func (bs *dsBlockstore) GetSize(ctx context.Context, c cid.Cid) (int, error) {
@@ -407,8 +382,4 @@ func (bs *dsBlockstore) parseKey(k string) (mh.Multihash, bool) {
 		return nil, false
 	}
 	return h, true
-}
-
-func (bs *dsBlockstore) HashOnRead(enabled bool) {
-	bs.hashOnRead.Store(enabled)
 }

@@ -242,7 +242,7 @@ func TestPutAsksFirstUnlessWriteThrough(t *testing.T) {
 	}
 }
 
-func TestHashOnReadRejectsCorruptDataNamingTheCid(t *testing.T) {
+func TestValidatingRejectsCorruptDataNamingTheCid(t *testing.T) {
 	ctx := t.Context()
 	bs, d := newStore()
 	b := rawBlock(t, "good data")
@@ -256,36 +256,38 @@ func TestHashOnReadRejectsCorruptDataNamingTheCid(t *testing.T) {
 	}
 
 	if got, err := bs.Get(ctx, b.Cid()); err != nil || string(got.RawData()) != "evil data" {
-		t.Fatalf("without HashOnRead, Get = %v, %v; want the stored bytes unchecked", got, err)
+		t.Fatalf("unwrapped, Get = %v, %v; want the stored bytes unchecked", got, err)
 	}
 
-	bs.HashOnRead(true)
-	_, err := bs.Get(ctx, b.Cid())
-	if !errors.Is(err, blockstore.ErrHashMismatch) {
-		t.Fatalf("Get: err = %v, want ErrHashMismatch", err)
+	vbs := blockstore.NewValidating(bs)
+	got, err := vbs.Get(ctx, b.Cid())
+	if !errors.Is(err, blockstore.ErrHashMismatch) || got != nil {
+		t.Fatalf("Get = %v, %v; want no block and ErrHashMismatch", got, err)
 	}
 	if !strings.Contains(err.Error(), b.Cid().String()) {
 		t.Fatalf("error %q does not name the CID %s", err, b.Cid())
 	}
-	if _, err := bs.Get(ctx, v0(b.Cid())); !errors.Is(err, blockstore.ErrHashMismatch) {
+	if _, err := vbs.Get(ctx, v0(b.Cid())); !errors.Is(err, blockstore.ErrHashMismatch) {
 		t.Fatalf("Get(v0): err = %v, want ErrHashMismatch", err)
 	}
-
-	bs.HashOnRead(false)
-	if _, err := bs.Get(ctx, b.Cid()); err != nil {
-		t.Fatalf("after HashOnRead(false): %v", err)
+	// The other methods are the wrapped store's.
+	if n, err := vbs.GetSize(ctx, b.Cid()); err != nil || n != len("evil data") {
+		t.Fatalf("GetSize = %d, %v", n, err)
+	}
+	missing := rawBlock(t, "never stored")
+	if _, err := vbs.Get(ctx, missing.Cid()); !ipld.IsNotFound(err) {
+		t.Fatalf("Get(missing): err = %v, want not found", err)
 	}
 }
 
-func TestHashOnReadAcceptsIntactData(t *testing.T) {
+func TestValidatingAcceptsIntactData(t *testing.T) {
 	ctx := t.Context()
-	bs := blockstore.NewMemory()
-	bs.HashOnRead(true)
+	bs := blockstore.NewValidating(blockstore.NewMemory())
 	b := rawBlock(t, "intact")
 	if err := bs.Put(ctx, b); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []cid.Cid{b.Cid(), v0(b.Cid())} {
+	for _, c := range []cid.Cid{b.Cid(), v0(b.Cid()), identityCid(t, "inline")} {
 		if _, err := bs.Get(ctx, c); err != nil {
 			t.Fatalf("Get(%s): %v", c, err)
 		}
@@ -295,7 +297,6 @@ func TestHashOnReadAcceptsIntactData(t *testing.T) {
 func TestIdentityCidsAreAnsweredFromTheCidWithoutStorage(t *testing.T) {
 	ctx := t.Context()
 	bs, d := newStore()
-	bs.HashOnRead(true)
 	c := identityCid(t, "inline")
 	b, err := blocks.NewBlockWithCid([]byte("inline"), c)
 	if err != nil {

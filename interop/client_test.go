@@ -17,8 +17,10 @@ import (
 	uio "github.com/ipfs/boxo/ipld/unixfs/io"
 	blocks "github.com/ipfs/go-block-format"
 	cid "github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
 
 	bitswap "github.com/gobitswap/bitswap"
+	"github.com/gobitswap/bitswap/blockstore"
 	"github.com/gobitswap/bitswap/message"
 	"github.com/gobitswap/bitswap/network"
 	"github.com/gobitswap/bitswap/session"
@@ -152,16 +154,29 @@ func TestUnixFSThroughBoxoBlockservice(t *testing.T) {
 
 	content := make([]byte, 5<<20+12345)
 	_, _ = rand.NewChaCha8([32]byte{7}).Read(content)
-	theirDAG := merkledag.NewDAGService(blockservice.New(theirs.bs, nil))
-	root, err := importer.BuildDagFromReader(theirDAG, chunker.NewSizeSplitter(bytes.NewReader(content), 256<<10))
+	root := importFile(t, theirs.bs, content, 256<<10)
+	connect(t, ctx, ours.h, theirs.h)
+
+	readFile(t, ctx, merkledag.NewDAGService(blockservice.New(ours.bs, ours.b)), root, content)
+}
+
+// importFile imports content into bs as a UnixFS file in chunks of chunk
+// bytes, with boxo's importer, and returns its root.
+func importFile(t *testing.T, bs blockstore.Blockstore, content []byte, chunk int64) cid.Cid {
+	t.Helper()
+	root, err := importer.BuildDagFromReader(merkledag.NewDAGService(blockservice.New(bs, nil)),
+		chunker.NewSizeSplitter(bytes.NewReader(content), chunk))
 	if err != nil {
 		t.Fatal(err)
 	}
-	connect(t, ctx, ours.h, theirs.h)
+	return root.Cid()
+}
 
-	bserv := blockservice.New(ours.bs, ours.b)
-	dag := merkledag.NewDAGService(bserv)
-	node, err := dag.Get(ctx, root.Cid())
+// readFile reads the UnixFS file root through dag with boxo's reader and
+// compares it with want.
+func readFile(t *testing.T, ctx context.Context, dag ipld.NodeGetter, root cid.Cid, want []byte) {
+	t.Helper()
+	node, err := dag.Get(ctx, root)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,8 +188,8 @@ func TestUnixFSThroughBoxoBlockservice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(got, content) {
-		t.Fatalf("read %d bytes through blockservice, want the %d imported", len(got), len(content))
+	if !bytes.Equal(got, want) {
+		t.Fatalf("read %d bytes of %s, want the %d imported", len(got), root, len(want))
 	}
 }
 

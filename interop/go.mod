@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/gobitswap/bitswap v0.0.0
+	github.com/gobitswap/bitswap/boxocompat v0.0.0
 	github.com/ipfs/boxo v0.43.0
 	github.com/ipfs/go-block-format v0.2.4
 	github.com/ipfs/go-cid v0.6.2
@@ -167,3 +168,5 @@ require (
 )
 
 replace github.com/gobitswap/bitswap => ../
+
+replace github.com/gobitswap/bitswap/boxocompat => ../boxocompat

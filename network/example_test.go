@@ -9,6 +9,7 @@ import (
 	"github.com/gobitswap/bitswap/network"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -83,4 +84,40 @@ func ExampleResourceManager() {
 	defer n.Stop()
 	fmt.Println("inbound Bitswap streams per peer:", network.ProtocolPeerStreams)
 	// Output: inbound Bitswap streams per peer: 1024
+}
+
+// A private Bitswap swarm, as boxo's bsnet.Prefix makes one: both nodes
+// speak /celestia/ipfs/bitswap/... and nothing else.
+func ExampleWithProtocolPrefix() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	const prefix = "/celestia"
+	var hosts []host.Host
+	var nets []*network.Libp2pNetwork
+	inbox := make(chan *message.Message, 1)
+	for range 2 {
+		rm, err := network.ResourceManagerWithPrefix(prefix) // lifts the prefixed IDs' limits
+		if err != nil {
+			panic(err)
+		}
+		h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.ResourceManager(rm))
+		if err != nil {
+			panic(err)
+		}
+		defer h.Close()
+		n := network.NewFromHost(h, network.WithProtocolPrefix(prefix))
+		n.Start(printer{inbox})
+		defer n.Stop()
+		hosts, nets = append(hosts, h), append(nets, n)
+	}
+	h2 := hosts[1]
+	if err := nets[0].Connect(ctx, peer.AddrInfo{ID: h2.ID(), Addrs: h2.Addrs()}); err != nil {
+		panic(err)
+	}
+	blk := blocks.NewBlock([]byte("members only"))
+	if err := nets[0].SendMessage(ctx, h2.ID(), &message.Message{Blocks: []blocks.Block{blk}}); err != nil {
+		panic(err)
+	}
+	fmt.Println("received:", string((<-inbox).Blocks[0].RawData()))
+	// Output: received: members only
 }

@@ -1,7 +1,8 @@
 // Package network moves Bitswap messages between peers. It owns protocol
-// negotiation (/ipfs/bitswap/1.2.0, 1.1.0, 1.0.0 and /ipfs/bitswap), the
-// inbound stream read loops, one reusable outbound sender per peer, send
-// timeouts and connection events.
+// negotiation (/ipfs/bitswap/1.2.0, 1.1.0, 1.0.0 and /ipfs/bitswap, each
+// under an optional prefix: WithProtocolPrefix), the inbound stream read
+// loops, one reusable outbound sender per peer, send timeouts and
+// connection events.
 //
 // It never interprets a message: wantlists, blocks and presences are handed
 // to a Receiver as decoded message.Message values, and what to send is

@@ -3,6 +3,7 @@ package network
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,25 +28,31 @@ const (
 // ErrStopped is returned by operations on a Libp2pNetwork after Stop.
 var ErrStopped = errors.New("bitswap network stopped")
 
-// protocolIDs returns the protocol IDs for vs, keeping the order of vs.
-func protocolIDs(vs []message.Version) []protocol.ID {
+// protocolIDs returns the protocol IDs for vs, keeping the order of vs,
+// each after prefix (see WithProtocolPrefix).
+func protocolIDs(prefix protocol.ID, vs []message.Version) []protocol.ID {
 	var ids []protocol.ID
 	for _, v := range vs {
 		switch v {
 		case message.V120:
-			ids = append(ids, ProtocolBitswap)
+			ids = append(ids, prefix+ProtocolBitswap)
 		case message.V110:
-			ids = append(ids, ProtocolBitswapOneOne)
+			ids = append(ids, prefix+ProtocolBitswapOneOne)
 		case message.V100:
-			ids = append(ids, ProtocolBitswapOneZero, ProtocolBitswapNoVers)
+			ids = append(ids, prefix+ProtocolBitswapOneZero, prefix+ProtocolBitswapNoVers)
 		}
 	}
 	return ids
 }
 
-// versionOf maps a negotiated protocol ID to its message version.
-func versionOf(id protocol.ID) (message.Version, bool) {
-	switch id {
+// versionOf maps a negotiated protocol ID, which starts with prefix, to
+// its message version.
+func versionOf(prefix, id protocol.ID) (message.Version, bool) {
+	rest, ok := strings.CutPrefix(string(id), string(prefix))
+	if !ok {
+		return 0, false
+	}
+	switch protocol.ID(rest) {
 	case ProtocolBitswap:
 		return message.V120, true
 	case ProtocolBitswapOneOne:
@@ -150,7 +157,7 @@ func NewFromHost(h host.Host, opts ...Option) *Libp2pNetwork {
 	n := &Libp2pNetwork{
 		host:     h,
 		cfg:      cfg,
-		protos:   protocolIDs(cfg.versions),
+		protos:   protocolIDs(cfg.prefix, cfg.versions),
 		ctx:      ctx,
 		cancel:   cancel,
 		senders:  make(map[senderKey]*sender),

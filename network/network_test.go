@@ -120,6 +120,13 @@ func TestVersionIsNewestCommonAndOldPeersGetNoHaves(t *testing.T) {
 func TestNoCommonVersionMeansNoPeerAndFailedSends(t *testing.T) {
 	a := newNode(t, WithProtocols(message.V120))
 	b := newNode(t, WithProtocols(message.V100))
+	connectNoPeers(t, a, b)
+}
+
+// connectNoPeers connects a to b, which share no Bitswap protocol ID, and
+// checks that neither reports the other and that a cannot send to b.
+func connectNoPeers(t *testing.T, a, b *node) {
+	t.Helper()
 	connect(t, a.h, b.h)
 	// Wait until a has b's identify, then give the event goroutine time.
 	waitUntil(t, func() bool { p, _ := a.h.Peerstore().GetProtocols(b.h.ID()); return len(p) > 0 })
@@ -127,10 +134,10 @@ func TestNoCommonVersionMeansNoPeerAndFailedSends(t *testing.T) {
 
 	err := a.net.SendMessage(context.Background(), b.h.ID(), &message.Message{})
 	if err == nil || !strings.Contains(err.Error(), b.h.ID().String()) {
-		t.Fatalf("SendMessage to a peer without a common version: err = %v, want one naming the peer", err)
+		t.Fatalf("SendMessage to a peer without a common protocol: err = %v, want one naming the peer", err)
 	}
-	if ev := a.rec.snapshot("connected"); len(ev) > 0 {
-		t.Errorf("a reported %v, a peer it cannot talk to", ev)
+	if ev := append(a.rec.snapshot("connected"), b.rec.snapshot("connected")...); len(ev) > 0 {
+		t.Errorf("reported %v, a peer it cannot talk to", ev)
 	}
 }
 
@@ -546,7 +553,7 @@ func senderStreamReset(n *Libp2pNetwork, p peer.ID) bool {
 func TestWithProtocolsOffersNewestFirst(t *testing.T) {
 	c := defaultConfig()
 	WithProtocols(message.V100, message.V120, message.V100)(&c)
-	got := protocolIDs(c.versions)
+	got := protocolIDs(c.prefix, c.versions)
 	want := []protocol.ID{ProtocolBitswap, ProtocolBitswapOneZero, ProtocolBitswapNoVers}
 	if !slices.Equal(got, want) {
 		t.Errorf("protocols %v, want %v", got, want)
@@ -659,5 +666,43 @@ func TestReadBodyTrickleIsBounded(t *testing.T) {
 	stalled = nil
 	if all, _ := res.inUse(""); all != 0 || len(res.per) != 0 {
 		t.Fatalf("reserve holds %d bytes (%d peers) after every read ended", all, len(res.per))
+	}
+}
+
+// With a protocol prefix every version is spoken under the prefixed ID, and
+// only there: two prefixed nodes talk on the version they share.
+func TestProtocolPrefixOnEveryVersion(t *testing.T) {
+	const prefix = "/celestia"
+	for _, v := range []message.Version{message.V100, message.V110, message.V120} {
+		t.Run(v.String(), func(t *testing.T) {
+			a, b := connectedPair(t, []Option{WithProtocolPrefix(prefix)}, []Option{WithProtocolPrefix(prefix), WithProtocols(v)})
+			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+			defer cancel()
+			if got, err := a.net.Version(ctx, b.h.ID()); err != nil || got != v {
+				t.Fatalf("Version = %v, %v; want %v", got, err, v)
+			}
+			blk := blocks.NewBlock([]byte("prefixed"))
+			send(t, a, b.h.ID(), &message.Message{Blocks: []blocks.Block{blk}})
+			if m := b.rec.waitFor(t, 1, "msg")[0].msg; len(m.Blocks) != 1 || !m.Blocks[0].Cid().Equals(blk.Cid()) {
+				t.Fatalf("received blocks %v, want [%s]", m.Blocks, blk.Cid())
+			}
+			registered := b.h.Mux().Protocols()
+			for _, id := range protocolIDs("", []message.Version{v}) {
+				if !slices.Contains(registered, prefix+id) {
+					t.Errorf("%s not registered (host has %v)", prefix+id, registered)
+				}
+				if slices.Contains(registered, id) {
+					t.Errorf("the plain %s is registered too", id)
+				}
+			}
+		})
+	}
+}
+
+// A node with a prefix and one without are not Bitswap peers of each other.
+func TestProtocolPrefixMismatchMeansNoPeer(t *testing.T) {
+	a := newNode(t, WithProtocolPrefix("/celestia"))
+	for _, other := range []*node{newNode(t), newNode(t, WithProtocolPrefix("/other"))} {
+		connectNoPeers(t, a, other)
 	}
 }

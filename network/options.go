@@ -6,6 +6,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/protocol"
+
 	"github.com/gobitswap/bitswap/message"
 )
 
@@ -28,6 +30,7 @@ const (
 // NewFromHost from the defaults and the options.
 type config struct {
 	versions       []message.Version // enabled versions, newest first
+	prefix         protocol.ID       // before every protocol ID; "" none
 	maxMessageSize int               // inbound frame body limit
 	sendBase       time.Duration     // send timeout floor; also bounds stream opens and closes
 	sendMinRate    int               // bytes per second; 0 means no size-dependent term
@@ -89,6 +92,20 @@ func WithProtocols(vs ...message.Version) Option {
 	slices.Sort(keep)
 	slices.Reverse(keep)
 	return func(c *config) { c.versions = keep }
+}
+
+// WithProtocolPrefix puts prefix before every Bitswap protocol ID this node
+// registers and offers, as boxo's bsnet.Prefix does: with "/celestia" they
+// are /celestia/ipfs/bitswap/1.2.0, /celestia/ipfs/bitswap/1.1.0,
+// /celestia/ipfs/bitswap/1.0.0 and /celestia/ipfs/bitswap. The prefix is
+// prepended as given, as boxo does, so that the IDs match theirs: start it
+// with "/" and do not end it with one. Such a node exchanges blocks only
+// with nodes that use the same prefix, ours or boxo's, and the plain IDs
+// are not spoken at all. Lift the host's stream limits for the prefixed IDs
+// (AddResourceLimits or ResourceManagerWithPrefix with the same prefix).
+// "" (the default) is no prefix.
+func WithProtocolPrefix(prefix protocol.ID) Option {
+	return func(c *config) { c.prefix = prefix }
 }
 
 // WithMaxMessageSize sets the largest inbound message body accepted, in

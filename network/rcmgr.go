@@ -4,6 +4,7 @@ import (
 	"github.com/gobitswap/bitswap/message"
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 )
 
@@ -43,11 +44,19 @@ const (
 // AddResourceLimits raises, in cfg, the resource manager's stream limits
 // for the Bitswap protocol IDs (all versions) to what Bitswap peers
 // legitimately use: see ProtocolPeerStreams for why libp2p's defaults lose
-// blocks from boxo and Kubo servers. Memory limits stay as cfg has them.
-// Call it on the configuration you scale and hand to
+// blocks from boxo and Kubo servers. The plain IDs are raised, and those
+// under each of prefixes (see WithProtocolPrefix). Memory limits stay as
+// cfg has them. Call it on the configuration you scale and hand to
 // rcmgr.NewResourceManager; ResourceManager does it all.
-func AddResourceLimits(cfg *rcmgr.ScalingLimitConfig) {
-	for _, id := range protocolIDs([]message.Version{message.V120, message.V110, message.V100}) {
+func AddResourceLimits(cfg *rcmgr.ScalingLimitConfig, prefixes ...protocol.ID) {
+	all := []message.Version{message.V120, message.V110, message.V100}
+	ids := protocolIDs("", all)
+	for _, p := range prefixes {
+		if p != "" {
+			ids = append(ids, protocolIDs(p, all)...)
+		}
+	}
+	for _, id := range ids {
 		cfg.AddProtocolPeerLimit(id,
 			rcmgr.BaseLimit{
 				StreamsInbound:  ProtocolPeerStreams,
@@ -80,9 +89,16 @@ func AddResourceLimits(cfg *rcmgr.ScalingLimitConfig) {
 //	rm, err := network.ResourceManager()
 //	h, err := libp2p.New(libp2p.ResourceManager(rm))
 func ResourceManager(opts ...rcmgr.Option) (network.ResourceManager, error) {
+	return ResourceManagerWithPrefix("", opts...)
+}
+
+// ResourceManagerWithPrefix is ResourceManager for a host whose Bitswap
+// network has a protocol prefix (WithProtocolPrefix): the limits of the
+// prefixed IDs are raised too. "" is ResourceManager.
+func ResourceManagerWithPrefix(prefix protocol.ID, opts ...rcmgr.Option) (network.ResourceManager, error) {
 	limits := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&limits)
-	AddResourceLimits(&limits)
+	AddResourceLimits(&limits, prefix)
 	return rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()), opts...)
 }
 
@@ -93,7 +109,7 @@ func ResourceManager(opts ...rcmgr.Option) (network.ResourceManager, error) {
 // does any configuration that lifts them, as Kubo's does.
 func (n *Libp2pNetwork) checkResourceLimits() {
 	var inbound int
-	_ = n.host.Network().ResourceManager().ViewProtocol(ProtocolBitswap, func(s network.ProtocolScope) error {
+	_ = n.host.Network().ResourceManager().ViewProtocol(n.protos[0], func(s network.ProtocolScope) error {
 		if l, ok := s.(rcmgr.ResourceScopeLimiter); ok {
 			inbound = l.Limit().GetStreamLimit(network.DirInbound)
 		}
@@ -103,7 +119,7 @@ func (n *Libp2pNetwork) checkResourceLimits() {
 		n.cfg.logger.Warn("bitswap: the libp2p host keeps the default resource limits for Bitswap streams; "+
 			"boxo and Kubo servers open a stream per message, and past 64-75 streams per peer the host resets "+
 			"them and their blocks are lost until a timeout: build the host with network.ResourceManager() "+
-			"or apply network.AddResourceLimits to its limits",
-			"protocol", ProtocolBitswap, "inboundStreamLimit", inbound)
+			"or apply network.AddResourceLimits to its limits (with the protocol prefix, if any)",
+			"protocol", n.protos[0], "inboundStreamLimit", inbound)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+
+	"github.com/gobitswap/bitswap/message"
 )
 
 // heldStreams opens n Bitswap streams from a to b at once, as boxo's server
@@ -114,4 +116,21 @@ func TestResourceManagerTakesStreamPerMessagePeers(t *testing.T) {
 			t.Fatalf("warned about limits that were raised: %q", log.String())
 		}
 	})
+}
+
+// AddResourceLimits raises the plain Bitswap IDs and those under each
+// prefix given, and no others.
+func TestAddResourceLimitsWithPrefixes(t *testing.T) {
+	limits := rcmgr.DefaultLimits
+	AddResourceLimits(&limits, "/celestia", "")
+	got := limits.AutoScale().ToPartialLimitConfig()
+	all := []message.Version{message.V120, message.V110, message.V100}
+	for _, id := range append(protocolIDs("", all), protocolIDs("/celestia", all)...) {
+		if l := got.ProtocolPeer[id].StreamsInbound; int(l) != ProtocolPeerStreams {
+			t.Errorf("%s: %v inbound streams per peer, want %d", id, l, ProtocolPeerStreams)
+		}
+	}
+	if n := len(got.ProtocolPeer); n != 8 {
+		t.Errorf("%d protocols with per-peer limits, want the 8 Bitswap IDs", n)
+	}
 }

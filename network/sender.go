@@ -262,7 +262,7 @@ func (n *Libp2pNetwork) openStream(ctx context.Context, s *sender) error {
 		}
 		return fmt.Errorf("opening stream: %w", err)
 	}
-	v, ok := versionOf(st.Protocol())
+	v, ok := versionOf(n.cfg.prefix, st.Protocol())
 	if !ok {
 		_ = st.Reset()
 		return fmt.Errorf("opening stream: unexpected protocol %q", st.Protocol())

@@ -62,5 +62,3 @@ func (s *keyStore) AllKeysChan(context.Context) (<-chan cid.Cid, error) {
 	close(ch)
 	return ch, nil
 }
-
-func (s *keyStore) HashOnRead(bool) {}
