@@ -152,6 +152,7 @@ type common struct {
 	logLevel string
 	metrics  string
 	logger   *slog.Logger
+	level    *slog.LevelVar // the logger's level
 }
 
 func (c *common) register(fs *flag.FlagSet) {
@@ -159,12 +160,24 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.metrics, "metrics", "", "serve Prometheus metrics on http://`ADDR`/metrics (e.g. 127.0.0.1:9090)")
 }
 
+// quietStop drops the warnings of a node that is stopping after the
+// command has its result (sends of cancels failing as the network closes),
+// which would add lines to a one-line error or summary. Debug and info
+// logging keep everything.
+func (c *common) quietStop() {
+	if c.level != nil && c.level.Level() >= slog.LevelWarn {
+		c.level.Set(slog.LevelError)
+	}
+}
+
 func (c *common) setup(stderr io.Writer) error {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.logLevel)); err != nil {
 		return usageErrorf("bad --log-level %q (want debug, info, warn or error)", c.logLevel)
 	}
-	c.logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	c.level = new(slog.LevelVar)
+	c.level.Set(lvl)
+	c.logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: c.level}))
 	slog.SetDefault(c.logger)
 	return nil
 }
