@@ -48,16 +48,19 @@ is not a UnixFS file (a directory, dag-cbor) is an input error.
 
 A progress line is shown on stderr when it is a terminal: bytes, rate, and
 for a UnixFS file root (whose size its root block says) a bar, the
-percentage and the time left, counted in file bytes; for any other root,
-in bytes of blocks. At the end, a one-line summary.
+percentage and the time left, counted in file bytes (a block that the file
+repeats, such as one of zeros, is fetched and counted once, so such a file
+ends below 100%); for any other root, in bytes of blocks. At the end, a
+one-line summary.
 
 Exit codes: 0 ok, 1 usage error, 2 input error (malformed CID or multiaddr;
 a block that does not decode under its codec, named; a root that is not a
 UnixFS file for --unixfs-out; an output or repo that cannot be written,
 such as a full disk; a repo in use by another process), 3 network error (no
 peer reachable) or blocks still missing at --timeout (the error names
-them), 4 internal error. Whatever the error, what was stored in the repo
-stays there and the repo is closed cleanly.
+them), 4 internal error. Whatever the error, what was stored in the
+--repo stays there and the repo is closed cleanly; a CAR or file output
+that is a regular file is removed.
 
 `
 
@@ -295,7 +298,7 @@ type fetchResult struct {
 	blocks   int
 	bytes    int64
 	took     time.Duration
-	fileSize int64 // the root is a UnixFS file of that many bytes; -1 if not
+	fileSize int64 // the root is a UnixFS file of that many bytes; -1 if not, or if it does not say
 	// visitedStored counts the blocks visited that this run stored (the
 	// others were in the repo already).
 	visitedStored int
@@ -364,7 +367,7 @@ func fetchDAG(ctx context.Context, bsw *bitswap.Bitswap, root cid.Cid, cfg fetch
 			case err != nil:
 				return inputErrorf("the DAG under %s is malformed: %v", root, err)
 			case info.file:
-				res.fileSize = int64(info.fileSize)
+				res.fileSize = info.fileSize
 				fileSize.Store(res.fileSize)
 				fileBytes.Add(int64(info.data))
 			case cfg.unixfs:

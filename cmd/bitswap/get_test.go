@@ -26,6 +26,7 @@ import (
 	cidlink "github.com/ipld/go-ipld-prime/linking/cid"
 	"github.com/ipld/go-ipld-prime/node/basicnode"
 	mh "github.com/multiformats/go-multihash"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/gobitswap/bitswap/blockstore"
 	"github.com/gobitswap/bitswap/testutil"
@@ -84,6 +85,65 @@ func dirNode(t *testing.T, name string, child cid.Cid) blocks.Block {
 	return block(t, cid.DagProtobuf, buf.Bytes())
 }
 
+// v0FileDAG is a UnixFS file as ipfs add made them before raw leaves: CIDv0
+// dag-pb nodes throughout, the leaves holding the data in their UnixFS
+// Data, one root over them.
+func v0FileDAG(t *testing.T, data []byte, leafSize int) testDAG {
+	t.Helper()
+	ufs := func(data []byte, fileSize int, blockSizes []int) []byte {
+		var b []byte
+		b = protowire.AppendTag(b, 1, protowire.VarintType)
+		b = protowire.AppendVarint(b, 2) // File
+		if data != nil {
+			b = protowire.AppendTag(b, 2, protowire.BytesType)
+			b = protowire.AppendBytes(b, data)
+		}
+		b = protowire.AppendTag(b, 3, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(fileSize))
+		for _, s := range blockSizes {
+			b = protowire.AppendTag(b, 4, protowire.VarintType)
+			b = protowire.AppendVarint(b, uint64(s))
+		}
+		return b
+	}
+	node := func(d []byte, links []blocks.Block, sizes []int) blocks.Block {
+		n, err := qp.BuildMap(dagpb.Type.PBNode, 2, func(ma datamodel.MapAssembler) {
+			qp.MapEntry(ma, "Links", qp.List(int64(len(links)), func(la datamodel.ListAssembler) {
+				for _, l := range links {
+					qp.ListEntry(la, qp.Map(3, func(ma datamodel.MapAssembler) {
+						qp.MapEntry(ma, "Hash", qp.Link(cidlink.Link{Cid: l.Cid()}))
+						qp.MapEntry(ma, "Name", qp.String(""))
+						qp.MapEntry(ma, "Tsize", qp.Int(int64(len(l.RawData()))))
+					}))
+				}
+			}))
+			qp.MapEntry(ma, "Data", qp.Bytes(d))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		if err := dagpb.Encode(n, &buf); err != nil {
+			t.Fatal(err)
+		}
+		c, err := cid.Prefix{Version: 0, Codec: cid.DagProtobuf, MhType: mh.SHA2_256, MhLength: -1}.Sum(buf.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := blocks.NewBlockWithCid(buf.Bytes(), c)
+		return b
+	}
+	var leaves []blocks.Block
+	var sizes []int
+	for i := 0; i < len(data); i += leafSize {
+		chunk := data[i:min(i+leafSize, len(data))]
+		leaves = append(leaves, node(ufs(chunk, len(chunk), nil), nil, nil))
+		sizes = append(sizes, len(chunk))
+	}
+	root := node(ufs(nil, len(data), sizes), leaves, sizes)
+	return testDAG{root: root.Cid(), blocks: append([]blocks.Block{root}, leaves...)}
+}
+
 // cborLinking is a dag-cbor block linking to c.
 func cborLinking(t *testing.T, c cid.Cid) blocks.Block {
 	t.Helper()
@@ -135,6 +195,7 @@ func TestGetUnixFSOut(t *testing.T) {
 		{"random", random, fileDAG(t, random, 16<<10, 4)},
 		{"zeros", zeros, fileDAG(t, zeros, 16<<10, 174)},
 		{"raw", small, fileDAG(t, small, 1<<20, 174)},
+		{"v0", random[:100<<10], v0FileDAG(t, random[:100<<10], 16<<10)},
 	}
 	var cars []string
 	for _, f := range files {
@@ -491,5 +552,32 @@ func TestRateMeterLooksBackFiveSeconds(t *testing.T) {
 	}
 	if len(m.samples) > 60 {
 		t.Fatalf("%d samples kept", len(m.samples))
+	}
+}
+
+func TestDecodeUnixFS(t *testing.T) {
+	file := fileDAG(t, randomBytes(6, 40<<10), 16<<10, 4)
+	v0 := v0FileDAG(t, randomBytes(7, 20<<10), 16<<10)
+	mixed := makeTestDAG(t, 1<<10)
+	for _, c := range []struct {
+		name string
+		blk  blocks.Block
+		want unixfsInfo
+	}{
+		{"raw leaf", file.blocks[0], unixfsInfo{file: true, fileSize: 16 << 10, data: 16 << 10}},
+		{"file root", file.blocks[len(file.blocks)-1], unixfsInfo{file: true, fileSize: 40 << 10}},
+		{"dag-pb leaf", v0.blocks[2], unixfsInfo{file: true, fileSize: 4 << 10, data: 4 << 10}},
+		{"v0 root", v0.blocks[0], unixfsInfo{file: true, fileSize: 20 << 10}},
+		{"directory", dirNode(t, "f", file.root), unixfsInfo{what: "a UnixFS directory"}},
+		{"dag-cbor", mixed.blocks[0], unixfsInfo{what: "dag-cbor"}},
+		{"dag-json", mixed.blocks[1], unixfsInfo{what: "dag-json"}},
+	} {
+		got, err := decodeUnixFS(c.blk)
+		if err != nil || got != c.want {
+			t.Errorf("%s: %+v, %v; want %+v", c.name, got, err, c.want)
+		}
+	}
+	if _, err := decodeUnixFS(block(t, cid.DagProtobuf, []byte("\xff"))); err == nil || !strings.Contains(err.Error(), "decoding dag-pb") {
+		t.Errorf("garbage dag-pb: %v", err)
 	}
 }

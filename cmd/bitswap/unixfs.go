@@ -25,7 +25,7 @@ import (
 // unixfsInfo is what one block says about the UnixFS file it belongs to.
 type unixfsInfo struct {
 	file     bool   // a UnixFS file node (File or Raw), or a raw block
-	fileSize uint64 // the file's size under this node
+	fileSize int64  // the file's size under this node, -1 if the node does not say
 	data     int    // file bytes in the block itself
 	what     string // what the block is, when it is not a file ("a UnixFS directory")
 }
@@ -39,7 +39,7 @@ func decodeUnixFS(blk blocks.Block) (unixfsInfo, error) {
 	switch codec {
 	case cid.Raw:
 		n := len(blk.RawData())
-		return unixfsInfo{file: true, fileSize: uint64(n), data: n}, nil
+		return unixfsInfo{file: true, fileSize: int64(n), data: n}, nil
 	case cid.DagProtobuf:
 	default:
 		return unixfsInfo{what: codecName(codec)}, nil
@@ -58,14 +58,14 @@ func decodeUnixFS(blk blocks.Block) (unixfsInfo, error) {
 	}
 	switch t := ud.FieldDataType().Int(); t {
 	case data.Data_File, data.Data_Raw:
-		info := unixfsInfo{file: true}
+		info := unixfsInfo{file: true, fileSize: -1}
 		if d := ud.FieldData(); d.Exists() {
 			info.data = len(d.Must().Bytes())
 		}
-		if fs := ud.FieldFileSize(); fs.Exists() {
-			info.fileSize = uint64(fs.Must().Int())
-		} else {
-			info.fileSize = uint64(info.data)
+		if fs := ud.FieldFileSize(); fs.Exists() && fs.Must().Int() >= 0 {
+			info.fileSize = fs.Must().Int()
+		} else if pn.FieldLinks().Length() == 0 {
+			info.fileSize = int64(info.data) // a leaf: its data is the file
 		}
 		return info, nil
 	case data.Data_Directory:
