@@ -524,9 +524,12 @@ func TestFormatProgress(t *testing.T) {
 			t.Errorf("formatProgress(%+v, %v)\n got %q\nwant %q", c.st, c.rate, got, c.want)
 		}
 	}
-	long := formatProgress(progressStatus{done: 1, total: 2, what: "of file", extra: strings.Repeat("x", 100)}, 1)
-	if len(long) != progressWidth {
-		t.Errorf("a long line is %d columns, want %d", len(long), progressWidth)
+	long := progressStatus{done: 1234_500_000, total: 9999_900_000, what: "of file", extra: "12 peers, 1234567 blocks"}
+	if got, want := formatProgress(long, 1234.5e6), "[#...........]  12%  1234.5/9999.9 MB of file, 1234.5 MB/s, ETA 8s, 12 peers"; got != want {
+		t.Errorf("a long line: got %q, want %q", got, want)
+	}
+	if got := formatProgress(progressStatus{done: 1, what: strings.Repeat("x", 100)}, 1); len(got) != progressWidth {
+		t.Errorf("a line with no part to drop is %d columns, want %d", len(got), progressWidth)
 	}
 }
 

@@ -33,14 +33,18 @@ func showProgress(stderr io.Writer, status func() progressStatus) (stop func()) 
 		t := time.NewTicker(progressInterval)
 		defer t.Stop()
 		var m rateMeter
+		draw := func(now time.Time) {
+			st := status()
+			fmt.Fprint(stderr, "\r\033[K"+formatProgress(st, m.rate(now, st.done)))
+		}
+		draw(time.Now())
 		for {
 			select {
 			case <-done:
 				fmt.Fprint(stderr, "\r\033[K")
 				return
 			case now := <-t.C:
-				st := status()
-				fmt.Fprint(stderr, "\r\033[K"+formatProgress(st, m.rate(now, st.done)))
+				draw(now)
 			}
 		}
 	}()
@@ -74,8 +78,9 @@ func (m *rateMeter) rate(now time.Time, n int64) float64 {
 }
 
 // formatProgress renders a status and a rate (bytes/s) as one line: with a
-// total, a bar, the percentage and the ETA. It cuts the line at
-// progressWidth columns, so that it never wraps on a terminal of 80.
+// total, a bar, the percentage and the ETA. It drops parts from the end
+// until the line has at most progressWidth columns, so that it never wraps
+// on a terminal of 80.
 //
 //	[#####.......]  45%  1.2/2.7 MB of file, 3.4 MB/s, ETA 1s, 1 peers, 120 blocks
 //	1.2 MB of blocks, 3.4 MB/s, 120 blocks, 1 peers, 12 wanted
@@ -97,9 +102,14 @@ func formatProgress(st progressStatus, rate float64) string {
 	if st.extra != "" {
 		b.WriteString(", " + st.extra)
 	}
+	// Too long: drop the least telling parts, the last first.
 	line := b.String()
-	if len(line) > progressWidth {
-		line = line[:progressWidth]
+	for len(line) > progressWidth {
+		i := strings.LastIndex(line, ", ")
+		if i < 0 {
+			return line[:progressWidth]
+		}
+		line = line[:i]
 	}
 	return line
 }
