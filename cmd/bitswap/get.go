@@ -60,7 +60,9 @@ such as a full disk; a repo in use by another process), 3 network error (no
 peer reachable) or blocks still missing at --timeout (the error names
 them), 4 internal error. Whatever the error, what was stored in the
 --repo stays there and the repo is closed cleanly; a CAR or file output
-that is a regular file is removed.
+that is a regular file is removed. To close cleanly, a repo needs room:
+get stores nothing that would leave less than 16 MiB free on the repo's
+disk (a full disk, exit 2), and does not open a repo whose disk has less.
 
 `
 
@@ -162,10 +164,17 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) (retEr
 		storeName = "temporary repo " + storeDir
 	}
 	if storeDir != "" {
+		if err := checkRepoRoom(storeDir); err != nil {
+			return inputErrorf("%s: %v", storeName, err)
+		}
+		quietPebble(&c)
 		if r, err = openRepo(storeDir); err != nil {
 			return withCode(exitInput, err)
 		}
 		defer func() {
+			if stored.isBroken() {
+				return // closing would wait forever (putMany)
+			}
 			if cerr := r.Close(); cerr != nil && retErr == nil {
 				retErr = withCode(exitInput, fmt.Errorf("%s: closing: %w", storeName, cerr))
 			}
@@ -174,7 +183,7 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) (retEr
 		if testWrapRepoStore != nil {
 			inner = testWrapRepoStore(inner)
 		}
-		stored = &storeErrors{Blockstore: inner}
+		stored = &storeErrors{Blockstore: inner, dir: storeDir}
 		bs = stored
 	}
 	h, bsw, stop, err := c.startNode(ctx, libp2p.NoListenAddrs, bs, stderr, bitswap.WithRequestBuffer(getRequestBuffer))

@@ -584,3 +584,113 @@ func TestDecodeUnixFS(t *testing.T) {
 		t.Errorf("garbage dag-pb: %v", err)
 	}
 }
+
+// A get into a repo stopped by SIGINT mid-fetch exits with one error line
+// after the repo line, and leaves the repo closed (not locked) with every
+// block it fetched.
+func TestGetInterruptedKeepsRepo(t *testing.T) {
+	dir := t.TempDir()
+	d := fileDAG(t, randomBytes(8, 256<<10), 16<<10, 174)
+	partial := testDAG{root: d.root, blocks: d.blocks[1:]} // the first leaf is missing: the fetch stalls
+	p := filepath.Join(dir, "partial.car")
+	writeCAR(t, p, partial, false)
+	srv := startServe(t, 1, "--repo", filepath.Join(dir, "srv"), p)
+	defer srv.stop(t)
+	repoDir := filepath.Join(dir, "getrepo")
+
+	cmd := exec.Command(binary, "get", "--peer", srv.addrs[0], "--repo", repoDir, "--unixfs-out", filepath.Join(dir, "out"), d.root.String())
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // long enough to fetch all it can on loopback
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		t.Fatalf("get after SIGINT: %v", err)
+	}
+	r := result{code: ee.ExitCode(), stdout: so.Bytes(), stderr: se.Bytes()}
+	oneLineErr(t, r, exitNetwork, "1 blocks missing (interrupt signal received)", repoLineRE)
+	m := repoLineRE.FindStringSubmatch(strings.Split(se.String(), "\n")[0])
+	if m[2] != strconv.Itoa(len(partial.blocks)) {
+		t.Fatalf("repo line %q: want %d fetched", m[0], len(partial.blocks))
+	}
+	t.Logf("exit %d: %s", r.code, bytes.TrimSpace(r.stderr))
+	if _, err := os.Stat(filepath.Join(dir, "out")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("partial --unixfs-out file left behind (%v)", err)
+	}
+
+	rp, err := openRepo(repoDir)
+	if err != nil {
+		t.Fatalf("repo after SIGINT: %v", err)
+	}
+	defer rp.Close()
+	for _, b := range partial.blocks {
+		if ok, _ := rp.bs.Has(context.Background(), b.Cid()); !ok {
+			t.Fatalf("block %s fetched before SIGINT is not in the repo", b.Cid())
+		}
+	}
+}
+
+// A real full disk under the repo (a small tmpfs; root on Linux only): get
+// stops storing while repoReserve is left, reports the full disk in one
+// line (after the repo line), closes the repo cleanly and does not hang; a
+// get into the repo while its disk is still full says so at once; and the
+// repo, copied to a disk with room, resumes from every block stored.
+func TestGetRepoOnAFullDisk(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root")
+	}
+	dir := t.TempDir()
+	tiny := filepath.Join(dir, "tiny")
+	if err := os.Mkdir(tiny, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", tiny).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", tiny).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", tiny, err, out)
+		}
+	})
+	data := randomBytes(9, 12<<20) // 24 MiB less the reserve (16) is room for 8
+	d := fileDAG(t, data, 256<<10, 174)
+	p := filepath.Join(dir, "d.car")
+	writeCAR(t, p, d, false)
+	srv := startServe(t, 1, "--repo", filepath.Join(dir, "srv"), p)
+	defer srv.stop(t)
+	repoDir := filepath.Join(tiny, "repo")
+
+	r := runBin(t, "get", "--peer", srv.addrs[0], "--repo", repoDir, d.root.String())
+	line := oneLineErr(t, r, exitInput, "repo "+repoDir+": storing block ", repoLineRE)
+	if !strings.Contains(line, "no space left on device") {
+		t.Fatalf("error %q: want the full disk", line)
+	}
+	first := repoLineRE.FindStringSubmatch(strings.Split(string(r.stderr), "\n")[0])
+	t.Logf("exit %d in %v: %s", r.code, r.took.Round(time.Millisecond), bytes.TrimSpace(r.stderr))
+
+	r = runBin(t, "get", "--peer", srv.addrs[0], "--repo", repoDir, d.root.String())
+	line = oneLineErr(t, r, exitInput, "repo "+repoDir+": its disk is full")
+	t.Logf("again: exit %d in %v: %s", r.code, r.took.Round(time.Millisecond), line)
+
+	roomy := filepath.Join(dir, "roomy")
+	if out, err := exec.Command("cp", "-a", repoDir, roomy).CombinedOutput(); err != nil {
+		t.Fatalf("copying the repo: %v: %s", err, out)
+	}
+	out := filepath.Join(dir, "out")
+	r = runBin(t, "get", "--peer", srv.addrs[0], "--repo", roomy, "--unixfs-out", out, d.root.String())
+	if r.code != 0 {
+		t.Fatalf("get from the copied repo: exit %d: %s", r.code, r.stderr)
+	}
+	m := repoLineRE.FindStringSubmatch(strings.Split(string(r.stderr), "\n")[0])
+	if m == nil || atoi(m[1]) == 0 || atoi(m[1]) != atoi(first[2]) {
+		t.Fatalf("the copied repo kept %v blocks of the %s stored: %s", m, first[2], r.stderr)
+	}
+	if got, _ := os.ReadFile(out); !bytes.Equal(got, data) {
+		t.Fatalf("file from the resumed repo: %d bytes, want %d", len(got), len(data))
+	}
+	t.Logf("resumed: %s", bytes.TrimSpace(r.stderr))
+}

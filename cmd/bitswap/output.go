@@ -12,7 +12,10 @@ import (
 	"github.com/gobitswap/bitswap/blockstore"
 )
 
-// storeErrors is the blockstore of a get into a repo. Bitswap hands a block
+// storeErrors is the blockstore of a get into a repo. It stores nothing
+// that would leave less than repoReserve free on the repo's disk: pebble
+// cannot go on when its disk is full (it panics, or fails fatally), while
+// with the reserve the repo closes cleanly, keeping everything stored. Bitswap hands a block
 // it could not store to the session all the same, and logs a warning, so a
 // get into a full disk would end "complete" with blocks missing from the
 // repo. storeErrors keeps the first error instead, for get to stop on and
@@ -24,9 +27,11 @@ import (
 // already from those it fetched.
 type storeErrors struct {
 	blockstore.Blockstore
+	dir     string // the repo's directory, whose disk must keep repoReserve free
 	mu      sync.Mutex
 	first   error
 	failed  cid.Cid // the first block of the put that failed
+	broken  bool    // the store panicked: it cannot be used, nor closed
 	n       int
 	unvisit map[string]struct{} // multihashes stored, not yet visited
 }
@@ -39,13 +44,21 @@ func (s *storeErrors) PutMany(ctx context.Context, bs []blocks.Block) error {
 	if s.err() != nil {
 		return nil // get is stopping: it reports the first error
 	}
-	err := s.Blockstore.PutMany(ctx, bs)
+	var err error
+	panicked := false
+	if s.dir != "" {
+		err = checkRoom(s.dir, bs)
+	}
+	if err == nil {
+		err, panicked = putMany(ctx, s.Blockstore, bs)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
 		if s.first == nil {
 			s.first, s.failed = err, bs[0].Cid()
 		}
+		s.broken = s.broken || panicked
 		return nil
 	}
 	if s.unvisit == nil {
@@ -56,6 +69,35 @@ func (s *storeErrors) PutMany(ctx context.Context, bs []blocks.Block) error {
 	}
 	s.n += len(bs)
 	return nil
+}
+
+// putMany stores bs, turning a panic of the store into an error: pebble
+// panics when it cannot write its log (a full disk), and the command would
+// crash with a goroutine trace. A store that panicked is left as it is:
+// pebble panics holding its lock, so closing it would wait forever. What it
+// had written to its log before is replayed when the repo is opened next.
+func putMany(ctx context.Context, store blockstore.Blockstore, bs []blocks.Block) (err error, panicked bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			panicked = true
+			if e, ok := p.(error); ok {
+				err = e
+			} else {
+				err = fmt.Errorf("%v", p)
+			}
+		}
+	}()
+	return store.PutMany(ctx, bs), false
+}
+
+// isBroken reports whether the store panicked (putMany).
+func (s *storeErrors) isBroken() bool {
+	if s == nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.broken
 }
 
 // visited tells s the walk has visited blk, and whether this run stored
@@ -92,6 +134,9 @@ func (s *storeErrors) err() error {
 	defer s.mu.Unlock()
 	if s.first == nil {
 		return nil
+	}
+	if s.broken {
+		return fmt.Errorf("storing block %s: %w (the repo is left unclosed, its log holding what was stored before: once there is room, get --repo resumes from it)", s.failed, s.first)
 	}
 	return fmt.Errorf("storing block %s: %w", s.failed, s.first)
 }
