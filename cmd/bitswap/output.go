@@ -12,14 +12,16 @@ import (
 	"github.com/gobitswap/bitswap/blockstore"
 )
 
-// storeErrors is the blockstore of a get into a repo. It stores nothing
-// that would leave less than repoReserve free on the repo's disk: pebble
-// cannot go on when its disk is full (it panics, or fails fatally), while
-// with the reserve the repo closes cleanly, keeping everything stored. Bitswap hands a block
+// storeErrors is the blockstore of a get into a repo. Bitswap hands a block
 // it could not store to the session all the same, and logs a warning, so a
 // get into a full disk would end "complete" with blocks missing from the
 // repo. storeErrors keeps the first error instead, for get to stop on and
 // report in one line, and stores nothing more after it.
+//
+// It stores nothing that would leave less than repoReserve free on the
+// repo's disk: pebble cannot go on when its disk is full (it panics, or
+// fails fatally), while with the reserve the repo closes cleanly, keeping
+// everything stored.
 //
 // It also counts the blocks it stored, and remembers those the walk has
 // not visited yet (a few: bitswap stores a block just before handing it
@@ -50,7 +52,7 @@ func (s *storeErrors) PutMany(ctx context.Context, bs []blocks.Block) error {
 		err = checkRoom(s.dir, bs)
 	}
 	if err == nil {
-		err, panicked = putMany(ctx, s.Blockstore, bs)
+		panicked, err = putMany(ctx, s.Blockstore, bs)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -76,7 +78,7 @@ func (s *storeErrors) PutMany(ctx context.Context, bs []blocks.Block) error {
 // crash with a goroutine trace. A store that panicked is left as it is:
 // pebble panics holding its lock, so closing it would wait forever. What it
 // had written to its log before is replayed when the repo is opened next.
-func putMany(ctx context.Context, store blockstore.Blockstore, bs []blocks.Block) (err error, panicked bool) {
+func putMany(ctx context.Context, store blockstore.Blockstore, bs []blocks.Block) (panicked bool, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			panicked = true
@@ -87,7 +89,7 @@ func putMany(ctx context.Context, store blockstore.Blockstore, bs []blocks.Block
 			}
 		}
 	}()
-	return store.PutMany(ctx, bs), false
+	return false, store.PutMany(ctx, bs)
 }
 
 // isBroken reports whether the store panicked (putMany).
