@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -22,7 +24,7 @@ import (
 	"github.com/gobitswap/bitswap/dag"
 )
 
-const getHelp = `Usage: bitswap get --peer MULTIADDR [--peer ...] ROOT_CID [-o OUT.car] [--repo DIR] [--timeout D]
+const getHelp = `Usage: bitswap get --peer MULTIADDR [--peer ...] ROOT_CID [-o OUT.car] [--repo DIR] [--unixfs-out PATH] [--timeout D]
 
 Connects to the peers and fetches the whole DAG under ROOT_CID through one
 Bitswap session: every link known so far is asked for at once, so a DAG of
@@ -36,12 +38,31 @@ uses) instead, and no CAR is written unless -o is given too. Blocks already
 in the repo are not fetched again, so a fetch that was interrupted resumes
 where it stopped.
 
-A progress line is shown on stderr when it is a terminal, and a one-line
-summary at the end.
+With --unixfs-out PATH, ROOT_CID must be a UnixFS file (dag-pb or raw): the
+file itself is written to PATH ("-": stdout), in order, once every block
+has arrived, and no CAR is written unless -o is given too. The blocks go to
+the --repo, or to a temporary repo in a directory next to PATH (removed at
+the end, so it needs as much free space as the file), and the file is read
+back from there: memory stays bounded however large the file. A root that
+is not a UnixFS file (a directory, dag-cbor) is an input error.
 
-Exit codes: 0 ok, 1 usage error, 2 input error (malformed CID or multiaddr,
-output not writable), 3 network error (no peer reachable) or blocks still
-missing at --timeout (the error names them), 4 internal error.
+A progress line is shown on stderr when it is a terminal: bytes, rate, and
+for a UnixFS file root (whose size its root block says) a bar, the
+percentage and the time left, counted in file bytes (a block that the file
+repeats, such as one of zeros, is fetched and counted once, so such a file
+ends below 100%); for any other root, in bytes of blocks. At the end, a
+one-line summary.
+
+Exit codes: 0 ok, 1 usage error, 2 input error (malformed CID or multiaddr;
+a block that does not decode under its codec, named; a root that is not a
+UnixFS file for --unixfs-out; an output or repo that cannot be written,
+such as a full disk; a repo in use by another process), 3 network error (no
+peer reachable) or blocks still missing at --timeout (the error names
+them), 4 internal error. Whatever the error, what was stored in the
+--repo stays there and the repo is closed cleanly; a CAR or file output
+that is a regular file is removed. To close cleanly, a repo needs room:
+get stores nothing that would leave less than 16 MiB free on the repo's
+disk (a full disk, exit 2), and does not open a repo whose disk has less.
 
 `
 
@@ -51,8 +72,9 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) (retEr
 	c.register(fs)
 	var peers multiFlag
 	fs.Var(&peers, "peer", "`MULTIADDR` of a peer, ending in /p2p/<peer id>; repeatable")
-	out := fs.String("o", "", "write the CAR to `FILE` (default stdout, unless --repo is given)")
+	out := fs.String("o", "", "write the CAR to `FILE` (default stdout, unless --repo or --unixfs-out is given)")
 	repoDir := fs.String("repo", "", "store the blocks in the repo `DIR` (Pebble, as bitswap serve uses) and resume from what it holds")
+	unixfsOut := fs.String("unixfs-out", "", "the root is a UnixFS file: write the file to `PATH` (\"-\": stdout)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up when the DAG is not complete after `D`")
 	dialTimeout := fs.Duration("dial-timeout", 5*time.Second, "give up connecting to a peer after `D`")
 	pos, err := parseFlags(fs, args, stderr, getHelp)
@@ -80,67 +102,170 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) (retEr
 		}
 		infos = append(infos, *ai)
 	}
+	if *unixfsOut != "" {
+		if err := rootCodecIsFile(root); err != nil {
+			return err // dag-cbor, dag-json: no need to fetch it to know
+		}
+	}
 
-	var w io.Writer = stdout
-	if *repoDir != "" && *out == "" {
-		w = nil // the repo is the output
+	// The outputs: the CAR goes to stdout only when nothing else is named.
+	var carOut io.Writer
+	carName := "stdout"
+	if *out == "" && *repoDir == "" && *unixfsOut == "" {
+		carOut = stdout
 	}
 	if *out != "" {
-		f, err := os.Create(*out)
+		o, err := createOutput(*out)
 		if err != nil {
-			return inputErrorf("%v", err)
+			return err
 		}
 		defer func() {
-			if cerr := f.Close(); cerr != nil && retErr == nil {
+			if cerr := o.finish(retErr != nil); cerr != nil && retErr == nil {
 				retErr = inputErrorf("writing %s: %v", *out, cerr)
-			}
-			if retErr != nil {
-				os.Remove(*out) // no partial CAR left behind
+				o.finish(true)
 			}
 		}()
-		w = f
+		carOut, carName = o.f, *out
+	}
+	var fileOut io.Writer
+	fileName, tempBase := "stdout", os.TempDir()
+	switch *unixfsOut {
+	case "":
+	case "-":
+		fileOut = stdout
+	default:
+		o, err := createOutput(*unixfsOut)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if cerr := o.finish(retErr != nil); cerr != nil && retErr == nil {
+				retErr = inputErrorf("writing %s: %v", *unixfsOut, cerr)
+				o.finish(true)
+			}
+		}()
+		fileOut, fileName = o.f, *unixfsOut
+		if o.regular {
+			tempBase = filepath.Dir(*unixfsOut) // the same disk as the file
+		}
 	}
 
+	// The blockstore: a repo when the blocks must be kept or read back,
+	// otherwise one that keeps only keys.
 	var bs blockstore.Blockstore = newKeyStore()
 	var r *repo
-	if *repoDir != "" {
-		if r, err = openRepo(*repoDir); err != nil {
+	var stored *storeErrors
+	storeDir, storeName := *repoDir, "repo "+*repoDir
+	if storeDir == "" && fileOut != nil {
+		if storeDir, err = os.MkdirTemp(tempBase, ".bitswap-get-*"); err != nil {
+			return inputErrorf("temporary repo for --unixfs-out: %v", err)
+		}
+		defer os.RemoveAll(storeDir) // after the repo is closed
+		storeName = "temporary repo " + storeDir
+	}
+	if storeDir != "" {
+		if err := checkRepoRoom(storeDir); err != nil {
+			return inputErrorf("%s: %v", storeName, err)
+		}
+		quietPebble(&c)
+		if r, err = openRepo(storeDir); err != nil {
 			return withCode(exitInput, err)
 		}
 		defer func() {
+			if stored.isBroken() {
+				return // closing would wait forever (putMany)
+			}
 			if cerr := r.Close(); cerr != nil && retErr == nil {
-				retErr = withCode(exitInput, fmt.Errorf("repo %s: closing: %w", *repoDir, cerr))
+				retErr = withCode(exitInput, fmt.Errorf("%s: closing: %w", storeName, cerr))
 			}
 		}()
-		bs = r.bs
+		inner := r.bs
+		if testWrapRepoStore != nil {
+			inner = testWrapRepoStore(inner)
+		}
+		stored = &storeErrors{Blockstore: inner, dir: storeDir}
+		bs = stored
 	}
 	h, bsw, stop, err := c.startNode(ctx, libp2p.NoListenAddrs, bs, stderr, bitswap.WithRequestBuffer(getRequestBuffer))
 	if err != nil {
 		return err
 	}
-	defer stop()
+	defer func() { c.quietStop(); stop() }()
 	if err := connectAll(ctx, h, infos, *dialTimeout, c); err != nil {
 		return err
 	}
 
-	res, err := fetchDAG(ctx, bsw, root, *timeout, w, isTerminal(stderr), stderr)
+	progress := isTerminal(stderr)
+	res, err := fetchDAG(ctx, bsw, root, fetchConfig{
+		timeout:   *timeout,
+		car:       carOut,
+		carName:   carName,
+		store:     stored,
+		storeName: storeName,
+		unixfs:    fileOut != nil,
+		progress:  progress,
+		stderr:    stderr,
+	})
 	st, _ := bsw.Stat()
-	if r != nil {
+	if *repoDir != "" {
 		// What this run stored stays in the repo, complete or not.
-		fetched := int(st.BlocksReceived - st.DupBlksReceived - st.Client.UnwantedBlocks)
-		fmt.Fprintf(stderr, "repo %s: %d blocks were there already, %d fetched\n", *repoDir, res.blocks-fetched, fetched)
+		fmt.Fprintf(stderr, "repo %s: %d blocks were there already, %d fetched\n", *repoDir, res.blocks-res.visitedStored, stored.count())
 	}
 	if err != nil {
 		return err
 	}
-	if r != nil {
+	if *repoDir != "" {
 		if err := r.addRoot(ctx, root); err != nil {
 			return withCode(exitInput, fmt.Errorf("repo %s: %w", *repoDir, err))
 		}
 	}
-	fmt.Fprintf(stderr, "fetched %s: %d blocks, %d bytes in %.3f s (%.1f MB/s), %d duplicate blocks, %d peers\n",
+	summary := fmt.Sprintf("fetched %s: %d blocks, %d bytes in %.3f s (%.1f MB/s), %d duplicate blocks, %d peers",
 		root, res.blocks, res.bytes, res.took.Seconds(), mbps(res.bytes, res.took), st.DupBlksReceived, len(st.Peers))
+	if fileOut != nil {
+		n, err := writeFile(ctx, r.bs, root, fileOut, fileName, res.fileSize, progress, stderr)
+		if err != nil {
+			return err
+		}
+		summary += fmt.Sprintf("; wrote the %d-byte file to %s", n, fileName)
+	}
+	fmt.Fprintln(stderr, summary)
 	return nil
+}
+
+// writeFile writes the UnixFS file under root, from bs, to w (called name
+// in errors), and checks it has the size its root says.
+func writeFile(ctx context.Context, bs blockstore.Blockstore, root cid.Cid, w io.Writer, name string, size int64, progress bool, stderr io.Writer) (int64, error) {
+	cw := &countingWriter{w: w}
+	if progress {
+		stop := showProgress(stderr, func() progressStatus {
+			return progressStatus{done: cw.n.Load(), total: size, what: "written"}
+		})
+		defer stop()
+	}
+	n, err := writeUnixFSFile(ctx, bs, root, cw)
+	var we *writeError
+	switch {
+	case errors.As(err, &we):
+		return n, inputErrorf("writing %s: %v", name, we.err)
+	case ctx.Err() != nil:
+		return n, withCode(exitNetwork, fmt.Errorf("writing %s: %w", name, context.Cause(ctx)))
+	case err != nil: // the blocks are all here and hash right: the file's DAG is malformed
+		return n, inputErrorf("reading the UnixFS file %s: %v", root, err)
+	case size >= 0 && n != size:
+		return n, inputErrorf("UnixFS file %s: %d bytes under it, its root says %d", root, n, size)
+	}
+	return n, nil
+}
+
+type countingWriter struct {
+	w io.Writer
+	n atomic.Int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 // getRequestBuffer bounds what each of the walk's requests holds that the
@@ -179,84 +304,129 @@ func connectAll(ctx context.Context, h host.Host, infos []peer.AddrInfo, timeout
 }
 
 type fetchResult struct {
-	blocks int
-	bytes  int64
-	took   time.Duration
+	blocks   int
+	bytes    int64
+	took     time.Duration
+	fileSize int64 // the root is a UnixFS file of that many bytes; -1 if not, or if it does not say
+	// visitedStored counts the blocks visited that this run stored (the
+	// others were in the repo already).
+	visitedStored int
+}
+
+type fetchConfig struct {
+	timeout   time.Duration
+	car       io.Writer    // nil: no CAR
+	carName   string       // the CAR's name in errors
+	store     *storeErrors // the repo's blockstore, or nil
+	storeName string       // the repo's name in errors
+	unixfs    bool         // the root must be a UnixFS file
+	progress  bool         // show a progress line on stderr
+	stderr    io.Writer
 }
 
 // fetchDAG walks root's DAG through one session of bsw and writes it as a
-// CARv1 to w, as the blocks arrive; w may be nil (the blockstore keeps
-// them).
-func fetchDAG(ctx context.Context, bsw *bitswap.Bitswap, root cid.Cid, timeout time.Duration, w io.Writer, progress bool, stderr io.Writer) (fetchResult, error) {
-	var res fetchResult
+// CARv1 to cfg.car, if any, as the blocks arrive. Its errors say what
+// failed in one line, with their exit code: a CAR or repo that cannot be
+// written and a block that does not decode are input errors, blocks
+// missing at the timeout are a fetch error.
+func fetchDAG(ctx context.Context, bsw *bitswap.Bitswap, root cid.Cid, cfg fetchConfig) (fetchResult, error) {
+	res := fetchResult{fileSize: -1}
 	var cw *carWriter
-	if w != nil {
+	if cfg.car != nil {
 		var err error
-		if cw, err = newCARWriter(w, root); err != nil {
-			return res, withCode(exitInput, err)
+		if cw, err = newCARWriter(cfg.car, root); err != nil {
+			return res, inputErrorf("writing CAR to %s: %v", cfg.carName, err)
 		}
 	}
-	ctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("timed out after %v", timeout))
+	ctx, cancel := context.WithTimeoutCause(ctx, cfg.timeout, fmt.Errorf("timed out after %v", cfg.timeout))
 	defer cancel()
 	sess := bsw.NewSession(ctx)
 	start := time.Now()
-	var nBlocks, nBytes atomic.Int64
+	var nBlocks, nBytes, fileBytes atomic.Int64
+	fileSize := atomic.Int64{}
+	fileSize.Store(-1)
 	stopProgress := func() {}
-	if progress {
-		stopProgress = showProgress(bsw, start, &nBlocks, &nBytes, stderr)
+	if cfg.progress {
+		stopProgress = showProgress(cfg.stderr, func() progressStatus {
+			st, _ := bsw.Stat()
+			extra := fmt.Sprintf("%d peers, %d blocks", len(st.Peers), nBlocks.Load())
+			if fs := fileSize.Load(); fs >= 0 {
+				return progressStatus{done: fileBytes.Load(), total: fs, what: "of file", extra: extra}
+			}
+			return progressStatus{done: nBytes.Load(), what: "of blocks", extra: extra + fmt.Sprintf(", %d wanted", len(st.Wantlist))}
+		})
 	}
-	var writeErr error
-	err := dag.Walk(ctx, sess, root, func(blk blocks.Block) error {
+	defer stopProgress()
+	isRoot := true
+	visit := func(blk blocks.Block) error {
+		// Bitswap has stored blk (or failed to) before handing it over.
+		if err := cfg.store.err(); err != nil {
+			return inputErrorf("%s: %v", cfg.storeName, err)
+		}
 		nBlocks.Add(1)
 		nBytes.Add(int64(len(blk.RawData())))
-		if cw == nil {
-			return nil
+		if cfg.store.visited(blk) {
+			res.visitedStored++
 		}
-		if err := cw.Put(ctx, blk); err != nil {
-			writeErr = err
-			return err
+		switch {
+		case isRoot:
+			isRoot = false
+			info, err := decodeUnixFS(blk)
+			switch {
+			case err != nil:
+				return inputErrorf("the DAG under %s is malformed: %v", root, err)
+			case info.file:
+				res.fileSize = info.fileSize
+				fileSize.Store(res.fileSize)
+				fileBytes.Add(int64(info.data))
+			case cfg.unixfs:
+				return notAFile(root, info.what)
+			}
+		case cfg.progress && res.fileSize >= 0:
+			// Count file bytes: the raw leaves, the data in dag-pb nodes.
+			// A block that the file repeats (zeros) counts once.
+			if info, err := decodeUnixFS(blk); err == nil && info.file {
+				fileBytes.Add(int64(info.data))
+			}
+		}
+		if cw != nil {
+			if err := cw.Put(ctx, blk); err != nil {
+				return inputErrorf("writing CAR to %s: %v", cfg.carName, err)
+			}
 		}
 		return nil
-	})
+	}
+	// A block that does not decode under its codec is the DAG's fault (its
+	// bytes hash to its CID): an input error, naming the block.
+	links := func(blk blocks.Block) ([]cid.Cid, error) {
+		l, err := dag.Links(blk)
+		if err != nil {
+			return nil, inputErrorf("the DAG under %s is malformed: %v", root, err)
+		}
+		return l, nil
+	}
+	err := dag.Walk(ctx, sess, root, visit, dag.WithLinks(links))
 	stopProgress()
-	res = fetchResult{blocks: int(nBlocks.Load()), bytes: nBytes.Load(), took: time.Since(start)}
-	switch {
-	case writeErr != nil:
-		return res, inputErrorf("writing CAR: %v", writeErr)
-	case err != nil: // a *MissingError names the blocks
+	res.blocks, res.bytes, res.took = int(nBlocks.Load()), nBytes.Load(), time.Since(start)
+	if err == nil {
+		err = cfg.store.err() // the last blocks' storing
+		if err != nil {
+			err = inputErrorf("%s: %v", cfg.storeName, err)
+		}
+	}
+	if err != nil {
+		if _, ok := err.(*exitError); ok {
+			return res, err // from visit or links: says what failed
+		}
+		// A *MissingError names the blocks.
 		return res, withCode(exitNetwork, fmt.Errorf("fetching %s: %w", root, err))
 	}
 	if cw != nil {
 		if err := cw.Close(); err != nil {
-			return res, inputErrorf("writing CAR: %v", err)
+			return res, inputErrorf("writing CAR to %s: %v", cfg.carName, err)
 		}
 	}
 	return res, nil
-}
-
-// showProgress redraws a progress line on stderr until stopped.
-func showProgress(bsw *bitswap.Bitswap, start time.Time, nBlocks, nBytes *atomic.Int64, stderr io.Writer) func() {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(200 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				fmt.Fprint(stderr, "\r\033[K")
-				return
-			case <-t.C:
-				st, _ := bsw.Stat()
-				el := time.Since(start)
-				fmt.Fprintf(stderr, "\r\033[K%d blocks, %.1f MB, %.1f MB/s, %d peers, %d wanted",
-					nBlocks.Load(), float64(nBytes.Load())/1e6, mbps(nBytes.Load(), el), len(st.Peers), len(st.Wantlist))
-			}
-		}
-	}()
-	return func() { close(done); wg.Wait() }
 }
 
 func mbps(n int64, d time.Duration) float64 {

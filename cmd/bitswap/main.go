@@ -2,12 +2,14 @@
 // gobitswap library.
 //
 //	bitswap serve [--listen MULTIADDR] [--repo DIR] FILE.car...
-//	bitswap get --peer MULTIADDR [--peer ...] ROOT_CID [-o OUT.car] [--timeout D]
+//	bitswap get --peer MULTIADDR [--peer ...] ROOT_CID [-o OUT.car] [--repo DIR] [--unixfs-out PATH] [--timeout D]
 //	bitswap demo [--size BYTES] [--peers N]
 //
 // Exit codes: 0 success, 1 usage error, 2 input error (bad file, CAR, CID,
-// multiaddr or repo), 3 network or fetch error (no peer reachable, blocks
-// missing at the timeout), 4 internal error.
+// multiaddr or repo; a block that does not decode; a root that is not a
+// UnixFS file for --unixfs-out; an output or repo that cannot be written, a
+// full disk; a repo in use), 3 network or fetch error (no peer reachable,
+// blocks missing at the timeout), 4 internal error.
 package main
 
 import (
@@ -40,9 +42,12 @@ Usage:
       Import CAR files (v1 or v2) into the repo and serve everything in it
       until SIGINT/SIGTERM. Prints "listening: <multiaddr>/p2p/<peer id>"
       once per address and "root: <cid>" once per imported root on stdout.
-  bitswap get --peer MULTIADDR [--peer ...] ROOT_CID [-o OUT.car] [--timeout D]
+  bitswap get --peer MULTIADDR [--peer ...] ROOT_CID [-o OUT.car] [--repo DIR]
+             [--unixfs-out PATH] [--timeout D]
       Fetch the whole DAG under ROOT_CID (dag-pb, raw, dag-cbor, dag-json)
-      through one session and write it as a CARv1 to OUT.car or stdout.
+      through one session and write it as a CARv1 to OUT.car or stdout, or
+      store it in the repo DIR; with --unixfs-out, write the UnixFS file
+      that ROOT_CID is to PATH.
   bitswap demo [--size BYTES] [--peers N]
       Start N nodes on loopback, build a random file DAG in one, fetch it
       with the others, verify every byte and print a report.
@@ -57,7 +62,9 @@ Exit codes:
   0  success
   1  usage error (unknown command or flag, wrong arguments)
   2  input error (not a CAR file, truncated CAR, malformed CID or multiaddr,
-     repo or output not usable)
+     a block that does not decode under its codec, a root that is not a
+     UnixFS file for get --unixfs-out, repo or output not usable: not
+     writable, a full disk, a repo in use by another process)
   3  network or fetch error (no peer reachable, blocks missing at the timeout)
   4  internal error
 `
@@ -152,6 +159,7 @@ type common struct {
 	logLevel string
 	metrics  string
 	logger   *slog.Logger
+	level    *slog.LevelVar // the logger's level
 }
 
 func (c *common) register(fs *flag.FlagSet) {
@@ -159,12 +167,24 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.metrics, "metrics", "", "serve Prometheus metrics on http://`ADDR`/metrics (e.g. 127.0.0.1:9090)")
 }
 
+// quietStop drops the warnings of a node that is stopping after the
+// command has its result (sends of cancels failing as the network closes),
+// which would add lines to a one-line error or summary. Debug and info
+// logging keep everything.
+func (c *common) quietStop() {
+	if c.level != nil && c.level.Level() >= slog.LevelWarn {
+		c.level.Set(slog.LevelError)
+	}
+}
+
 func (c *common) setup(stderr io.Writer) error {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.logLevel)); err != nil {
 		return usageErrorf("bad --log-level %q (want debug, info, warn or error)", c.logLevel)
 	}
-	c.logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	c.level = new(slog.LevelVar)
+	c.level.Set(lvl)
+	c.logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: c.level}))
 	slog.SetDefault(c.logger)
 	return nil
 }
