@@ -36,8 +36,8 @@ type Config struct {
 	DefaultLatency time.Duration
 	// RequestBuffer bounds, in bytes, the blocks one GetBlocks request
 	// holds that its reader has not taken, counting those it waits for at
-	// the mean block size: a request asks for more only as its reader
-	// takes blocks. Negative: no bound (every CID is asked for at once and
+	// the largest block size seen (at least 256 KiB): a request asks for
+	// more only as its reader takes blocks. Negative: no bound (every CID is asked for at once and
 	// blocks wait for the reader in memory). The Session uses it; the
 	// Policy does not.
 	RequestBuffer int

@@ -13,10 +13,11 @@ import (
 //
 // A request holds a bounded amount of undelivered block data (the
 // Session's RequestBuffer): it asks for its CIDs (locally, then of peers)
-// only while the bytes taken by neither its reader nor anyone else, plus
-// the blocks it waits for at the mean block size, fit in the buffer. So a
-// slow reader slows its own request, not the Session's others, and an
-// application that asks for 100,000 blocks holds a buffer's worth.
+// only while the bytes its reader has not taken, plus the blocks it waits
+// for counted at the largest block seen (at least 256 KiB), fit in the
+// buffer. So a slow reader slows its own request, not the Session's
+// others, and an application that asks for 100,000 blocks holds a
+// buffer's worth.
 type request struct {
 	ctx context.Context
 	// out is unbuffered: the pump hands blocks over as the reader takes
@@ -122,21 +123,21 @@ func (s *Session) runPump(r *request) {
 	}
 }
 
-// initialBlockSize is the block size assumed for admitting wants before
-// any block has arrived: 256 KiB, the chunk size of Kubo's and boxo's
-// importers. (So a first request of 1 MiB blocks may hold up to 4 buffers'
-// worth once before the mean corrects it.)
-const initialBlockSize = 256 << 10
+// minBlockEstimate is the least size admit assumes of a block it waits
+// for: 256 KiB, the chunk size of Kubo's and boxo's importers. The
+// estimate is the largest block the Session has seen, never less, so the
+// buffer holds as long as no block is larger than one seen before (the
+// mean would not: a DAG's small inner nodes come first and would let a
+// request ask for far more leaves than fit). A first request of blocks
+// over 256 KiB may overshoot until one of them has arrived.
+const minBlockEstimate = 256 << 10
 
 // admit asks for r's next CIDs while they fit in its buffer (see request).
 // One want is always admitted when nothing is held or awaited, so a buffer
 // smaller than a block still makes progress.
 func (s *Session) admit(r *request) {
 	buf := s.cfg.RequestBuffer
-	est := initialBlockSize
-	if s.sizeCount > 0 {
-		est = max(1, int(s.sizeSum/s.sizeCount))
-	}
+	est := max(minBlockEstimate, s.largest)
 	var fresh []cid.Cid
 	for len(r.pending) > 0 {
 		if buf > 0 && r.held+(r.inflight+1)*est > buf && (r.inflight > 0 || r.held > 0) {

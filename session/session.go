@@ -120,9 +120,9 @@ type Session struct {
 	lookingUp map[cid.Cid]struct{}
 	tick      *time.Timer
 	armed     time.Time // when tick fires; zero when it is stopped
-	// sizeSum and sizeCount sum the blocks delivered, for the mean block
-	// size that admit assumes of the blocks it asks for.
-	sizeSum, sizeCount int64
+	// largest is the size of the largest block delivered, which admit
+	// assumes of the blocks it asks for.
+	largest int
 }
 
 type event struct {
@@ -189,8 +189,10 @@ func (s *Session) GetBlock(ctx context.Context, c cid.Cid) (blocks.Block, error)
 // is closed. Blocks already in the blockstore come without the network.
 //
 // The request holds at most Config.RequestBuffer bytes of blocks its
-// reader has not taken (about: the blocks it waits for are counted at the
-// mean size so far): it asks for more as the reader takes them. Read the
+// reader has not taken (the blocks it waits for are counted at the
+// largest block size seen, at least 256 KiB, so the bound holds unless a
+// block is larger than any before): it asks for more as the reader takes
+// them. Read the
 // channel to its end or cancel ctx; a channel left unread holds its
 // buffer and a goroutine until then.
 func (s *Session) GetBlocks(ctx context.Context, cids []cid.Cid) (<-chan blocks.Block, error) {
@@ -459,8 +461,7 @@ func (s *Session) deliver(b blocks.Block) {
 	c := b.Cid()
 	s.lookedUp(c)
 	n := len(b.RawData())
-	s.sizeSum += int64(n)
-	s.sizeCount++
+	s.largest = max(s.largest, n)
 	for _, r := range s.byCid[c] {
 		admitted, ok := r.remaining[c]
 		if !ok {
