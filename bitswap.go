@@ -11,6 +11,10 @@
 // and a Session that of exchange.Fetcher; the boxocompat module makes it
 // boxo's exchange.SessionExchange. docs/migrating-from-boxo.md maps boxo's
 // options and calls to these.
+//
+// Observability: Stat has the counters; package metrics exports them, and
+// histograms an Observer feeds, to Prometheus; OpenTelemetry spans with
+// boxo's names go to the global tracer provider (WithTracerProvider).
 package bitswap
 
 import (
@@ -27,6 +31,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/routing"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/gobitswap/bitswap/blockrouter"
@@ -470,9 +475,19 @@ func (b *Bitswap) GetBlock(ctx context.Context, c cid.Cid) (blocks.Block, error)
 	}
 	s, err := b.newSession(ctx, true)
 	if err != nil {
-		return nil, err
+		return nil, failed(span, err)
 	}
-	return s.GetBlock(ctx, c)
+	blk, err := s.GetBlock(ctx, c)
+	if err != nil {
+		return nil, failed(span, err)
+	}
+	return blk, nil
+}
+
+// failed marks span as failed with err and returns err.
+func failed(span trace.Span, err error) error {
+	span.SetStatus(codes.Error, err.Error())
+	return err
 }
 
 // GetBlocks fetches blocks, each once, in arrival order. Blocks already in
@@ -483,13 +498,14 @@ func (b *Bitswap) GetBlocks(ctx context.Context, cids []cid.Cid) (<-chan blocks.
 	defer span.End()
 	s, err := b.newSession(ctx, true)
 	if err != nil {
-		return nil, err
+		return nil, failed(span, err)
 	}
 	ch, err := s.GetBlocks(ctx, cids)
 	if err != nil {
 		s.Close()
+		return nil, failed(span, err)
 	}
-	return ch, err
+	return ch, nil
 }
 
 // NewSession returns a Session for related requests (the blocks of one DAG,

@@ -2,7 +2,8 @@
 // long-lived Session from NewSession. It owns every decision about where and
 // when to send wants: the Policy decides over plain data, and the Session
 // carries its Actions out through the WantManager and content routing, and
-// delivers blocks to the callers.
+// delivers blocks to the callers. It traces its life, its provider
+// searches and its requests as OpenTelemetry spans (see Spans).
 //
 // A Session never touches per-peer send queues (the WantManager's), never
 // talks to the network, and never stores blocks (the BlockRouter does,
