@@ -11,6 +11,10 @@
 // and a Session that of exchange.Fetcher; the boxocompat module makes it
 // boxo's exchange.SessionExchange. docs/migrating-from-boxo.md maps boxo's
 // options and calls to these.
+//
+// Observability: Stat has the counters; package metrics exports them, and
+// histograms an Observer feeds, to Prometheus; OpenTelemetry spans with
+// boxo's names go to the global tracer provider (WithTracerProvider).
 package bitswap
 
 import (
@@ -25,6 +29,10 @@ import (
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/routing"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/gobitswap/bitswap/blockrouter"
 	"github.com/gobitswap/bitswap/blockstore"
@@ -46,14 +54,17 @@ import (
 type Option func(*config)
 
 type config struct {
-	engineOpts []engine.Option
-	routerOpts []blockrouter.Option
-	wmOpts     []wantmanager.Option
-	session    session.Config
-	routing    routing.ContentDiscovery
-	logger     *slog.Logger
-	noServer   bool
-	tracer     Tracer
+	engineOpts     []engine.Option
+	routerOpts     []blockrouter.Option
+	wmOpts         []wantmanager.Option
+	session        session.Config
+	routing        routing.ContentDiscovery
+	logger         *slog.Logger
+	noServer       bool
+	tracer         Tracer
+	notifier       func(peer.ID, []ReceivedBlock)
+	observers      []Observer
+	tracerProvider trace.TracerProvider
 }
 
 // The facade wires the network into the WantManager.
@@ -220,9 +231,7 @@ type ReceivedBlock = blockrouter.Received
 // must not keep or modify blks. Duplicates and unrequested blocks, and
 // blocks found in the blockstore, are not reported. nil: none.
 func WithBlockReceivedNotifier(f func(from peer.ID, blks []ReceivedBlock)) Option {
-	return func(c *config) {
-		c.routerOpts = append(c.routerOpts, blockrouter.WithReceivedNotifier(f))
-	}
+	return func(c *config) { c.notifier = f }
 }
 
 // Tracer sees every Bitswap message this node sends or receives, like
@@ -240,19 +249,139 @@ type Tracer interface {
 // WithTracer sets a Tracer (boxo's bitswap.WithTracer). nil: none.
 func WithTracer(t Tracer) Option { return func(c *config) { c.tracer = t } }
 
-// tracedNet is the network as the Engine and the WantManager send through
-// it when a Tracer is set.
-type tracedNet struct {
-	network.Network
-	t Tracer
+// Observer is told of events as they happen, for figures that need each
+// event rather than a count: package metrics feeds Prometheus histograms
+// from one (the counters are Stat's). Every field is optional (nil: not
+// told). Each function runs in the goroutine where its event happens, must
+// return quickly, and must neither keep nor modify its arguments.
+type Observer struct {
+	// MessageReceived is told of each decoded inbound message before it is
+	// handled, as a Tracer's is.
+	MessageReceived func(from peer.ID, msg *message.Message)
+	// MessageSent is told of each message the server or the WantManager
+	// has written successfully, with how long writing it took (waiting for
+	// the peer's stream included).
+	MessageSent func(to peer.ID, msg *message.Message, took time.Duration)
+	// BlocksReceived is told what the function of WithBlockReceivedNotifier
+	// is: the wanted blocks of each message, with their sender and how
+	// long each was wanted.
+	BlocksReceived func(from peer.ID, blks []ReceivedBlock)
+	// WantsWaiting is told, each time the WantManager takes wants to send
+	// to p, how many more of p's wants wait for a slot in its want window
+	// (WithPeerWantWindow): the depth of p's send queue as it is served.
+	WantsWaiting func(p peer.ID, n int)
 }
 
-func (n tracedNet) SendMessage(ctx context.Context, p peer.ID, msg *message.Message) error {
+// WithObserver adds an Observer. Unlike the other options, each call adds
+// one more: all are told, in the order given.
+func WithObserver(o Observer) Option {
+	return func(c *config) { c.observers = append(c.observers, o) }
+}
+
+// TracerName is the instrumentation scope of Bitswap's OpenTelemetry
+// spans. The spans themselves have the names of boxo's (see
+// WithTracerProvider).
+const TracerName = "github.com/gobitswap/bitswap"
+
+// WithTracerProvider sets where Bitswap's OpenTelemetry spans go (default,
+// or nil: the global provider, otel.GetTracerProvider(), which records
+// nothing unless the application sets one, even after New). The spans have
+// the names boxo's client gives the same operations, so that dashboards
+// and scripts made for boxo's traces read ours:
+//
+//   - "Bitswap.Client.GetBlocks" (attribute NumKeys), "Bitswap.Client.GetBlock"
+//     (attribute Key) and "Bitswap.Client.NewSession": one call each, until
+//     it returns, a child of the span in the call's context.
+//   - The Session's spans, children of those (see package session):
+//     "Bitswap.Client.Session" for a Session's life, which boxo has not,
+//     "Bitswap.Client.Session.FindMorePeers" for each provider search,
+//     "Bitswap.Client.Session.GetBlocks" and
+//     "Bitswap.Client.Getter.handleIncoming" for each request, the latter
+//     until its channel closes, with a "received block" event per block.
+//
+// So one GetBlocks call makes the tree GetBlocks → {Session →
+// FindMorePeers..., Session.GetBlocks → Getter.handleIncoming}.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(c *config) { c.tracerProvider = tp }
+}
+
+// observedNet is the network as the Engine and the WantManager send
+// through it when a Tracer or an Observer wants to hear of their messages.
+type observedNet struct {
+	network.Network
+	t    Tracer // nil: none
+	sent []func(peer.ID, *message.Message, time.Duration)
+}
+
+func (n observedNet) SendMessage(ctx context.Context, p peer.ID, msg *message.Message) error {
+	start := time.Now()
 	err := n.Network.SendMessage(ctx, p, msg)
-	if err == nil {
+	if err != nil {
+		return err
+	}
+	if n.t != nil {
 		n.t.MessageSent(p, msg)
 	}
-	return err
+	if len(n.sent) > 0 {
+		took := time.Since(start)
+		for _, f := range n.sent {
+			f(p, msg, took)
+		}
+	}
+	return nil
+}
+
+// wire adds to cfg's component options the hooks that the Observers, the
+// block-received notifier and the Tracer need, and returns the network
+// the Engine and the WantManager send through and the functions that hear
+// of inbound messages.
+func (cfg *config) wire(net network.Network) (send wantmanager.Network, received []func(peer.ID, *message.Message)) {
+	var sent []func(peer.ID, *message.Message, time.Duration)
+	var blks []func(peer.ID, []ReceivedBlock)
+	var waiting []func(peer.ID, int)
+	if cfg.notifier != nil {
+		blks = append(blks, cfg.notifier)
+	}
+	if cfg.tracer != nil {
+		received = append(received, cfg.tracer.MessageReceived)
+	}
+	for _, o := range cfg.observers {
+		if o.MessageReceived != nil {
+			received = append(received, o.MessageReceived)
+		}
+		if o.MessageSent != nil {
+			sent = append(sent, o.MessageSent)
+		}
+		if o.BlocksReceived != nil {
+			blks = append(blks, o.BlocksReceived)
+		}
+		if o.WantsWaiting != nil {
+			waiting = append(waiting, o.WantsWaiting)
+		}
+	}
+	switch len(blks) {
+	case 0:
+	case 1:
+		cfg.routerOpts = append(cfg.routerOpts, blockrouter.WithReceivedNotifier(blks[0]))
+	default:
+		cfg.routerOpts = append(cfg.routerOpts, blockrouter.WithReceivedNotifier(func(from peer.ID, bs []ReceivedBlock) {
+			for _, f := range blks {
+				f(from, bs)
+			}
+		}))
+	}
+	if len(waiting) > 0 {
+		cfg.wmOpts = append(cfg.wmOpts, wantmanager.WithQueueObserver(func(p peer.ID, n int) {
+			for _, f := range waiting {
+				f(p, n)
+			}
+		}))
+	}
+	send = net
+	if cfg.tracer != nil || len(sent) > 0 {
+		send = observedNet{Network: net, t: cfg.tracer, sent: sent}
+	}
+	return send, received
 }
 
 func engineOption(o engine.Option) Option {
@@ -271,7 +400,10 @@ type Bitswap struct {
 	sessionCfg  session.Config
 	providers   session.ProviderFinder
 	logger      *slog.Logger
-	tracer      Tracer
+	// received hear of every inbound message: the Tracer's and the
+	// Observers' MessageReceived.
+	received []func(peer.ID, *message.Message)
+	spans    trace.Tracer
 	// serving is false for a client-only node (WithServerEnabled): its
 	// Engine, built all the same so that every call has one to ask, is
 	// never started and never told of a wantlist.
@@ -302,9 +434,10 @@ func New(ctx context.Context, net network.Network, bs blockstore.Blockstore, opt
 		o(&cfg)
 	}
 	l := ledger.New()
-	var send wantmanager.Network = net
-	if cfg.tracer != nil {
-		send = tracedNet{net, cfg.tracer}
+	send, received := cfg.wire(net)
+	tp := cfg.tracerProvider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
 	}
 	b := &Bitswap{
 		net:        net,
@@ -314,7 +447,8 @@ func New(ctx context.Context, net network.Network, bs blockstore.Blockstore, opt
 		wm:         wantmanager.New(send, cfg.wmOpts...),
 		sessionCfg: cfg.session,
 		logger:     cfg.logger,
-		tracer:     cfg.tracer,
+		received:   received,
+		spans:      tp.Tracer(TracerName),
 		serving:    !cfg.noServer,
 	}
 	b.blockRouter = blockrouter.New(bs, l, b.engine, cfg.logger, cfg.routerOpts...)
@@ -334,33 +468,53 @@ func New(ctx context.Context, net network.Network, bs blockstore.Blockstore, opt
 // GetBlock fetches one block, from the blockstore if it is there, else from
 // peers.
 func (b *Bitswap) GetBlock(ctx context.Context, c cid.Cid) (blocks.Block, error) {
-	s, err := b.newSession(true)
-	if err != nil {
-		return nil, err
+	ctx, span := b.spans.Start(ctx, "Bitswap.Client.GetBlock")
+	defer span.End()
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("Key", c.String()))
 	}
-	return s.GetBlock(ctx, c)
+	s, err := b.newSession(ctx, true)
+	if err != nil {
+		return nil, failed(span, err)
+	}
+	blk, err := s.GetBlock(ctx, c)
+	if err != nil {
+		return nil, failed(span, err)
+	}
+	return blk, nil
+}
+
+// failed marks span as failed with err and returns err.
+func failed(span trace.Span, err error) error {
+	span.SetStatus(codes.Error, err.Error())
+	return err
 }
 
 // GetBlocks fetches blocks, each once, in arrival order. Blocks already in
 // the blockstore come without the network. The channel closes when all have
 // been delivered or ctx ends. Each call runs its own Session.
 func (b *Bitswap) GetBlocks(ctx context.Context, cids []cid.Cid) (<-chan blocks.Block, error) {
-	s, err := b.newSession(true)
+	ctx, span := b.spans.Start(ctx, "Bitswap.Client.GetBlocks", trace.WithAttributes(attribute.Int("NumKeys", len(cids))))
+	defer span.End()
+	s, err := b.newSession(ctx, true)
 	if err != nil {
-		return nil, err
+		return nil, failed(span, err)
 	}
 	ch, err := s.GetBlocks(ctx, cids)
 	if err != nil {
 		s.Close()
+		return nil, failed(span, err)
 	}
-	return ch, err
+	return ch, nil
 }
 
 // NewSession returns a Session for related requests (the blocks of one DAG,
 // say): peers that served one request are asked first for the next. It ends
 // when ctx is cancelled or Bitswap closes.
 func (b *Bitswap) NewSession(ctx context.Context) *session.Session {
-	s, err := b.newSession(false)
+	ctx, span := b.spans.Start(ctx, "Bitswap.Client.NewSession")
+	defer span.End()
+	s, err := b.newSession(ctx, false)
 	if err != nil {
 		// Closed: a Session that ends at once and fails every request.
 		s = session.New(ctx, 0, b.sessionDeps(nil), b.sessionCfg, false)
@@ -376,14 +530,17 @@ func (b *Bitswap) NewSession(ctx context.Context) *session.Session {
 // that has ended: one value, so errors.Is(err, ErrClosed) holds for both.
 var ErrClosed = session.ErrClosed
 
-func (b *Bitswap) newSession(oneOff bool) (*session.Session, error) {
+// newSession starts a Session that runs until Close (or, oneOff, until
+// its request ends), traced as a child of the span in ctx.
+func (b *Bitswap) newSession(ctx context.Context, oneOff bool) (*session.Session, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.ctx.Err() != nil {
 		return nil, ErrClosed
 	}
 	b.running.Add(1)
-	return session.New(b.ctx, b.nextSession.Add(1), b.sessionDeps(b.running.Done), b.sessionCfg, oneOff), nil
+	parent := trace.ContextWithSpan(b.ctx, trace.SpanFromContext(ctx))
+	return session.New(parent, b.nextSession.Add(1), b.sessionDeps(b.running.Done), b.sessionCfg, oneOff), nil
 }
 
 func (b *Bitswap) sessionDeps(onClose func()) session.Deps {
@@ -395,6 +552,7 @@ func (b *Bitswap) sessionDeps(onClose func()) session.Deps {
 		Providers:   b.providers,
 		Latency:     b.net.Latency,
 		OnClose:     onClose,
+		Tracer:      b.spans,
 	}
 }
 
@@ -558,8 +716,8 @@ type receiver Bitswap
 // unrequested blocks), lets the network count it against the peer.
 func (r *receiver) ReceiveMessage(ctx context.Context, from peer.ID, msg *message.Message) error {
 	r.messagesReceived.Add(1)
-	if r.tracer != nil {
-		r.tracer.MessageReceived(from, msg)
+	for _, f := range r.received {
+		f(from, msg)
 	}
 	var errServer error
 	if r.serving {

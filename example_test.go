@@ -3,6 +3,7 @@ package bitswap_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -11,6 +12,8 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	bitswap "github.com/gobitswap/bitswap"
 	"github.com/gobitswap/bitswap/blockstore"
@@ -202,6 +205,67 @@ func ExampleWithTracer() {
 	// At least the want out and the block back.
 	fmt.Println(tr.sent.Load() >= 1, tr.received.Load() >= 1)
 	// Output: true true
+}
+
+// Hear of events as they happen: here, how long each fetched block was
+// wanted and how many wants waited for the peer's window. (Package metrics
+// turns these into Prometheus histograms.)
+func ExampleWithObserver() {
+	ctx := context.Background()
+	blks := []blocks.Block{blocks.NewBlock([]byte("one")), blocks.NewBlock([]byte("two")), blocks.NewBlock([]byte("three"))}
+	var delays, sends atomic.Int64
+	obs := bitswap.WithObserver(bitswap.Observer{
+		BlocksReceived: func(_ peer.ID, bs []bitswap.ReceivedBlock) {
+			for _, b := range bs {
+				if b.Delay > 0 {
+					delays.Add(1)
+				}
+			}
+		},
+		WantsWaiting: func(peer.ID, int) { sends.Add(1) },
+	})
+	_, client, cleanup := twoNodesWith(ctx, []bitswap.Option{obs}, blks...)
+	ch, err := client.GetBlocks(ctx, []cid.Cid{blks[0].Cid(), blks[1].Cid(), blks[2].Cid()})
+	if err != nil {
+		panic(err)
+	}
+	for range ch {
+	}
+	cleanup() // Close waits for the messages in hand, and so for their observers
+	fmt.Println(delays.Load(), sends.Load() >= 1)
+	// Output: 3 true
+}
+
+// Trace a fetch with OpenTelemetry: the spans of one GetBlocks call, as an
+// in-memory exporter holds them once the node has closed.
+func ExampleWithTracerProvider() {
+	ctx := context.Background()
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp)) // or otel.SetTracerProvider(tp) and no option
+	defer func() { _ = tp.Shutdown(ctx) }()
+	blk := blocks.NewBlock([]byte("traced"))
+	_, client, cleanup := twoNodesWith(ctx, []bitswap.Option{bitswap.WithTracerProvider(tp)}, blk)
+
+	ch, err := client.GetBlocks(ctx, []cid.Cid{blk.Cid()})
+	if err != nil {
+		panic(err)
+	}
+	for range ch {
+	}
+	cleanup()
+	var names []string
+	for _, s := range exp.GetSpans() {
+		names = append(names, s.Name)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		fmt.Println(n)
+	}
+	// Output:
+	// Bitswap.Client.GetBlocks
+	// Bitswap.Client.Getter.handleIncoming
+	// Bitswap.Client.Session
+	// Bitswap.Client.Session.GetBlocks
 }
 
 // loopbackHost starts a libp2p host on 127.0.0.1 with the resource limits

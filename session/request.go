@@ -6,6 +6,8 @@ import (
 
 	blocks "github.com/ipfs/go-block-format"
 	cid "github.com/ipfs/go-cid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // request is one GetBlocks call. The Session's goroutine owns every field
@@ -34,6 +36,9 @@ type request struct {
 	held     int // bytes delivered to the pump and not yet taken
 	stop     func() bool
 	pump     pump
+	// span is the request's delivery ("Bitswap.Client.Getter.handleIncoming"),
+	// used and ended by the pump goroutine alone once it runs.
+	span trace.Span
 }
 
 // pump is a request's delivery queue: the Session appends, the pump
@@ -93,6 +98,7 @@ func (p *pump) next() (b blocks.Block, ok, last bool) {
 // when r's context ends or when the Session is closed (s.kill).
 func (s *Session) runPump(r *request) {
 	defer s.wg.Done()
+	defer r.span.End()
 	defer close(r.out)
 	p := &r.pump
 	for {
@@ -109,6 +115,11 @@ func (s *Session) runPump(r *request) {
 			case <-s.kill.Done():
 			}
 			return
+		}
+		if r.span.IsRecording() {
+			// boxo's event, with its name and attribute (ProbeLab's scripts
+			// read them).
+			r.span.AddEvent("received block", trace.WithAttributes(attribute.String("cid", b.Cid().String())))
 		}
 		select {
 		case r.out <- b:

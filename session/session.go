@@ -2,7 +2,8 @@
 // long-lived Session from NewSession. It owns every decision about where and
 // when to send wants: the Policy decides over plain data, and the Session
 // carries its Actions out through the WantManager and content routing, and
-// delivers blocks to the callers.
+// delivers blocks to the callers. It traces its life, its provider
+// searches and its requests as OpenTelemetry spans (see Spans).
 //
 // A Session never touches per-peer send queues (the WantManager's), never
 // talks to the network, and never stores blocks (the BlockRouter does,
@@ -14,12 +15,17 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
 	blocks "github.com/ipfs/go-block-format"
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/gobitswap/bitswap/peerrouter"
 	"github.com/gobitswap/bitswap/wantmanager"
@@ -83,17 +89,44 @@ type Deps struct {
 	Latency func(peer.ID) time.Duration
 	// OnClose, if set, is called once the Session has ended.
 	OnClose func()
+	// Tracer starts the Session's OpenTelemetry spans (see Spans); nil:
+	// none.
+	Tracer trace.Tracer
 }
 
 // ErrClosed is returned by a Session that has ended, and by requests to a
 // Bitswap after Close (bitswap.ErrClosed is this value).
 var ErrClosed = errors.New("bitswap: closed")
 
+// Spans. A Session traces itself through Deps.Tracer, with the names boxo's
+// client gives the same operations (so that dashboards and scripts made for
+// boxo's traces read ours), and one of its own for the Session's life,
+// which boxo's traces do not have:
+//
+//   - "Bitswap.Client.Session" (attribute ID): from New until the Session
+//     has ended, a child of the span in New's context. The spans below
+//     that the Session starts itself are its children.
+//   - "Bitswap.Client.Session.FindMorePeers" (attribute cid): one provider
+//     search, an event "FoundPeer" (attribute peer) for each provider found
+//     and connected.
+//   - "Bitswap.Client.Session.GetBlocks" (attribute NumKeys) and
+//     "Bitswap.Client.Session.GetBlock": one call, until it returns, a
+//     child of the span in the call's context.
+//   - "Bitswap.Client.Getter.handleIncoming": one request's delivery, a
+//     child of its GetBlocks span, from the call until the request's
+//     channel closes, with an event "received block" (attribute cid) for
+//     each block as it is handed to the reader.
+//
+// With a tracer that records nothing (OpenTelemetry's no-op, the default)
+// the cost is a few allocations per request and none per block.
+
 // Session fetches blocks. Its methods are safe for concurrent use; all of
 // its state is owned by one goroutine, fed through an inbox.
 type Session struct {
 	id     uint64
 	deps   Deps
+	tracer trace.Tracer
+	span   trace.Span // the Session's life; ended by run
 	policy *Policy
 	cfg    Config
 	ctx    context.Context
@@ -152,10 +185,19 @@ const (
 // a oneOff Session also ends with its first request, however that ends.
 func New(ctx context.Context, id uint64, deps Deps, cfg Config, oneOff bool) *Session {
 	cfg = cfg.withDefaults()
+	tracer := deps.Tracer
+	if tracer == nil {
+		tracer = noop.NewTracerProvider().Tracer("")
+	}
+	// The Session's context carries its span, so that what it starts
+	// (provider searches, blockstore reads) is traced as its children.
+	ctx, span := tracer.Start(ctx, "Bitswap.Client.Session",
+		trace.WithAttributes(attribute.String("ID", strconv.FormatUint(id, 10))))
 	kill, unkill := context.WithCancel(ctx)
 	ctx, cancel := context.WithCancel(kill)
 	s := &Session{
-		id: id, deps: deps, cfg: cfg, policy: NewPolicy(cfg), ctx: ctx, cancel: cancel,
+		id: id, deps: deps, tracer: tracer, span: span,
+		cfg: cfg, policy: NewPolicy(cfg), ctx: ctx, cancel: cancel,
 		kill: kill, unkill: unkill, oneOff: oneOff,
 		done: make(chan struct{}), wake: make(chan struct{}, 1),
 		requests: make(map[*request]struct{}), byCid: make(map[cid.Cid][]*request),
@@ -169,6 +211,8 @@ func New(ctx context.Context, id uint64, deps Deps, cfg Config, oneOff bool) *Se
 
 // GetBlock fetches one block.
 func (s *Session) GetBlock(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	ctx, span := s.tracer.Start(ctx, "Bitswap.Client.Session.GetBlock")
+	defer span.End()
 	ch, err := s.GetBlocks(ctx, []cid.Cid{c})
 	if err != nil {
 		return nil, err
@@ -196,12 +240,17 @@ func (s *Session) GetBlock(ctx context.Context, c cid.Cid) (blocks.Block, error)
 // channel to its end or cancel ctx; a channel left unread holds its
 // buffer and a goroutine until then.
 func (s *Session) GetBlocks(ctx context.Context, cids []cid.Cid) (<-chan blocks.Block, error) {
+	ctx, span := s.tracer.Start(ctx, "Bitswap.Client.Session.GetBlocks",
+		trace.WithAttributes(attribute.Int("NumKeys", len(cids))))
+	defer span.End()
 	uniq := make(map[cid.Cid]bool, len(cids))
 	list := make([]cid.Cid, 0, len(cids))
 	for _, c := range cids {
 		if !c.Defined() {
 			s.ended()
-			return nil, errors.New("bitswap: GetBlocks: undefined CID")
+			err := errors.New("bitswap: GetBlocks: undefined CID")
+			span.SetStatus(codes.Error, err.Error())
+			return nil, err
 		}
 		if _, dup := uniq[c]; !dup {
 			uniq[c] = false
@@ -226,11 +275,16 @@ func (s *Session) GetBlocks(ctx context.Context, cids []cid.Cid) (<-chan blocks.
 		s.wg.Add(1)
 	}
 	s.mu.Unlock()
+	// The request's delivery span, a child of this call's: set before the
+	// pump starts, and from then on the pump's alone.
+	_, r.span = s.tracer.Start(ctx, "Bitswap.Client.Getter.handleIncoming")
 	if closed || !s.post(event{kind: evRequest, req: r}) {
 		if !closed {
 			s.wg.Done()
 		}
 		r.stop()
+		r.span.End()
+		span.SetStatus(codes.Error, ErrClosed.Error())
 		return nil, ErrClosed
 	}
 	go s.runPump(r)
@@ -290,6 +344,9 @@ func (s *Session) run() {
 	if s.deps.OnClose != nil {
 		defer s.deps.OnClose()
 	}
+	// Ended before OnClose, so that a Bitswap's Close, which waits for
+	// it, returns with every Session's span ended.
+	defer s.span.End()
 	// Lookups, provider searches and pumps end with s.ctx or s.kill, or
 	// (a one-off request's pump) when its reader has taken the last
 	// block: the Session has ended only when they have.
@@ -570,9 +627,13 @@ func (s *Session) findProviders(c cid.Cid) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		ctx, cancel := context.WithTimeout(s.ctx, s.policy.cfg.ProviderSearchTimeout)
+		ctx, span := s.tracer.Start(s.ctx, "Bitswap.Client.Session.FindMorePeers",
+			trace.WithAttributes(attribute.String("cid", c.String())))
+		defer span.End()
+		ctx, cancel := context.WithTimeout(ctx, s.policy.cfg.ProviderSearchTimeout)
 		defer cancel()
 		for p := range s.deps.Providers.FindProviders(ctx, c) {
+			span.AddEvent("FoundPeer", trace.WithAttributes(attribute.String("peer", p.String())))
 			s.post(event{kind: evProviders, from: p, cids: []cid.Cid{c}})
 		}
 	}()

@@ -281,6 +281,9 @@ func (ps *peerState) markDirty(e *entry) {
 type batch struct {
 	full    bool
 	entries []message.Entry
+	// waiting is how many of the peer's wants were left in its queue,
+	// waiting for a window slot, once entries were taken.
+	waiting int
 }
 
 // take returns what c's peer should be sent now, at version v, and records
@@ -323,6 +326,7 @@ func (wm *WantManager) take(ps *peerState, c *conn, v message.Version) (b batch,
 		return batch{}, false
 	}
 	b.full = c.full
+	b.waiting = ps.queue.Len()
 	c.full, c.mustSend = false, false
 	return b, true
 }

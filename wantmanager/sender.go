@@ -39,6 +39,9 @@ func (wm *WantManager) run(ps *peerState, c *conn) {
 		if !ok {
 			continue
 		}
+		if wm.observe != nil {
+			wm.observe(p, b.waiting)
+		}
 		msg := &message.Message{Full: b.full, Wantlist: b.entries}
 		for _, part := range msg.Split(v, wm.target) {
 			if err := wm.net.SendMessage(c.ctx, p, part); err != nil {

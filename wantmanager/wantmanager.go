@@ -100,9 +100,10 @@ const (
 type Option func(*config)
 
 type config struct {
-	window int
-	target int
-	log    *slog.Logger
+	window  int
+	target  int
+	log     *slog.Logger
+	observe func(peer.ID, int)
 }
 
 // WithPeerWantWindow sets how many wants may be outstanding at one peer: sent
@@ -140,6 +141,16 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
+// WithQueueObserver has f told, each time a peer's sender takes wants and
+// cancels to send, how many of the peer's wants are still left waiting for
+// a slot in its window (0 while the window has room): the depth of that
+// peer's send queue, at the moment it is served. f runs in the peer's
+// sender goroutine, before the message goes out, so it must return
+// quickly. nil: none.
+func WithQueueObserver(f func(p peer.ID, waiting int)) Option {
+	return func(c *config) { c.observe = f }
+}
+
 // Stat is a snapshot of a WantManager's counters.
 type Stat struct {
 	// MessagesSent counts messages sent successfully.
@@ -165,10 +176,11 @@ type Stat struct {
 // New, tell it about connections with PeerConnected and PeerDisconnected and
 // about answers with ReceivedFrom, and Close it when done.
 type WantManager struct {
-	net    Network
-	log    *slog.Logger
-	window int
-	target int
+	net     Network
+	log     *slog.Logger
+	window  int
+	target  int
+	observe func(peer.ID, int) // nil: none
 
 	// Owned by their goroutines' atomic operations only.
 	messagesSent, wantsSent, cancelsSent atomic.Uint64
@@ -205,12 +217,13 @@ func New(net Network, opts ...Option) *WantManager {
 		o(&c)
 	}
 	return &WantManager{
-		net:    net,
-		log:    c.log,
-		window: c.window,
-		target: c.target,
-		peers:  make(map[peer.ID]*peerState),
-		cids:   make(map[cid.Cid]*cidInfo),
+		net:     net,
+		log:     c.log,
+		window:  c.window,
+		target:  c.target,
+		observe: c.observe,
+		peers:   make(map[peer.ID]*peerState),
+		cids:    make(map[cid.Cid]*cidInfo),
 	}
 }
 

@@ -1,12 +1,14 @@
 package wantmanager_test
 
 import (
+	"slices"
 	"testing"
 	"testing/synctest"
 
 	"github.com/gobitswap/bitswap/message"
 	"github.com/gobitswap/bitswap/wantmanager"
 	cid "github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 func TestWindowKeepsAtMostWWantsOutstandingAndSendsTheRestInOrderAsBlocksArrive(t *testing.T) {
@@ -201,5 +203,29 @@ func TestTheWindowIsPerPeer(t *testing.T) {
 		synctest.Wait()
 		sameCids(t, "peer 0", cidsOf(net.entries(ps[0])), cs[:10])
 		sameCids(t, "peer 1", cidsOf(net.entries(ps[1])), append(append([]cid.Cid(nil), cs[:5]...), cs[15:20]...))
+	})
+}
+
+// The queue observer hears, each time a peer's sender takes wants, how
+// many still wait for its window: the peer's send queue at that moment.
+func TestQueueObserverHearsTheWantsLeftWaitingForTheWindow(t *testing.T) {
+	const n, window = 10, 4
+	var heard []int // written by the one peer's sender, read after synctest.Wait
+	opts := []wantmanager.Option{
+		wantmanager.WithPeerWantWindow(window),
+		wantmanager.WithQueueObserver(func(_ peer.ID, waiting int) { heard = append(heard, waiting) }),
+	}
+	withWM(t, opts, func(t *testing.T, net *fakeNet, wm *wantmanager.WantManager) {
+		p := peers(1)[0]
+		cs := makeCids(1, n)
+		wm.PeerConnected(p)
+		wm.WantBlocks(s1, p, cs)
+		synctest.Wait()
+		wm.ReceivedFrom(p, cs[:window], nil, nil) // frees the window
+		wm.CancelAll(s1, cs[:window])
+		synctest.Wait()
+		if want := []int{n - window, n - 2*window}; !slices.Equal(heard, want) {
+			t.Fatalf("observer heard %v, want %v", heard, want)
+		}
 	})
 }

@@ -18,6 +18,7 @@ import (
 	bitswap "github.com/gobitswap/bitswap"
 	"github.com/gobitswap/bitswap/blockstore"
 	"github.com/gobitswap/bitswap/dag"
+	"github.com/gobitswap/bitswap/metrics"
 	"github.com/gobitswap/bitswap/network"
 	"github.com/gobitswap/bitswap/testutil"
 )
@@ -93,19 +94,28 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			}
 		}
 	}()
+	// --metrics: those of the last node, which fetches last.
+	var m *metrics.Metrics
+	if c.metrics != "" {
+		m = metrics.New()
+	}
 	for i := range nodes {
 		h, err := c.newHost(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
 		if err != nil {
 			return err
 		}
 		bs := blockstore.NewMemory()
-		nodes[i] = &demoNode{h: h, bs: bs, bsw: bitswap.New(ctx, network.NewFromHost(h, network.WithLogger(c.logger)), bs, bitswap.WithLogger(c.logger))}
+		opts := []bitswap.Option{bitswap.WithLogger(c.logger)}
+		if m != nil && i == len(nodes)-1 {
+			opts = append(opts, m.Option())
+		}
+		nodes[i] = &demoNode{h: h, bs: bs, bsw: bitswap.New(ctx, network.NewFromHost(h, network.WithLogger(c.logger)), bs, opts...)}
 	}
 	if err := nodes[0].bs.PutMany(ctx, file.Blocks); err != nil {
 		return err
 	}
-	if c.metrics != "" {
-		stop, err := serveMetrics(ctx, c.metrics, nodes[len(nodes)-1].bsw, stderr)
+	if m != nil {
+		stop, err := serveMetrics(c.metrics, m, nodes[len(nodes)-1].bsw, stderr)
 		if err != nil {
 			return err
 		}

@@ -54,13 +54,26 @@ Usage:
 
 Flags of every command:
   --log-level LEVEL   debug, info, warn or error (default warn); logs go to stderr
-  --metrics ADDR      serve Prometheus metrics on http://ADDR/metrics
+  --metrics ADDR      serve Prometheus metrics on http://ADDR/metrics: the
+                      library's (package metrics: counters, gauges and
+                      histograms, bitswap_*), Go's and the process's
 
 Run "bitswap COMMAND -h" for a command's flags.
 
+Tracing (OpenTelemetry; the variables boxo's and Kubo's tracing reads):
+  OTEL_TRACES_EXPORTER  comma-separated exporters; unset or "none": no tracing
+      otlp    OTLP over OTEL_EXPORTER_OTLP_PROTOCOL (or ..._TRACES_PROTOCOL):
+              http/protobuf (default) or grpc; OTEL_EXPORTER_OTLP_ENDPOINT,
+              ..._HEADERS, ..._TIMEOUT, ..._INSECURE etc. as OTLP defines them
+      file    JSON spans, appended to OTEL_EXPORTER_FILE_PATH (./traces.json)
+      stdout  pretty-printed spans, on stderr (stdout carries get's CAR)
+  OTEL_SERVICE_NAME (default gobitswap), OTEL_RESOURCE_ATTRIBUTES,
+  OTEL_TRACES_SAMPLER, OTEL_BSP_* as the OpenTelemetry SDK reads them.
+
 Exit codes:
   0  success
-  1  usage error (unknown command or flag, wrong arguments)
+  1  usage error (unknown command or flag, wrong arguments, an OTEL_TRACES_EXPORTER
+     this command cannot build)
   2  input error (not a CAR file, truncated CAR, malformed CID or multiaddr,
      a block that does not decode under its codec, a root that is not a
      UnixFS file for get --unixfs-out, repo or output not usable: not
@@ -115,19 +128,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return exitUsage
 	}
-	var err error
+	var (
+		err error
+		cmd func(context.Context, []string, io.Writer, io.Writer) error
+	)
 	switch args[0] {
 	case "serve":
-		err = runServe(ctx, args[1:], stdout, stderr)
+		cmd = runServe
 	case "get":
-		err = runGet(ctx, args[1:], stdout, stderr)
+		cmd = runGet
 	case "demo":
-		err = runDemo(ctx, args[1:], stdout, stderr)
+		cmd = runDemo
 	case "help", "-h", "--help", "-help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	default:
 		err = usageErrorf("unknown command %q (want serve, get or demo; see bitswap help)", args[0])
+	}
+	if cmd != nil {
+		stopTracing, terr := startTracing(ctx, stderr)
+		if terr != nil {
+			err = usageErrorf("%v", terr)
+		} else {
+			err = cmd(ctx, args[1:], stdout, stderr)
+			stopTracing()
+		}
 	}
 	if err == nil {
 		return exitOK

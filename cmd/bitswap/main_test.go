@@ -327,6 +327,50 @@ func TestServeGetRoundTrip(t *testing.T) {
 			t.Errorf("metric %s missing", name)
 		}
 	}
+	// The library's histograms moved as the server served: boxo's name for
+	// its messages' sizes, ours for every message received.
+	for _, name := range []string{`bitswap_sent_all_blocks_bytes_count`, `bitswap_send_times_count`, `bitswap_message_size_bytes_count{direction="received"}`} {
+		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\d+)`).FindSubmatch(body)
+		if m == nil {
+			t.Errorf("no %s in metrics", name)
+		} else if n, _ := strconv.Atoi(string(m[1])); n == 0 {
+			t.Errorf("%s is 0 after serving a DAG", name)
+		}
+	}
+	srv.stop(t)
+}
+
+// get traces its fetch to a file when OTEL_TRACES_EXPORTER says so, with
+// boxo's span names; an exporter it cannot build is a usage error.
+func TestGetTracesToFile(t *testing.T) {
+	dir := t.TempDir()
+	d := makeTestDAG(t, 64<<10)
+	carPath := filepath.Join(dir, "d.car")
+	writeCAR(t, carPath, d, false)
+	srv := startServe(t, 1, carPath)
+
+	traces := filepath.Join(dir, "traces.json")
+	t.Setenv("OTEL_TRACES_EXPORTER", "file")
+	t.Setenv("OTEL_EXPORTER_FILE_PATH", traces)
+	r := runBin(t, "get", "--peer", srv.addrs[0], d.root.String(), "-o", filepath.Join(dir, "out.car"))
+	if r.code != 0 {
+		t.Fatalf("get: exit %d: %s", r.code, r.stderr)
+	}
+	body, err := os.ReadFile(traces)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"Bitswap.Client.NewSession", "Bitswap.Client.Session", "Bitswap.Client.Session.GetBlocks", "Bitswap.Client.Getter.handleIncoming", "received block", "gobitswap"} {
+		if !bytes.Contains(body, []byte(`"`+name+`"`)) {
+			t.Errorf("no %q in the traces file", name)
+		}
+	}
+
+	t.Setenv("OTEL_TRACES_EXPORTER", "zipkin")
+	r = runBin(t, "get", "--peer", srv.addrs[0], d.root.String(), "-o", filepath.Join(dir, "out2.car"))
+	if r.code != exitUsage || !bytes.Contains(r.stderr, []byte("OTEL_TRACES_EXPORTER")) {
+		t.Fatalf("get with OTEL_TRACES_EXPORTER=zipkin: exit %d, %q; want %d naming the variable", r.code, r.stderr, exitUsage)
+	}
 	srv.stop(t)
 }
 

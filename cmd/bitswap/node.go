@@ -10,6 +10,7 @@ import (
 
 	bitswap "github.com/gobitswap/bitswap"
 	"github.com/gobitswap/bitswap/blockstore"
+	"github.com/gobitswap/bitswap/metrics"
 	"github.com/gobitswap/bitswap/network"
 )
 
@@ -21,10 +22,16 @@ func (c *common) startNode(ctx context.Context, hostOpt libp2p.Option, bs blocks
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	bsw = bitswap.New(ctx, network.NewFromHost(h, network.WithLogger(c.logger)), bs, append([]bitswap.Option{bitswap.WithLogger(c.logger)}, opts...)...)
-	stop = func() { bsw.Close(); h.Close() }
+	opts = append([]bitswap.Option{bitswap.WithLogger(c.logger)}, opts...)
+	var m *metrics.Metrics
 	if c.metrics != "" {
-		stopMetrics, err := serveMetrics(ctx, c.metrics, bsw, stderr)
+		m = metrics.New()
+		opts = append(opts, m.Option())
+	}
+	bsw = bitswap.New(ctx, network.NewFromHost(h, network.WithLogger(c.logger)), bs, opts...)
+	stop = func() { bsw.Close(); h.Close() }
+	if m != nil {
+		stopMetrics, err := serveMetrics(c.metrics, m, bsw, stderr)
 		if err != nil {
 			stop()
 			return nil, nil, nil, err
