@@ -13,11 +13,15 @@ import (
 )
 
 // repoReserve is the room a get leaves free on the disk of the repo it
-// stores into, for the repo to close cleanly: pebble flushes its memtables
-// (two of 4 MiB at most, by default) when it closes, and the logs it
-// replays when it opens. On a full disk pebble panics or fails fatally, or
-// (opening) retries its flush forever.
+// stores into, beyond what its memtables hold (repoUnflushed), for the
+// repo to close cleanly, and the logs it replays when it opens. On a full
+// disk pebble panics or fails fatally, or (opening) retries its flush
+// forever.
 const repoReserve = 16 << 20
+
+// repoUnflushed bounds what the repo holds in memory and writes on its
+// next flush (at Close, at the latest): its two memtables.
+const repoUnflushed = 2 * repoMemTableSize
 
 // checkRepoRoom fails when the disk that holds the repo dir (or would hold
 // it) has less room than opening the repo needs: its logs, which pebble
@@ -53,8 +57,9 @@ func checkRepoRoom(dir string) error {
 }
 
 // checkRoom fails, as a full disk, when storing bs in the repo in dir
-// would leave less than repoReserve free on its disk.
-func checkRoom(dir string, bs []blocks.Block) error {
+// would leave less than repoReserve free on its disk once pending bytes,
+// stored but perhaps not yet flushed, are written too.
+func checkRoom(dir string, bs []blocks.Block, pending uint64) error {
 	free, ok := diskFree(dir)
 	if !ok {
 		return nil
@@ -63,7 +68,7 @@ func checkRoom(dir string, bs []blocks.Block) error {
 	for _, b := range bs {
 		n += uint64(len(b.RawData()))
 	}
-	if free < n+repoReserve {
+	if free < n+pending+repoReserve {
 		return fmt.Errorf("%w: %d bytes free, and the repo keeps %d to close cleanly", syscall.ENOSPC, free, repoReserve)
 	}
 	return nil

@@ -36,6 +36,11 @@ type storeErrors struct {
 	broken  bool    // the store panicked: it cannot be used, nor closed
 	n       int
 	unvisit map[string]struct{} // multihashes stored, not yet visited
+	// stored counts the bytes put since the repo opened. The repo has no
+	// write-ahead log, so what sits in its memtables takes no disk until
+	// flushed: up to repoUnflushed of it is counted against the free space
+	// as if written already.
+	stored uint64
 }
 
 func (s *storeErrors) Put(ctx context.Context, b blocks.Block) error {
@@ -49,7 +54,10 @@ func (s *storeErrors) PutMany(ctx context.Context, bs []blocks.Block) error {
 	var err error
 	panicked := false
 	if s.dir != "" {
-		err = checkRoom(s.dir, bs)
+		s.mu.Lock()
+		pending := min(s.stored, repoUnflushed)
+		s.mu.Unlock()
+		err = checkRoom(s.dir, bs, pending)
 	}
 	if err == nil {
 		panicked, err = putMany(ctx, s.Blockstore, bs)
@@ -68,6 +76,7 @@ func (s *storeErrors) PutMany(ctx context.Context, bs []blocks.Block) error {
 	}
 	for _, b := range bs {
 		s.unvisit[string(b.Cid().Hash())] = struct{}{}
+		s.stored += uint64(len(b.RawData()))
 	}
 	s.n += len(bs)
 	return nil

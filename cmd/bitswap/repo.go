@@ -92,9 +92,12 @@ const repoBloomKeys = 1 << 20
 // Measured on the same machine in one sitting (1 GiB, blocks written as the
 // BlockRouter writes them): 1 MiB blocks 44 → 175 MB/s, 256 KiB blocks 33 →
 // 137 MB/s.
+// repoMemTableSize is the size of each of the repo's memtables.
+const repoMemTableSize = 64 << 20
+
 func repoPebbleOptions() *pebble.Options {
 	o := &pebble.Options{
-		MemTableSize:          64 << 20,
+		MemTableSize:          repoMemTableSize,
 		L0CompactionThreshold: 8,
 		L0StopWritesThreshold: 64,
 		DisableWAL:            true,
