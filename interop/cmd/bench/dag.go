@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -34,8 +35,9 @@ case from a CAR by ` + "`bitswap serve`" + ` (not timed; warm in the page cache)
 clients write their CAR to a file in the same temporary directory (ext4 here), deleted after each run.
 "End to end" is the wall clock of the fetching process, exec to exit (start-up, connecting, the fetch,
 closing), as block bytes / time; "as reported" is the fetch's own time: ours from its summary line (the
-walk, after connecting), boxo's FetchGraph call (after connecting). CPU (user+system) and peak RSS are the
-fetching process's, from its rusage. Each repeat runs the four pairings (ours→ours, boxo→boxo, our get
+walk, after connecting), boxo's FetchGraph call (after connecting). CPU (user+system) is the fetching
+process's, from its rusage; peak RSS is its VmHWM read from /proc every 10 ms (not rusage's maxrss,
+which Linux floors at the parent's peak RSS for children started as os/exec starts them). Each repeat runs the four pairings (ours→ours, boxo→boxo, our get
 from boxo's server, boxo's client from our serve) in an order rotated every repeat; every fetch is checked
 for its block and byte count. The UnixFS files are built by boxo's importer as Kubo's ` + "`ipfs add`" + ` builds
 them with raw leaves and CIDv1 (balanced layout, 174 links per node); the dag-cbor tree has 4 levels of
@@ -129,35 +131,6 @@ type dagEnv struct {
 	work    string // temporary directory: CARs, repos, outputs
 	timeout time.Duration
 	seq     int // names fresh outputs
-	// idleRSS is each binary's peak RSS when it starts and exits at once
-	// (bitswap help; the bench binary as a "noop" child), in MiB.
-	idleRSS map[impl]float64
-}
-
-// measureIdleRSS fills e.idleRSS, the median of 3 runs of each.
-func (e *dagEnv) measureIdleRSS() error {
-	e.idleRSS = map[impl]float64{}
-	for _, which := range []impl{ours, boxo} {
-		var st Stat
-		for range 3 {
-			var cmd *exec.Cmd
-			if which == ours {
-				cmd = exec.Command(e.bin, "help")
-			} else {
-				var err error
-				if cmd, err = childCmd(childSpec{Role: "noop"}); err != nil {
-					return err
-				}
-			}
-			if err := cmd.Run(); err != nil {
-				return fmt.Errorf("%s idle process: %w", which, err)
-			}
-			ru, _ := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-			st.add(mib(ruRSS(ru)))
-		}
-		e.idleRSS[which] = medianOf(st)
-	}
-	return nil
 }
 
 // buildCommand builds this tree's bitswap command into dir, or returns
@@ -195,6 +168,8 @@ type dagServer struct {
 	addr   string
 	stderr *tailBuffer
 	eof    chan struct{} // its stdout closed
+	hwm    *hwmWatcher
+	ready  uint64 // its peak RSS when it was ready
 }
 
 var listenRE = regexp.MustCompile(`^listening: (/ip4/127\.0\.0\.1/\S+)$`)
@@ -225,6 +200,7 @@ func (e *dagEnv) startServer(which impl, repo string, root cid.Cid, car string) 
 	if err := s.cmd.Start(); err != nil {
 		return nil, err
 	}
+	s.hwm = watchHWM(s.cmd.Process.Pid)
 	ready := make(chan error, 1)
 	go func() {
 		defer close(s.eof)
@@ -271,14 +247,16 @@ func (e *dagEnv) startServer(which impl, repo string, root cid.Cid, car string) 
 		_ = s.cmd.Process.Kill()
 		<-s.eof
 		_ = s.cmd.Wait()
+		s.hwm.finish()
 		return nil, fmt.Errorf("%s server: %w; stderr: %s", which, err, s.stderr)
 	}
+	s.ready = s.hwm.now()
 	return s, nil
 }
 
 // stop ends the server (ours on SIGTERM, boxo's when its stdin closes) and
-// returns its rusage.
-func (s *dagServer) stop() (*syscall.Rusage, error) {
+// returns its rusage and peak RSS.
+func (s *dagServer) stop() (*syscall.Rusage, uint64, error) {
 	if s.which == ours {
 		_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	}
@@ -290,11 +268,12 @@ func (s *dagServer) stop() (*syscall.Rusage, error) {
 		<-s.eof
 	}
 	err := s.cmd.Wait()
+	peak := s.hwm.finish()
 	ru, _ := s.cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	if err != nil {
-		return ru, fmt.Errorf("%s server exit: %w; stderr: %s", s.which, err, s.stderr)
+		return ru, peak, fmt.Errorf("%s server exit: %w; stderr: %s", s.which, err, s.stderr)
 	}
-	return ru, nil
+	return ru, peak, nil
 }
 
 // output is where a fetch puts the DAG.
@@ -308,11 +287,12 @@ const (
 
 // dagRun is one fetch's figures.
 type dagRun struct {
-	wall, self     time.Duration
-	cpu, srvCPU    time.Duration
-	rss, srvRSS    uint64 // peak, bytes
-	blocks         int
-	bytes          int64
+	wall, self  time.Duration
+	cpu, srvCPU time.Duration
+	rss, srvRSS uint64 // peak, bytes
+	srvReady    uint64 // the server's peak RSS when it was ready
+	blocks      int
+	bytes       int64
 }
 
 var summaryRE = regexp.MustCompile(`fetched (\S+): (\d+) blocks, (\d+) bytes in ([0-9.]+) s`)
@@ -324,11 +304,68 @@ func ruCPU(ru *syscall.Rusage) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-func ruRSS(ru *syscall.Rusage) uint64 {
-	if ru == nil {
-		return 0
+// hwmWatcher samples a child's VmHWM (its peak RSS so far) every 10 ms.
+// Not the child's rusage: Linux carries the RSS high-water mark of the mm
+// a process had before execve into its maxrss, and os/exec starts children
+// with CLONE_VM, so that mm is this (the parent's) process's, and every
+// child's maxrss would be at least the parent's peak. VmHWM is the child's
+// own mm's. Growth in the last 10 ms before exit is missed.
+type hwmWatcher struct {
+	mu   sync.Mutex
+	peak uint64
+	stop chan struct{}
+	done chan struct{}
+	path string
+}
+
+func watchHWM(pid int) *hwmWatcher {
+	w := &hwmWatcher{stop: make(chan struct{}), done: make(chan struct{}), path: fmt.Sprintf("/proc/%d/status", pid)}
+	go func() {
+		defer close(w.done)
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			w.sample()
+			select {
+			case <-w.stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return w
+}
+
+func (w *hwmWatcher) sample() {
+	b, err := os.ReadFile(w.path)
+	if err != nil {
+		return // gone
 	}
-	return uint64(ru.Maxrss) << 10 // KiB on Linux
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			w.mu.Lock()
+			w.peak = max(w.peak, kb<<10)
+			w.mu.Unlock()
+		}
+	}
+}
+
+// now is the peak so far.
+func (w *hwmWatcher) now() uint64 {
+	w.sample()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.peak
+}
+
+// finish stops sampling and returns the peak.
+func (w *hwmWatcher) finish() uint64 {
+	close(w.stop)
+	<-w.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.peak
 }
 
 // fetch runs one fresh server process of server over repo and one fresh
@@ -342,7 +379,7 @@ func (e *dagEnv) fetch(server, client impl, repo string, info dagInfo, out outpu
 	}
 	defer func() {
 		if srv != nil {
-			_, _ = srv.stop()
+			_, _, _ = srv.stop()
 		}
 	}()
 	var cmd *exec.Cmd
@@ -390,15 +427,18 @@ func (e *dagEnv) fetch(server, client impl, repo string, info dagInfo, out outpu
 	if err := cmd.Start(); err != nil {
 		return r, err
 	}
+	hwm := watchHWM(cmd.Process.Pid)
 	guard := time.AfterFunc(e.timeout+time.Minute, func() { _ = cmd.Process.Kill() })
 	werr := cmd.Wait()
 	r.wall = time.Since(start)
 	guard.Stop()
+	r.rss = hwm.finish()
 	ru, _ := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	r.cpu, r.rss = ruCPU(ru), ruRSS(ru)
-	sru, serr := srv.stop()
+	r.cpu = ruCPU(ru)
+	r.srvReady = srv.ready
+	sru, speak, serr := srv.stop()
 	srv = nil
-	r.srvCPU, r.srvRSS = ruCPU(sru), ruRSS(sru)
+	r.srvCPU, r.srvRSS = ruCPU(sru), speak
 	if werr != nil {
 		return r, fmt.Errorf("%s client after %.1f s: %w; stderr: %s", client, r.wall.Seconds(), werr, stderr)
 	}
@@ -543,10 +583,7 @@ func runDAG(cfg Config) ([]Row, error) {
 	if cfg.Short {
 		e.timeout = time.Minute
 	}
-	if err := e.measureIdleRSS(); err != nil {
-		return nil, err
-	}
-	cfg.logf("dag: scale %g, %d repeats, work in %s; idle RSS: bitswap %.0f MiB, bench binary %.0f MiB", scale, cfg.Repeat, work, e.idleRSS[ours], e.idleRSS[boxo])
+	cfg.logf("dag: scale %g, %d repeats, work in %s", scale, cfg.Repeat, work)
 	var rows []Row
 	var failed []string
 	for _, c := range dagCases(scale) {
@@ -584,7 +621,7 @@ func (e *dagEnv) runCase(c dagCase, pairings, disk bool) ([]Row, []string, error
 	if err != nil {
 		return nil, nil, fmt.Errorf("importing the CAR: %w", err)
 	}
-	if _, err := srv.stop(); err != nil {
+	if _, _, err := srv.stop(); err != nil {
 		return nil, nil, fmt.Errorf("importing the CAR: %w", err)
 	}
 	os.Remove(carPath)
@@ -638,8 +675,8 @@ func (e *dagEnv) runCase(c dagCase, pairings, disk bool) ([]Row, []string, error
 			medianOf(oo.stat(func(r dagRun) float64 { return r.srvCPU.Seconds() })), medianOf(bb.stat(func(r dagRun) float64 { return r.srvCPU.Seconds() })))
 		rss := Row{Case: c.label + ": " + dRSS, Unit: "MiB",
 			Ours: oo.stat(func(r dagRun) float64 { return mib(r.rss) }), Boxo: bb.stat(func(r dagRun) float64 { return mib(r.rss) })}
-		rss.Note = fmt.Sprintf("rusage maxrss; the binary started and exited at once: ours %.0f MiB, boxo's (the bench binary) %.0f MiB; the server's peak: ours %.0f MiB, boxo %.0f MiB",
-			e.idleRSS[ours], e.idleRSS[boxo],
+		rss.Note = fmt.Sprintf("VmHWM every 10 ms; the server's when ready (a started node, pebble open): ours %.0f MiB, boxo's %.0f MiB; its peak: ours %.0f MiB, boxo %.0f MiB",
+			medianOf(oo.stat(func(r dagRun) float64 { return mib(r.srvReady) })), medianOf(bb.stat(func(r dagRun) float64 { return mib(r.srvReady) })),
 			medianOf(oo.stat(func(r dagRun) float64 { return mib(r.srvRSS) })), medianOf(bb.stat(func(r dagRun) float64 { return mib(r.srvRSS) })))
 		cross := Row{Case: c.label + ": " + dCross, Unit: "MB/s", HigherIsBetter: true,
 			Ours: bo.stat(mbpsOf(wall)), Boxo: ob.stat(mbpsOf(wall))}
@@ -701,7 +738,7 @@ func (e *dagEnv) runCase(c dagCase, pairings, disk bool) ([]Row, []string, error
 			repoO.failNote("ours") + repoB.failNote("boxo")
 		nullRow.Note = fmt.Sprintf("CAR to the process's stdout, pointed at /dev/null; wall ours %s, boxo %s", secsNote(&nullO, wall), secsNote(&nullB, wall)) +
 			nullO.failNote("ours") + nullB.failNote("boxo")
-		memRow.Note = fmt.Sprintf("rusage maxrss of the fetching process, pebble's memtables included; idle binary: ours %.0f MiB, boxo's %.0f MiB", e.idleRSS[ours], e.idleRSS[boxo])
+		memRow.Note = "VmHWM of the fetching process every 10 ms, pebble's memtables included"
 		rows = append(rows, repoRow, nullRow, memRow, dwRow)
 	}
 	return rows, failed, nil

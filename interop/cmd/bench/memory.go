@@ -83,8 +83,6 @@ func runChild(spec string) int {
 			err = childDAGServer(s)
 		case "dag-client":
 			err = childDAGClient(s)
-		case "noop":
-			// Starts and exits: the dag suite's baseline RSS of this binary.
 		default:
 			err = fmt.Errorf("unknown role %q", s.Role)
 		}
