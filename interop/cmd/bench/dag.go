@@ -31,7 +31,8 @@ run again as a child): a boxo Bitswap server, and a client that fetches as Kubo 
 blockservice stores each fetched block into a store that writes a CARv1 as the blocks arrive and keeps
 only their keys, like ours. Both servers serve the same go-ds-pebble repository on disk, imported once per
 case from a CAR by ` + "`bitswap serve`" + ` (not timed; warm in the page cache): ours through our blockstore (as
-` + "`bitswap serve`" + ` opens it), boxo through boxo's blockstore.NewBlockstore over the same datastore. Both
+` + "`bitswap serve`" + ` opens it), boxo through boxo's blockstore over the same datastore as Kubo v0.43 wraps it
+by default (write-through, a 64 Ki-entry two-queue cache of keys and sizes, no bloom filter). Both
 clients write their CAR to a file in the same temporary directory (ext4 here), deleted after each run.
 "End to end" is the wall clock of the fetching process, exec to exit (start-up, connecting, the fetch,
 closing), as block bytes / time; "as reported" is the fetch's own time: ours from its summary line (the
@@ -43,8 +44,8 @@ for its block and byte count. The UnixFS files are built by boxo's importer as K
 them with raw leaves and CIDv1 (balanced layout, 174 links per node); the dag-cbor tree has 4 levels of
 dag-cbor nodes with 16 children each (a map of path, level, 64 bytes and the links), each bottom node
 linking 4 raw leaves of 1–5 KiB. The disk case fetches the largest file into a fresh on-disk repo: ours
-` + "`bitswap get --repo DIR`" + ` (pebble, no CAR), boxo its client with boxo's blockstore over go-ds-pebble (default
-options on both sides: no sync per write) instead of the CAR store; against the same fetch with the CAR
+` + "`bitswap get --repo DIR`" + ` (pebble, no CAR), boxo its client with boxo's blockstore over go-ds-pebble, wrapped
+as Kubo does, instead of the CAR store (go-ds-pebble's default options on both sides: no sync per write); against the same fetch with the CAR
 on the process's stdout pointed at /dev/null, and against the disk's own sequential write rate measured
 in the same repeat: 4 MiB writes of random bytes to a file on the same filesystem, timed up to the end of
 an fsync, so that the page cache does not count. ` + dagScaleEnv + `=F scales every DAG (e.g. 0.1);
@@ -732,7 +733,7 @@ func (e *dagEnv) runCase(c dagCase, pairings, disk bool) ([]Row, []string, error
 			}
 			return fmt.Sprintf("%.0f %%", 100*ma/mb)
 		}
-		repoRow.Note = fmt.Sprintf("ours: get --repo; boxo: blockservice → boxo blockstore over pebble; of the /dev/null figure: ours %s, boxo %s; of the disk write: ours %s, boxo %s; wall ours %s, boxo %s; as reported: ours %s, boxo %s",
+		repoRow.Note = fmt.Sprintf("ours: get --repo; boxo: blockservice → boxo blockstore (as Kubo wraps it) over pebble; of the /dev/null figure: ours %s, boxo %s; of the disk write: ours %s, boxo %s; wall ours %s, boxo %s; as reported: ours %s, boxo %s",
 			pct(repoRow.Ours, nullRow.Ours), pct(repoRow.Boxo, nullRow.Boxo), pct(repoRow.Ours, dw), pct(repoRow.Boxo, dw),
 			secsNote(&repoO, wall), secsNote(&repoB, wall), secsNote(&repoO, self), secsNote(&repoB, self)) +
 			repoO.failNote("ours") + repoB.failNote("boxo")

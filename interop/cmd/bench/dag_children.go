@@ -28,8 +28,8 @@ import (
 // The dag suite's boxo children, this program run again with childEnv set:
 //
 //   - dag-server: boxo's Bitswap serving the pebble repository in Dir
-//     (the one `bitswap serve` imported, read through boxo's
-//     blockstore.NewBlockstore) until its stdin closes; prints
+//     (the one `bitswap serve` imported, read through boxo's blockstore
+//     as Kubo wraps it, kuboBlockstore) until its stdin closes; prints
 //     "ready <multiaddr>" when it listens.
 //   - dag-client: fetches the DAG under Root from Addr as Kubo pins it:
 //     merkledag.FetchGraph (32 workers, one block each) over a DAGService
@@ -45,6 +45,17 @@ type dagClientResult struct {
 	Seconds float64 `json:"seconds"` // FetchGraph's time, after connecting
 }
 
+// kuboBlockstore is boxo's blockstore over ds as Kubo v0.43 builds it with
+// its default config (core/node/storage.go): write-through, under a
+// CachedBlockstore with a 64 Ki-entry two-queue cache of keys and sizes
+// and no bloom filter (Datastore.BloomFilterSize is 0 by default).
+func kuboBlockstore(ctx context.Context, ds *pebbleds.Datastore) (boxobstore.Blockstore, error) {
+	opts := boxobstore.DefaultCacheOpts()
+	opts.HasBloomFilterSize = 0
+	opts.HasTwoQueueCacheSize = 64 << 10
+	return boxobstore.CachedBlockstore(ctx, boxobstore.NewBlockstore(ds, boxobstore.WriteThrough(true)), opts)
+}
+
 func childDAGServer(s childSpec) error {
 	pds, err := pebbleds.NewDatastore(s.Dir)
 	if err != nil {
@@ -53,7 +64,11 @@ func childDAGServer(s childSpec) error {
 	defer pds.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	n, err := startNode(ctx, boxo, nil, boxobstore.NewBlockstore(pds))
+	bbs, err := kuboBlockstore(ctx, pds)
+	if err != nil {
+		return err
+	}
+	n, err := startNode(ctx, boxo, nil, bbs)
 	if err != nil {
 		return err
 	}
@@ -220,18 +235,22 @@ func childDAGClient(s childSpec) error {
 		if err != nil {
 			return err
 		}
-		st, closeStore = &pebbleStore{Blockstore: boxobstore.NewBlockstore(pds)}, pds.Close
+		bbs, err := kuboBlockstore(ctx, pds)
+		if err != nil {
+			return err
+		}
+		st, closeStore = &pebbleStore{Blockstore: bbs}, pds.Close
 	}
 	n, err := startNode(ctx, boxo, nil, st)
 	if err != nil {
 		return err
 	}
-	dserv := merkledag.NewDAGService(blockservice.New(st, n.f.(exchange.Interface)))
+	bsvc := blockservice.New(st, n.f.(exchange.Interface))
 	if err := n.h.Connect(ctx, *ai); err != nil {
 		return fmt.Errorf("connecting: %w", err)
 	}
 	start := time.Now()
-	ferr := merkledag.FetchGraph(ctx, root, dserv)
+	ferr := merkledag.FetchGraph(ctx, root, merkledag.NewDAGService(bsvc))
 	// As the summary line of bitswap get: from the start of the walk to
 	// its end, before the store and the node are closed.
 	r := dagClientResult{Seconds: time.Since(start).Seconds()}
