@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -647,6 +648,7 @@ func (e *dagEnv) runCase(c dagCase, pairings, disk bool) ([]Row, []string, error
 		// server→client
 		oo, bb := sample{name: "ours→ours", logf: cfg.logf}, sample{name: "boxo→boxo", logf: cfg.logf}
 		ob, bo := sample{name: "ours→boxo", logf: cfg.logf}, sample{name: "boxo→ours", logf: cfg.logf}
+		var load Stat
 		for rep := range cfg.Repeat {
 			_ = interleave(rep,
 				func() error { oo.record(e.fetch(ours, ours, repo, info, toFile)); return nil },
@@ -654,9 +656,10 @@ func (e *dagEnv) runCase(c dagCase, pairings, disk bool) ([]Row, []string, error
 				func() error { bo.record(e.fetch(boxo, ours, repo, info, toFile)); return nil },
 				func() error { ob.record(e.fetch(ours, boxo, repo, info, toFile)); return nil },
 			)
-			cfg.logf("dag: %s repeat %d/%d: wall ours→ours %s, boxo→boxo %s, boxo→ours %s, ours→boxo %s; failures %d/%d/%d/%d",
+			load.add(loadAvg())
+			cfg.logf("dag: %s repeat %d/%d: wall ours→ours %s, boxo→boxo %s, boxo→ours %s, ours→boxo %s; failures %d/%d/%d/%d; load %s",
 				c.label, rep+1, cfg.Repeat, lastWall(&oo), lastWall(&bb), lastWall(&bo), lastWall(&ob),
-				len(oo.fails), len(bb.fails), len(bo.fails), len(ob.fails))
+				len(oo.fails), len(bb.fails), len(bo.fails), len(ob.fails), last(load))
 		}
 		collect(&oo, &bb, &ob, &bo)
 		fails := oo.failNote("ours→ours") + bb.failNote("boxo→boxo")
@@ -666,7 +669,7 @@ func (e *dagEnv) runCase(c dagCase, pairings, disk bool) ([]Row, []string, error
 		if c.target > 0 {
 			e2e.Note += fmt.Sprintf("; target ours ≥ %.1f× boxo", c.target)
 		}
-		e2e.Note += fails
+		e2e.Note += loadNote(load) + fails
 		selfRow := Row{Case: c.label + ": " + dSelf, Unit: "MB/s", HigherIsBetter: true,
 			Ours: oo.stat(mbpsOf(self)), Boxo: bb.stat(mbpsOf(self))}
 		selfRow.Note = fmt.Sprintf("ours: its summary line; boxo: FetchGraph; ours %s, boxo %s", secsNote(&oo, self), secsNote(&bb, self))
@@ -689,7 +692,7 @@ func (e *dagEnv) runCase(c dagCase, pairings, disk bool) ([]Row, []string, error
 	if disk {
 		repoO, repoB := sample{name: "ours → repo", logf: cfg.logf}, sample{name: "boxo → repo", logf: cfg.logf}
 		nullO, nullB := sample{name: "ours → /dev/null", logf: cfg.logf}, sample{name: "boxo → /dev/null", logf: cfg.logf}
-		var dw Stat
+		var dw, load Stat
 		var dwFails []string
 		for rep := range cfg.Repeat {
 			_ = interleave(rep,
@@ -707,8 +710,9 @@ func (e *dagEnv) runCase(c dagCase, pairings, disk bool) ([]Row, []string, error
 					return nil
 				},
 			)
-			cfg.logf("dag: disk, %s repeat %d/%d: wall into a repo ours %s, boxo %s; to /dev/null ours %s, boxo %s; disk write %s MB/s",
-				c.label, rep+1, cfg.Repeat, lastWall(&repoO), lastWall(&repoB), lastWall(&nullO), lastWall(&nullB), last(dw))
+			load.add(loadAvg())
+			cfg.logf("dag: disk, %s repeat %d/%d: wall into a repo ours %s, boxo %s; to /dev/null ours %s, boxo %s; disk write %s MB/s; load %s",
+				c.label, rep+1, cfg.Repeat, lastWall(&repoO), lastWall(&repoB), lastWall(&nullO), lastWall(&nullB), last(dw), last(load))
 		}
 		collect(&repoO, &repoB, &nullO, &nullB)
 		failed = append(failed, dwFails...)
@@ -736,13 +740,32 @@ func (e *dagEnv) runCase(c dagCase, pairings, disk bool) ([]Row, []string, error
 		repoRow.Note = fmt.Sprintf("ours: get --repo; boxo: blockservice → boxo blockstore (as Kubo wraps it) over pebble; of the /dev/null figure: ours %s, boxo %s; of the disk write: ours %s, boxo %s; wall ours %s, boxo %s; as reported: ours %s, boxo %s",
 			pct(repoRow.Ours, nullRow.Ours), pct(repoRow.Boxo, nullRow.Boxo), pct(repoRow.Ours, dw), pct(repoRow.Boxo, dw),
 			secsNote(&repoO, wall), secsNote(&repoB, wall), secsNote(&repoO, self), secsNote(&repoB, self)) +
-			repoO.failNote("ours") + repoB.failNote("boxo")
+			loadNote(load) + repoO.failNote("ours") + repoB.failNote("boxo")
 		nullRow.Note = fmt.Sprintf("CAR to the process's stdout, pointed at /dev/null; wall ours %s, boxo %s", secsNote(&nullO, wall), secsNote(&nullB, wall)) +
 			nullO.failNote("ours") + nullB.failNote("boxo")
 		memRow.Note = "VmHWM of the fetching process every 10 ms, pebble's memtables included"
 		rows = append(rows, repoRow, nullRow, memRow, dwRow)
 	}
 	return rows, failed, nil
+}
+
+// loadAvg is the 1-minute load average (0 where /proc is missing).
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f, _ := strconv.ParseFloat(strings.Fields(string(b) + " 0")[0], 64)
+	return f
+}
+
+// loadNote is the range of the load averages seen, for a note.
+func loadNote(l Stat) string {
+	if len(l.Samples) == 0 {
+		return ""
+	}
+	l.finish()
+	return fmt.Sprintf("; 1-min load average at each repeat's end %.1f–%.1f on %d cores", l.Min, l.Max, runtime.NumCPU())
 }
 
 func lastWall(s *sample) string {
