@@ -293,8 +293,11 @@ type dagRun struct {
 	cpu, srvCPU time.Duration
 	rss, srvRSS uint64 // peak, bytes
 	srvReady    uint64 // the server's peak RSS when it was ready
-	blocks      int
-	bytes       int64
+	// written is what the fetching process wrote to the filesystem
+	// (rusage's oublock: per task, so not inherited like maxrss).
+	written int64
+	blocks  int
+	bytes   int64
 }
 
 var summaryRE = regexp.MustCompile(`fetched (\S+): (\d+) blocks, (\d+) bytes in ([0-9.]+) s`)
@@ -437,6 +440,9 @@ func (e *dagEnv) fetch(server, client impl, repo string, info dagInfo, out outpu
 	r.rss = hwm.finish()
 	ru, _ := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	r.cpu = ruCPU(ru)
+	if ru != nil {
+		r.written = ru.Oublock * 512
+	}
 	r.srvReady = srv.ready
 	sru, speak, serr := srv.stop()
 	srv = nil
@@ -741,6 +747,14 @@ func (e *dagEnv) runCase(c dagCase, pairings, disk bool) ([]Row, []string, error
 			pct(repoRow.Ours, nullRow.Ours), pct(repoRow.Boxo, nullRow.Boxo), pct(repoRow.Ours, dw), pct(repoRow.Boxo, dw),
 			secsNote(&repoO, wall), secsNote(&repoB, wall), secsNote(&repoO, self), secsNote(&repoB, self)) +
 			loadNote(load) + repoO.failNote("ours") + repoB.failNote("boxo")
+		amp := func(s *sample) string {
+			st := s.stat(func(r dagRun) float64 { return float64(r.written) / float64(info.bytes) })
+			if !st.ok() {
+				return "—"
+			}
+			return fmt.Sprintf("%.1f×", medianOf(st))
+		}
+		repoRow.Note += fmt.Sprintf("; written to the filesystem (rusage oublock) over the block bytes: ours %s, boxo %s", amp(&repoO), amp(&repoB))
 		nullRow.Note = fmt.Sprintf("CAR to the process's stdout, pointed at /dev/null; wall ours %s, boxo %s", secsNote(&nullO, wall), secsNote(&nullB, wall)) +
 			nullO.failNote("ours") + nullB.failNote("boxo")
 		memRow.Note = "VmHWM of the fetching process every 10 ms, pebble's memtables included"
