@@ -57,6 +57,9 @@ func TestBenchShort(t *testing.T) {
 			checkAttackRows(t, s.Rows)
 			continue
 		}
+		if s.Name == "dag" {
+			checkDAGRows(t, s.Rows)
+		}
 		for _, r := range s.Rows {
 			if !r.Ours.ok() {
 				t.Errorf("suite %s, %s: no figure for ours", s.Name, r.Case)
@@ -137,6 +140,39 @@ func checkAttackRows(t *testing.T, rows []Row) {
 	for _, id := range want {
 		if !seen[id] {
 			t.Errorf("attack suite: no rows for attack %s", id)
+		}
+	}
+}
+
+// checkDAGRows checks that the dag suite ran every case and pairing: five
+// rows per DAG, four for the disk case.
+func checkDAGRows(t *testing.T, rows []Row) {
+	t.Helper()
+	per := map[string]int{}
+	for _, r := range rows {
+		label, metric, ok := strings.Cut(r.Case, ": ")
+		if !ok {
+			t.Errorf("dag row %q: no metric", r.Case)
+			continue
+		}
+		if strings.HasPrefix(label, "ceiling") {
+			label = "ceiling"
+		}
+		per[label]++
+		if metric == dE2E && !strings.Contains(r.Note, "blocks") {
+			t.Errorf("dag row %q: note %q names no block count", r.Case, r.Note)
+		}
+	}
+	want := map[string]int{"ceiling": 1}
+	for _, c := range dagCases(0.02) {
+		want[c.label] = 5
+		if c.key == "1m" {
+			want["disk, "+c.label] = 3
+		}
+	}
+	for label, n := range want {
+		if per[label] != n {
+			t.Errorf("dag suite: %d rows for %q, want %d (rows: %v)", per[label], label, n, per)
 		}
 	}
 }

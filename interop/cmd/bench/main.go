@@ -55,6 +55,7 @@ func init() {
 	register("memory", runMemory, memoryDoc)
 	register("vtime", runVtime, vtimeDoc)
 	register("attack", runAttack, attackDoc)
+	register("dag", runDAG, dagDoc)
 }
 
 // suiteDocs maps a suite's name to its doc, for the markdown report.

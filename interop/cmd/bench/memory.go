@@ -47,6 +47,9 @@ type childSpec struct {
 	Fetches int    `json:"fetches,omitempty"` // honest: fetches, each on a fresh node
 	Hostile string `json:"hostile,omitempty"` // attacked-client: the hostile peer's /p2p multiaddr
 	Profile string `json:"profile,omitempty"` // attack-server: write profiles with this path prefix
+	// The dag suite's boxo children (dag_children.go).
+	Root string `json:"root,omitempty"` // dag-client: the DAG's root
+	Out  string `json:"out,omitempty"`  // dag-client: write the CARv1 here ("" with Dir: into pebble)
 }
 
 // memResult is what a client child prints on stdout.
@@ -76,6 +79,10 @@ func runChild(spec string) int {
 			err = childHonest(s)
 		case "attacked-client":
 			err = childAttackedClient(s)
+		case "dag-server":
+			err = childDAGServer(s)
+		case "dag-client":
+			err = childDAGClient(s)
 		default:
 			err = fmt.Errorf("unknown role %q", s.Role)
 		}

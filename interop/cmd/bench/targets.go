@@ -57,6 +57,26 @@ func targets(results []SuiteResult, short bool) []target {
 		out = append(out, target{Goal: "1 GiB into pebble: peak heap ≤ 64 MiB above idle",
 			Figure: fmt.Sprintf("%.1f MiB", h.Ours.Median), Met: h.Ours.Median <= 64})
 	}
+	for _, c := range []struct {
+		chunks string
+		min    float64
+	}{{"4 KiB", 2}, {"256 KiB", 1.5}, {"1 MiB", 1.5}} {
+		ratio(fmt.Sprintf("DAG fetch through the command, %s chunks, end to end: ours ≥ %.1f × boxo", c.chunks, c.min),
+			find("dag", "in "+c.chunks+" chunks: "+dE2E), c.min)
+	}
+	if repo, null := find("dag", dRepo), find("dag", dNull); repo != nil && repo.Ours.ok() {
+		t := target{Goal: "DAG fetch of 1 GiB into the on-disk repo (get --repo): ≥ 250 MB/s or ≥ ½ of the in-memory figure (CAR to /dev/null)"}
+		t.Figure = fmt.Sprintf("%.0f MB/s", repo.Ours.Median)
+		t.Met = repo.Ours.Median >= 250
+		if null != nil && null.Ours.ok() {
+			t.Figure += fmt.Sprintf(", %.0f %% of /dev/null's %.0f MB/s", 100*repo.Ours.Median/null.Ours.Median, null.Ours.Median)
+			t.Met = t.Met || repo.Ours.Median >= null.Ours.Median/2
+		}
+		if dw := find("dag", "ceiling: disk sequential write"); dw != nil && dw.Ours.ok() {
+			t.Figure += fmt.Sprintf(" (the disk writes %.0f MB/s)", dw.Ours.Median)
+		}
+		out = append(out, t)
+	}
 	for _, s := range results {
 		if s.Name == "attack" && len(s.Rows) > 0 {
 			out = append(out, attackTargets(s.Rows)...)
