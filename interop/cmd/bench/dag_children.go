@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -73,13 +72,7 @@ func childDAGServer(s childSpec) error {
 		return err
 	}
 	defer n.close()
-	addrs := n.h.Addrs()
-	if len(addrs) == 0 {
-		return errors.New("server host has no address")
-	}
-	fmt.Printf("ready %s/p2p/%s\n", addrs[0], n.h.ID())
-	_, _ = io.Copy(io.Discard, os.Stdin)
-	return nil
+	return serveUntilStdinEnds(n)
 }
 
 // countedStore is a boxo blockstore that counts the blocks put into it.

@@ -113,13 +113,7 @@ func childServer(s childSpec) error {
 		return err
 	}
 	defer n.close()
-	addrs := n.h.Addrs()
-	if len(addrs) == 0 {
-		return errors.New("server host has no address")
-	}
-	fmt.Printf("ready %s/p2p/%s\n", addrs[0], n.h.ID())
-	_, _ = io.Copy(io.Discard, os.Stdin)
-	return nil
+	return serveUntilStdinEnds(n)
 }
 
 func heapObjects() uint64 {
@@ -351,4 +345,17 @@ func runMemory(cfg Config) ([]Row, error) {
 	rssRow.Note = fmt.Sprintf("VmRSS every 50 ms; median idle → peak: ours %.0f → %.0f MiB, boxo %.0f → %.0f MiB",
 		oursIdle.Median, oursPeak.Median, boxoIdle.Median, boxoPeak.Median)
 	return rows(), nil
+}
+
+// serveUntilStdinEnds announces a child server's address on stdout (the
+// "ready" line the parent waits for) and serves until the parent closes
+// the child's stdin.
+func serveUntilStdinEnds(n *node) error {
+	addrs := n.h.Addrs()
+	if len(addrs) == 0 {
+		return errors.New("server host has no address")
+	}
+	fmt.Printf("ready %s/p2p/%s\n", addrs[0], n.h.ID())
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	return nil
 }
