@@ -681,6 +681,10 @@ func TestGetRepoOnAFullDisk(t *testing.T) {
 		t.Fatalf("second get: %q, want the full disk", line)
 	}
 	t.Logf("again: exit %d in %v: %s", r.code, r.took.Round(time.Millisecond), line)
+	stored := atoi(first[2])
+	if again := repoLineRE.FindStringSubmatch(strings.Split(string(r.stderr), "\n")[0]); again != nil {
+		stored += atoi(again[2]) // it opened, and stored what fitted in what the first close freed
+	}
 
 	roomy := filepath.Join(dir, "roomy")
 	if out, err := exec.Command("cp", "-a", repoDir, roomy).CombinedOutput(); err != nil {
@@ -692,8 +696,8 @@ func TestGetRepoOnAFullDisk(t *testing.T) {
 		t.Fatalf("get from the copied repo: exit %d: %s", r.code, r.stderr)
 	}
 	m := repoLineRE.FindStringSubmatch(strings.Split(string(r.stderr), "\n")[0])
-	if m == nil || atoi(m[1]) == 0 || atoi(m[1]) != atoi(first[2]) {
-		t.Fatalf("the copied repo kept %v blocks of the %s stored: %s", m, first[2], r.stderr)
+	if m == nil || atoi(m[1]) == 0 || atoi(m[1]) != stored {
+		t.Fatalf("the copied repo kept %v blocks of the %d stored: %s", m, stored, r.stderr)
 	}
 	if got, _ := os.ReadFile(out); !bytes.Equal(got, data) {
 		t.Fatalf("file from the resumed repo: %d bytes, want %d", len(got), len(data))

@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -70,6 +71,10 @@ Tracing (OpenTelemetry; the variables boxo's and Kubo's tracing reads):
   OTEL_SERVICE_NAME (default gobitswap), OTEL_RESOURCE_ATTRIBUTES,
   OTEL_TRACES_SAMPLER, OTEL_BSP_* as the OpenTelemetry SDK reads them.
 
+Profiling:
+  BITSWAP_CPUPROFILE=FILE  write a Go CPU profile of the whole run to FILE
+                           (read it with go tool pprof)
+
 Exit codes:
   0  success
   1  usage error (unknown command or flag, wrong arguments, an OTEL_TRACES_EXPORTER
@@ -116,9 +121,34 @@ func networkErrorf(format string, a ...any) error {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	stopProfile := startCPUProfile(os.Getenv("BITSWAP_CPUPROFILE"), os.Stderr)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stopProfile()
 	stop()
 	os.Exit(code)
+}
+
+// startCPUProfile writes a CPU profile of the whole run to path, if set:
+// the way to see where a slow fetch or serve spends its time.
+func startCPUProfile(path string, stderr io.Writer) (stop func()) {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "bitswap: BITSWAP_CPUPROFILE: %v (not profiling)\n", err)
+		if f != nil {
+			f.Close()
+		}
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
 
 // run executes one command and returns the exit code. Errors are printed as

@@ -1,0 +1,19 @@
+//go:build linux
+
+package repo
+
+import (
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// syncFS writes every dirty page of the filesystem that holds dir.
+func syncFS(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return unix.Syncfs(int(d.Fd()))
+}
