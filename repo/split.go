@@ -150,45 +150,36 @@ func (d *splitDatastore) Batch(ctx context.Context) (datastore.Batch, error) {
 	return &splitBatch{d: d, kv: kb}, nil
 }
 
-// splitBatch routes a batch's writes as splitDatastore routes Puts. Its
-// files batch is made at the first large value.
+// splitBatch routes a batch's writes as splitDatastore routes Puts. The
+// large values are written as files at Commit, a few at once: flatfs's own
+// batch makes and removes a directory per batch, which costs more than
+// the files when a batch is a message's one or two blocks.
 type splitBatch struct {
-	d     *splitDatastore
-	kv    datastore.Batch
-	files datastore.Batch
+	d       *splitDatastore
+	kv      datastore.Batch
+	puts    []filePut
+	deletes []datastore.Key
 }
 
-func (b *splitBatch) filesBatch(ctx context.Context) (datastore.Batch, error) {
-	if b.files == nil {
-		fb, err := b.d.files.Batch(ctx)
-		if err != nil {
-			return nil, err
-		}
-		b.files = fb
-	}
-	return b.files, nil
+type filePut struct {
+	k datastore.Key
+	v []byte
 }
+
+// fileWriters is how many files a Commit writes at once.
+const fileWriters = 4
 
 func (b *splitBatch) Put(ctx context.Context, k datastore.Key, v []byte) error {
 	if fk, ok := fileKey(k); ok && len(v) >= b.d.large {
-		fb, err := b.filesBatch(ctx)
-		if err != nil {
-			return err
-		}
-		return fb.Put(ctx, fk, v)
+		b.puts = append(b.puts, filePut{fk, v})
+		return nil
 	}
 	return b.kv.Put(ctx, k, v)
 }
 
 func (b *splitBatch) Delete(ctx context.Context, k datastore.Key) error {
 	if fk, ok := fileKey(k); ok {
-		fb, err := b.filesBatch(ctx)
-		if err != nil {
-			return err
-		}
-		if err := fb.Delete(ctx, fk); err != nil {
-			return err
-		}
+		b.deletes = append(b.deletes, fk)
 	}
 	return b.kv.Delete(ctx, k)
 }
@@ -196,10 +187,44 @@ func (b *splitBatch) Delete(ctx context.Context, k datastore.Key) error {
 // Commit writes the files first: a block is listed in kv only by its
 // key, so neither order can leave a reference to a missing value.
 func (b *splitBatch) Commit(ctx context.Context) error {
-	if b.files != nil {
-		if err := b.files.Commit(ctx); err != nil {
+	if err := b.writeFiles(ctx); err != nil {
+		return err
+	}
+	for _, k := range b.deletes {
+		if err := b.d.files.Delete(ctx, k); err != nil && !errors.Is(err, datastore.ErrNotFound) {
 			return err
 		}
 	}
 	return b.kv.Commit(ctx)
+}
+
+func (b *splitBatch) writeFiles(ctx context.Context) error {
+	if len(b.puts) == 1 {
+		return b.d.files.Put(ctx, b.puts[0].k, b.puts[0].v)
+	}
+	next := make(chan filePut)
+	errs := make(chan error, fileWriters)
+	n := min(fileWriters, len(b.puts))
+	for range n {
+		go func() {
+			var first error
+			for p := range next {
+				if first == nil {
+					first = b.d.files.Put(ctx, p.k, p.v)
+				}
+			}
+			errs <- first
+		}()
+	}
+	for _, p := range b.puts {
+		next <- p
+	}
+	close(next)
+	var err error
+	for range n {
+		if e := <-errs; err == nil {
+			err = e
+		}
+	}
+	return err
 }
