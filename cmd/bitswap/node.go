@@ -18,18 +18,45 @@ import (
 // on it, and serves metrics if --metrics asked for them. stop shuts it all
 // down, metrics first.
 func (c *common) startNode(ctx context.Context, hostOpt libp2p.Option, bs blockstore.Blockstore, stderr io.Writer, opts ...bitswap.Option) (h host.Host, bsw *bitswap.Bitswap, stop func(), err error) {
-	h, err = c.newHost(hostOpt)
+	return c.startNodeWith(ctx, nodeSpec{hostOpts: []libp2p.Option{hostOpt}, bs: bs, opts: opts}, stderr)
+}
+
+// nodeSpec says how to start a node.
+type nodeSpec struct {
+	hostOpts []libp2p.Option
+	bs       blockstore.Blockstore
+	opts     []bitswap.Option
+	// withHost, if set, runs once the host is up and before Bitswap starts
+	// (to join a DHT, say): it may add options, and a function that stop
+	// runs after Bitswap closes and before the host does.
+	withHost func(h host.Host) ([]bitswap.Option, func(), error)
+}
+
+func (c *common) startNodeWith(ctx context.Context, spec nodeSpec, stderr io.Writer) (h host.Host, bsw *bitswap.Bitswap, stop func(), err error) {
+	h, err = c.newHost(spec.hostOpts...)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	opts = append([]bitswap.Option{bitswap.WithLogger(c.logger)}, opts...)
+	opts := append([]bitswap.Option{bitswap.WithLogger(c.logger)}, spec.opts...)
+	closeExtra := func() {}
+	if spec.withHost != nil {
+		more, cl, err := spec.withHost(h)
+		if err != nil {
+			h.Close()
+			return nil, nil, nil, err
+		}
+		opts = append(opts, more...)
+		if cl != nil {
+			closeExtra = cl
+		}
+	}
 	var m *metrics.Metrics
 	if c.metrics != "" {
 		m = metrics.New()
 		opts = append(opts, m.Option())
 	}
-	bsw = bitswap.New(ctx, network.NewFromHost(h, network.WithLogger(c.logger)), bs, opts...)
-	stop = func() { bsw.Close(); h.Close() }
+	bsw = bitswap.New(ctx, network.NewFromHost(h, network.WithLogger(c.logger)), spec.bs, opts...)
+	stop = func() { bsw.Close(); closeExtra(); h.Close() }
 	if m != nil {
 		stopMetrics, err := serveMetrics(c.metrics, m, bsw, stderr)
 		if err != nil {

@@ -6,19 +6,36 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
+	"time"
 
+	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/host"
 	ma "github.com/multiformats/go-multiaddr"
+
+	bitswap "github.com/gobitswap/bitswap"
 )
 
-const serveHelp = `Usage: bitswap serve [--listen MULTIADDR] [--repo DIR] [FILE.car...]
+const serveHelp = `Usage: bitswap serve [--listen MULTIADDR] [--repo DIR] [--dht [--bootstrap MULTIADDR|public]... [--provide roots|all|none]] [FILE.car...]
 
 Imports the CAR files (v1 or v2; every block is checked against its CID)
 into the repo, then serves every block the repo holds over Bitswap until
 SIGINT or SIGTERM. On stdout: one "listening: <multiaddr>/p2p/<peer id>"
 line per address, then one "root: <cid>" line per root imported (or, with
-no CAR files, per root imported earlier into this repo).
+no CAR files, per root imported earlier into this repo). The node's peer
+ID is kept in the repo (identity.key), so it is the same at every start.
+
+With --dht the node joins a Kademlia DHT (go-libp2p-kad-dht, as a server)
+through the --bootstrap peers ("public": the public Amino DHT's bootstrap
+list; never used unless asked for), and announces the repo's roots
+(--provide roots, the default), every block it holds (--provide all) or
+nothing (--provide none), then again every 22 h while it runs; after the
+first round it prints "announced: <n> CIDs" on stdout. A --dht node with
+no --bootstrap is a first DHT peer that others bootstrap from. On the
+public network, listen on a reachable address, e.g.
+--listen /ip4/0.0.0.0/tcp/4001.
 
 `
 
@@ -28,7 +45,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	c.register(fs)
 	listen := multiFlag{}
 	fs.Var(&listen, "listen", "libp2p listen `MULTIADDR`, repeatable (default /ip4/127.0.0.1/tcp/0)")
-	repoDir := fs.String("repo", defaultRepoDir(), "repo `DIR` holding the blockstore (Pebble); $GOBITSWAP_REPO overrides the default")
+	repoDir := fs.String("repo", defaultRepoDir(), "repo `DIR` holding the blockstore and the node's identity; $GOBITSWAP_REPO overrides the default")
+	joinDHT := fs.Bool("dht", false, "join a DHT and announce what the repo holds")
+	var boot multiFlag
+	fs.Var(&boot, "bootstrap", "DHT bootstrap peer `MULTIADDR` (ending in /p2p/<peer id>), or \"public\"; repeatable")
+	provide := fs.String("provide", "roots", "with --dht, announce `WHAT`: roots, all (every block) or none")
 	files, err := parseFlags(fs, args, stderr, serveHelp)
 	if err != nil {
 		return err
@@ -44,6 +65,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return inputErrorf("bad --listen %q: %v", l, err)
 		}
 	}
+	bootInfos, err := bootstrapPeers(boot)
+	if err != nil {
+		return err
+	}
+	switch *provide {
+	case "roots", "all", "none":
+	default:
+		return usageErrorf("bad --provide %q (want roots, all or none)", *provide)
+	}
+	if !*joinDHT && len(boot) > 0 {
+		return usageErrorf("--bootstrap needs --dht (see bitswap serve -h)")
+	}
 	for _, f := range files {
 		if st, err := os.Stat(f); err != nil {
 			return inputErrorf("%v", err)
@@ -58,28 +91,44 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer r.Close()
 
-	var roots []string
+	key, err := loadIdentity(*repoDir)
+	if err != nil {
+		return withCode(exitInput, err)
+	}
+
+	var roots []cid.Cid
 	for _, f := range files {
 		rs, n, err := r.importCAR(ctx, f)
 		if err != nil {
 			return withCode(exitInput, err)
 		}
 		c.logger.Info("imported CAR", "file", f, "blocks", n, "roots", len(rs))
-		for _, rc := range rs {
-			roots = append(roots, rc.String())
-		}
+		roots = append(roots, rs...)
 	}
 	if len(files) == 0 {
 		rs, err := r.roots(ctx)
 		if err != nil {
 			return withCode(exitInput, fmt.Errorf("repo %s: %w", *repoDir, err))
 		}
-		for _, rc := range rs {
-			roots = append(roots, rc.String())
-		}
+		roots = rs
 	}
 
-	h, _, stop, err := c.startNode(ctx, libp2p.ListenAddrStrings(listen...), r.bs, stderr)
+	var d *dht.IpfsDHT
+	spec := nodeSpec{
+		hostOpts: []libp2p.Option{libp2p.ListenAddrStrings(listen...), libp2p.Identity(key)},
+		bs:       r.bs,
+	}
+	if *joinDHT {
+		spec.withHost = func(h host.Host) ([]bitswap.Option, func(), error) {
+			var err error
+			d, err = startDHT(ctx, h, dht.ModeServer, bootInfos, 10*time.Second, c.logger)
+			if err != nil {
+				return nil, nil, err
+			}
+			return nil, func() { d.Close() }, nil
+		}
+	}
+	h, _, stop, err := c.startNodeWith(ctx, spec, stderr)
 	if err != nil {
 		return err
 	}
@@ -93,6 +142,19 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if f, ok := stdout.(*os.File); ok {
 		_ = f.Sync()
+	}
+	if d != nil && *provide != "none" {
+		pctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			var once sync.Once
+			provideLoop(pctx, d, roots, *provide == "all", r.bs, c.logger, func(n int, took time.Duration) {
+				once.Do(func() { fmt.Fprintf(stdout, "announced: %d CIDs\n", n) })
+				c.logger.Info("announced to the DHT", "cids", n, "took", took)
+			})
+		}()
+		defer func() { cancel(); <-done }()
 	}
 	<-ctx.Done()
 	c.logger.Info("shutting down")
