@@ -29,7 +29,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/routing"
 	ma "github.com/multiformats/go-multiaddr"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 )
@@ -150,8 +149,9 @@ type Stat struct {
 // provider search; attribute cid), a child of the span in the first
 // asker's context, from when it starts until it ends, with an event
 // "FoundPeer" (attribute peer) for each provider connected and handed on,
-// "JoinQuery" for each later ask that joined it and "RetryAfterFindPeer"
-// for each dial retried with FindPeer's addresses.
+// "JoinQuery" for each later ask that joined it, "RetryAfterFindPeer"
+// for each dial retried with FindPeer's addresses, and "TimedOut" if its
+// time ran out; its attribute providers is how many it handed on.
 type Finder struct {
 	router  routing.ContentDiscovery
 	peers   routing.PeerRouting // nil: no FindPeer retry
@@ -382,7 +382,7 @@ read:
 	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
 	span.SetAttributes(attribute.Int("providers", handed))
 	if timedOut {
-		span.SetStatus(codes.Error, fmt.Sprintf("provider search for %s timed out", q.c))
+		span.AddEvent("TimedOut")
 	}
 	span.End()
 	q.cancel()
