@@ -65,7 +65,10 @@ type Config struct {
 	Timeout time.Duration
 	// MaxProviders is how many providers one query connects to and hands
 	// on before it stops (default 10; negative: no cap). At most this
-	// many are dialled at once (10 if there is no cap).
+	// many are dialled at once (10 if there is no cap), and a query reads
+	// at most 10 times as many records from content routing (1,000 if
+	// there is no cap), so that a router naming peer after unreachable
+	// peer cannot keep it dialling.
 	MaxProviders int
 	// Ignore lists peers never connected to nor handed on, however
 	// content routing names them. This node is always ignored.
@@ -161,6 +164,7 @@ type Finder struct {
 	timeout time.Duration // 0: none
 	max     int           // providers per query; 0: no cap
 	dials   int           // dials at once per query
+	records int           // records read per query
 	tracer  trace.Tracer
 	logger  *slog.Logger
 
@@ -198,9 +202,9 @@ func New(r routing.ContentDiscovery, d Dialer, found func(p peer.ID, c cid.Cid),
 	f.ignore[d.Self()] = struct{}{}
 	f.timeout = pick(cfg.Timeout, DefaultTimeout)
 	f.max = pick(cfg.MaxProviders, DefaultMaxProviders)
-	f.dials = f.max
-	if f.dials == 0 {
-		f.dials = DefaultMaxProviders
+	f.dials, f.records = f.max, 10*f.max
+	if f.max == 0 {
+		f.dials, f.records = DefaultMaxProviders, 1000
 	}
 	f.core = newCore(pick(cfg.MaxConcurrent, DefaultMaxConcurrent), pick(cfg.MaxQueued, DefaultMaxQueued))
 	f.ctx, f.cancel = context.WithCancel(context.Background())
@@ -341,6 +345,9 @@ read:
 		}
 		if _, dup := seen[ai.ID]; dup || ai.ID == "" {
 			continue
+		}
+		if len(seen) == f.records {
+			break read // enough records: this router is not naming reachable providers
 		}
 		seen[ai.ID] = struct{}{}
 		if !f.record(ai.ID) {

@@ -347,3 +347,27 @@ func TestCloseEndsEveryQuery(t *testing.T) {
 		}
 	})
 }
+
+// A query reads at most 10 × MaxProviders records: a router that names
+// peer after unreachable peer cannot keep it dialling.
+func TestAQueryReadsABoundedNumberOfRecords(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRouter(time.Second)
+		cs := cids(1)
+		d := &dialer{self: self, only: map[peer.ID]ma.Multiaddr{}}
+		var recs []peer.AddrInfo
+		for i := range 50 {
+			recs = append(recs, ai(i+1))
+			d.only[p(i+1)] = ma.StringCast("/ip4/10.9.9.9/tcp/1") // never named: unreachable
+		}
+		r.set(cs[0], recs...)
+		f := providers.New(r, d, nil, providers.Config{MaxProviders: 2})
+		defer f.Close()
+		f.Find(t.Context(), cs[0])
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if st := f.Stat(); st.Records != 20 || st.ConnectFailed != 20 || st.Running != 0 {
+			t.Errorf("Stat %+v, want 20 records read and failed, the query ended", st)
+		}
+	})
+}
