@@ -173,8 +173,11 @@ func TestProviderQueriesAreCappedAndTimed(t *testing.T) {
 		if p := st.Providers; p.Running != 1 || p.Waiting != 2 {
 			t.Errorf("once the Sessions have asked: %d running, %d waiting; want 1 and 2", p.Running, p.Waiting)
 		}
-		wg.Wait() // at 5 s; the queries ran 0.5-2.5 s, 2.5-4.5 s (timed out), 4.5-5 s (cancelled with its Session)
-		synctest.Wait() // the one-off Sessions end after their requests
+		// At 5 s the requests end; the queries ran 0.5-2.5 s, 2.5-4.5 s
+		// (timed out) and 4.5-5 s (cancelled as its Session ended, after
+		// its request: hence the synctest.Wait).
+		wg.Wait()
+		synctest.Wait()
 		st, _ = leech.b.Stat()
 		if p := st.Providers; p.Started != 3 || p.TimedOut != 2 || p.Abandoned != 1 {
 			t.Errorf("Stat().Providers %+v, want 3 started, 2 timed out, 1 abandoned", p)
