@@ -2,6 +2,8 @@ package providers
 
 import (
 	"fmt"
+	"math/rand"
+	"slices"
 	"strings"
 	"testing"
 
@@ -89,4 +91,81 @@ func index(qs map[string]*query, q *query) string {
 		}
 	}
 	return "?"
+}
+
+// Random asks, leaves and ends over a few CIDs never break the core's
+// rules: at most maxRunning run and maxWaiting wait, a CID has at most one
+// live query, and every query is counted as started, dropped or abandoned
+// exactly when it leaves the waiting state.
+func TestCoreKeepsItsRulesUnderRandomEvents(t *testing.T) {
+	for seed := range int64(50) {
+		rng := rand.New(rand.NewSource(seed))
+		maxRunning, maxWaiting := 1+rng.Intn(3), 1+rng.Intn(3)
+		k := newCore(maxRunning, maxWaiting)
+		var live []*query // queries asked and not yet ended or abandoned, with their askers
+		var runningQs []*query
+		var made, cancels uint64 // queries made by asks (not joins); leaves that cancelled a running one
+		alive := func(q *query) bool { return rng.Intn(4) > 0 }
+		for step := range 300 {
+			switch op := rng.Intn(3); {
+			case op == 0:
+				c := cid.NewCidV1(cid.Raw, mustSum(rng.Intn(5)))
+				q, o, dropped := k.ask(c)
+				if o == Started {
+					runningQs = append(runningQs, q)
+				}
+				if o != Joined {
+					live = append(live, q)
+					made++
+				}
+				if dropped != nil && dropped.state != ended {
+					t.Fatalf("seed %d step %d: dropped query not ended", seed, step)
+				}
+			case op == 1 && len(live) > 0:
+				q := live[rng.Intn(len(live))]
+				if q.askers > 0 && k.leave(q) {
+					cancels++
+				}
+			case op == 2 && len(runningQs) > 0:
+				i := rng.Intn(len(runningQs))
+				q := runningQs[i]
+				runningQs = slices.Delete(runningQs, i, i+1)
+				runningQs = append(runningQs, k.finished(q, rng.Intn(2) == 0, alive)...)
+			}
+			live = slices.DeleteFunc(live, func(q *query) bool { return q.state == ended || q.abandoned })
+			if k.running != len(runningQs) || k.running > maxRunning || len(k.waiting) > maxWaiting {
+				t.Fatalf("seed %d step %d: running %d (tracked %d, max %d), waiting %d (max %d)",
+					seed, step, k.running, len(runningQs), maxRunning, len(k.waiting), maxWaiting)
+			}
+			seen := map[cid.Cid]bool{}
+			for _, q := range live {
+				if seen[q.c] {
+					t.Fatalf("seed %d step %d: two live queries for one CID", seed, step)
+				}
+				seen[q.c] = true
+				if k.byCid[q.c] != q {
+					t.Fatalf("seed %d step %d: a live query missing from byCid", seed, step)
+				}
+			}
+			if len(k.byCid) != len(live) {
+				t.Fatalf("seed %d step %d: byCid holds %d, %d live", seed, step, len(k.byCid), len(live))
+			}
+			st := k.snapshot()
+			// Each query made leaves the waiting state once: started,
+			// dropped, or abandoned while waiting (every abandonment but
+			// those that cancelled a running query).
+			if made-uint64(st.Waiting) != st.Started+st.Dropped+st.Abandoned-cancels {
+				t.Fatalf("seed %d step %d: %d made, %d waiting; %d started, %d dropped, %d abandoned waiting",
+					seed, step, made, st.Waiting, st.Started, st.Dropped, st.Abandoned-cancels)
+			}
+		}
+	}
+}
+
+func mustSum(i int) mh.Multihash {
+	h, err := mh.Sum([]byte{byte(i)}, mh.SHA2_256, -1)
+	if err != nil {
+		panic(err)
+	}
+	return h
 }
