@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -368,6 +369,36 @@ func TestAQueryReadsABoundedNumberOfRecords(t *testing.T) {
 		synctest.Wait()
 		if st := f.Stat(); st.Records != 20 || st.ConnectFailed != 20 || st.Running != 0 {
 			t.Errorf("Stat %+v, want 20 records read and failed, the query ended", st)
+		}
+	})
+}
+
+// Twenty Sessions asking at once, from twenty goroutines, for twenty CIDs
+// with MaxConcurrent 4: four lookups run at any moment, the rest wait, and
+// all are done after five lookup delays.
+func TestConcurrentAsksRespectTheCap(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const delay = time.Second
+		r := newRouter(delay)
+		cs := cids(20)
+		f := providers.New(r, &dialer{self: self}, nil, providers.Config{MaxConcurrent: 4})
+		defer f.Close()
+		start := time.Now()
+		var wg sync.WaitGroup
+		for _, c := range cs {
+			wg.Go(func() { f.Find(t.Context(), c) })
+		}
+		wg.Wait()
+		synctest.Wait()
+		if st := f.Stat(); st.Running != 4 || st.Waiting != 16 {
+			t.Fatalf("running %d, waiting %d; want 4 and 16", st.Running, st.Waiting)
+		}
+		time.Sleep(5 * delay)
+		synctest.Wait()
+		_, peak, ended := r.stats()
+		if peak != 4 || len(ended) != 20 || ended[19].Sub(start) != 5*delay {
+			t.Errorf("peak %d lookups at once, %d ended, the last after %v; want 4, 20, %v",
+				peak, len(ended), ended[len(ended)-1].Sub(start), 5*delay)
 		}
 	})
 }
