@@ -599,12 +599,16 @@ func (b *Bitswap) newSession(ctx context.Context, oneOff bool) (*session.Session
 }
 
 func (b *Bitswap) sessionDeps(onClose func()) session.Deps {
+	var search session.ProviderFinder // nil: no content routing
+	if b.providers != nil {
+		search = providerSearch{b.providers}
+	}
 	return session.Deps{
 		WantManager: b.wm,
 		BlockRouter: blockRouterAdapter{b.blockRouter},
 		PeerRouter:  b.peerRouter,
 		Blockstore:  b.bs,
-		Providers:   providerSearch{b.providers},
+		Providers:   search,
 		Latency:     b.net.Latency,
 		OnClose:     onClose,
 		Tracer:      b.spans,
@@ -636,15 +640,10 @@ func (a interestAdapter) EachWanter(cids []cid.Cid, f func(id uint64, s peerrout
 	a.BlockRouter.EachWanter(cids, func(id uint64, s blockrouter.Sink, i int) { f(id, s.(session.Sink), i) })
 }
 
-// providerSearch is the provider query layer as a Session asks it; with
-// no content routing, asks go nowhere.
+// providerSearch is the provider query layer as a Session asks it.
 type providerSearch struct{ f *providers.Finder }
 
-func (p providerSearch) FindProviders(ctx context.Context, c cid.Cid) {
-	if p.f != nil {
-		p.f.Find(ctx, c)
-	}
-}
+func (p providerSearch) FindProviders(ctx context.Context, c cid.Cid) { p.f.Find(ctx, c) }
 
 // NotifyNewBlocks tells Bitswap that these blocks are now in the blockstore,
 // so that peers waiting for them are served, and so that our own requests
