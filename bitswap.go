@@ -41,6 +41,7 @@ import (
 	"github.com/gobitswap/bitswap/message"
 	"github.com/gobitswap/bitswap/network"
 	"github.com/gobitswap/bitswap/peerrouter"
+	"github.com/gobitswap/bitswap/providers"
 	"github.com/gobitswap/bitswap/session"
 	"github.com/gobitswap/bitswap/wantmanager"
 )
@@ -59,6 +60,7 @@ type config struct {
 	wmOpts         []wantmanager.Option
 	session        session.Config
 	routing        routing.ContentDiscovery
+	providers      providers.Config
 	logger         *slog.Logger
 	noServer       bool
 	tracer         Tracer
@@ -80,14 +82,65 @@ const (
 )
 
 // WithContentRouting lets Sessions ask r for providers of blocks that no
-// connected peer has (e.g. a go-libp2p-kad-dht): they call its
-// FindProvidersAsync, at most 10 providers per search, and connect to those
-// found. Nothing is ever provided (announced) through it: that is the
+// connected peer has (e.g. a go-libp2p-kad-dht). The searches of all
+// Sessions go through one provider query layer (package providers, as
+// boxo's providerquerymanager): one query per CID however many Sessions
+// ask for it, at most 8 at once (WithMaxProviderQueries), each at most
+// 10 s (WithProviderQueryTimeout) and 10 providers
+// (WithMaxProvidersPerQuery); each provider found is connected to and
+// told to every Session that wants the CID. If r also implements
+// routing.PeerRouting (a DHT does), a provider whose addresses fail is
+// looked up with FindPeer and dialled once more (WithPeerRouting sets
+// another). Nothing is ever provided (announced) through r: that is the
 // application's business, as with boxo's client, which takes the same
 // routing.ContentDiscovery. Any routing.ContentRouting is one. Without it,
 // or with nil, only connected peers are asked.
 func WithContentRouting(r routing.ContentDiscovery) Option {
 	return func(c *config) { c.routing = r }
+}
+
+// WithMaxProviderQueries caps the provider queries running at once, for
+// all Sessions together (default 8, boxo's; negative: no cap). Further
+// queries wait their turn; see WithProviderQueryQueue.
+func WithMaxProviderQueries(n int) Option {
+	return func(c *config) { c.providers.MaxConcurrent = n }
+}
+
+// WithProviderQueryQueue caps the provider queries waiting for a slot
+// (default 256; negative: no bound). When it is full the oldest waiting
+// query is dropped for the new one, and counted in
+// Stat().Providers.Dropped: a Session asks again for what it still lacks.
+func WithProviderQueryQueue(n int) Option {
+	return func(c *config) { c.providers.MaxQueued = n }
+}
+
+// WithProviderQueryTimeout bounds one provider query, from when it starts
+// (default 10 s, boxo's; negative: none).
+func WithProviderQueryTimeout(d time.Duration) Option {
+	return func(c *config) { c.providers.Timeout = d }
+}
+
+// WithMaxProvidersPerQuery sets how many providers one query connects to
+// and hands to the Sessions before it stops (default 10, boxo's;
+// negative: no cap).
+func WithMaxProvidersPerQuery(n int) Option {
+	return func(c *config) { c.providers.MaxProviders = n }
+}
+
+// WithIgnoredProviders lists peers that provider queries never connect to
+// nor hand to Sessions, whatever content routing says of them (this node
+// is always ignored). Each call replaces the list.
+func WithIgnoredProviders(ps ...peer.ID) Option {
+	return func(c *config) { c.providers.Ignore = append([]peer.ID(nil), ps...) }
+}
+
+// WithPeerRouting sets where provider queries look up fresh addresses of
+// a provider that could not be connected to at those content routing gave
+// (one FindPeer, then one more dial if it names an address not tried).
+// Default, or nil: the content router, if it implements
+// routing.PeerRouting; else no retry.
+func WithPeerRouting(r routing.PeerRouting) Option {
+	return func(c *config) { c.providers.PeerRouting = r }
 }
 
 // WithProviderSearchDelay sets how long a want may go unanswered by any HAVE
@@ -398,7 +451,7 @@ type Bitswap struct {
 	peerRouter  *peerrouter.PeerRouter
 	blockRouter *blockrouter.BlockRouter
 	sessionCfg  session.Config
-	providers   session.ProviderFinder
+	providers   *providers.Finder // nil: no content routing
 	logger      *slog.Logger
 	// received hear of every inbound message: the Tracer's and the
 	// Observers' MessageReceived.
@@ -454,7 +507,9 @@ func New(ctx context.Context, net network.Network, bs blockstore.Blockstore, opt
 	b.blockRouter = blockrouter.New(bs, l, b.engine, cfg.logger, cfg.routerOpts...)
 	b.peerRouter = peerrouter.New(interestAdapter{b.blockRouter})
 	if cfg.routing != nil {
-		b.providers = &providerFinder{r: cfg.routing, net: net}
+		pc := cfg.providers
+		pc.Tracer, pc.Logger = b.spans, cfg.logger
+		b.providers = providers.New(cfg.routing, net, b.peerRouter.ProviderFound, pc)
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	if b.serving {
@@ -544,12 +599,16 @@ func (b *Bitswap) newSession(ctx context.Context, oneOff bool) (*session.Session
 }
 
 func (b *Bitswap) sessionDeps(onClose func()) session.Deps {
+	var search session.ProviderFinder // nil: no content routing
+	if b.providers != nil {
+		search = providerSearch{b.providers}
+	}
 	return session.Deps{
 		WantManager: b.wm,
 		BlockRouter: blockRouterAdapter{b.blockRouter},
 		PeerRouter:  b.peerRouter,
 		Blockstore:  b.bs,
-		Providers:   b.providers,
+		Providers:   search,
 		Latency:     b.net.Latency,
 		OnClose:     onClose,
 		Tracer:      b.spans,
@@ -581,33 +640,10 @@ func (a interestAdapter) EachWanter(cids []cid.Cid, f func(id uint64, s peerrout
 	a.BlockRouter.EachWanter(cids, func(id uint64, s blockrouter.Sink, i int) { f(id, s.(session.Sink), i) })
 }
 
-// providerFinder finds providers through content routing and connects to
-// them.
-type providerFinder struct {
-	r   routing.ContentDiscovery
-	net network.Network
-}
+// providerSearch is the provider query layer as a Session asks it.
+type providerSearch struct{ f *providers.Finder }
 
-func (f *providerFinder) FindProviders(ctx context.Context, c cid.Cid) <-chan peer.ID {
-	out := make(chan peer.ID)
-	go func() {
-		defer close(out)
-		for ai := range f.r.FindProvidersAsync(ctx, c, 10) {
-			if ai.ID == f.net.Self() {
-				continue
-			}
-			if err := f.net.Connect(ctx, ai); err != nil {
-				continue
-			}
-			select {
-			case out <- ai.ID:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return out
-}
+func (p providerSearch) FindProviders(ctx context.Context, c cid.Cid) { p.f.Find(ctx, c) }
 
 // NotifyNewBlocks tells Bitswap that these blocks are now in the blockstore,
 // so that peers waiting for them are served, and so that our own requests
@@ -660,6 +696,9 @@ type Stat struct {
 	Wants wantmanager.Stat
 	// Network holds the transport's counters.
 	Network network.Stats
+	// Providers holds the provider query layer's counters (all zero
+	// without content routing).
+	Providers providers.Stat
 }
 
 // Stat returns a snapshot of Bitswap's counters.
@@ -679,6 +718,9 @@ func (b *Bitswap) Stat() (*Stat, error) {
 		Client:           cs,
 		Wants:            b.wm.Stat(),
 		Network:          b.net.Stats(),
+	}
+	if b.providers != nil {
+		s.Providers = b.providers.Stat()
 	}
 	for _, p := range b.peerRouter.ConnectedPeers() {
 		s.Peers = append(s.Peers, p.String())
@@ -700,6 +742,9 @@ func (b *Bitswap) Close() error {
 		b.cancel()
 		b.mu.Unlock()
 		b.running.Wait()
+		if b.providers != nil {
+			b.providers.Close() // its dials use the network
+		}
 		b.net.Stop()
 		b.wm.Close()
 		b.engine.Close()

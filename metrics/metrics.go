@@ -205,6 +205,10 @@ func (m *Metrics) wantsWaiting(_ peer.ID, n int) { m.sendQueue.Observe(float64(n
 //	wantlist_size, wantlist_total (gauges)            CIDs our Sessions want
 //	wants_queued (gauge)                              wants waiting for a slot in a peer's window
 //	sessions, peers (gauges)                          Sessions running, connected Bitswap peers
+//	provider_queries_started_total, provider_queries_joined_total
+//	provider_queries_dropped_total, provider_queries_timed_out_total
+//	providers_connected_total, providers_unreachable_total
+//	provider_queries_running, provider_queries_waiting (gauges)
 //	blocks_sent_total, sent_bytes_total               blocks (and their bytes) the server sent
 //	haves_sent_total, dont_haves_sent_total
 //	server_wants_dropped_total, wants_displaced_total, wants_evicted_total
@@ -291,6 +295,15 @@ func statMetrics(ns string) []statMetric {
 	gauge("wants_queued", "Wants waiting for a slot in a peer's window.", func(s *bitswap.Stat) int { return s.Wants.Queued })
 	gauge("sessions", "Sessions running.", func(s *bitswap.Stat) int { return s.Sessions })
 	gauge("peers", "Connected Bitswap peers.", func(s *bitswap.Stat) int { return len(s.Peers) })
+	// Client: provider search (package providers).
+	counter("provider_queries_started_total", "Provider queries started (one per CID, however many Sessions asked).", func(s *bitswap.Stat) uint64 { return s.Providers.Started })
+	counter("provider_queries_joined_total", "Provider searches that joined a query already running or waiting for that CID.", func(s *bitswap.Stat) uint64 { return s.Providers.Joined })
+	counter("provider_queries_dropped_total", "Provider queries dropped from a full queue, oldest first.", func(s *bitswap.Stat) uint64 { return s.Providers.Dropped })
+	counter("provider_queries_timed_out_total", "Provider queries ended by their timeout.", func(s *bitswap.Stat) uint64 { return s.Providers.TimedOut })
+	counter("providers_connected_total", "Providers found by content routing, connected and told to the Sessions.", func(s *bitswap.Stat) uint64 { return s.Providers.Connected })
+	counter("providers_unreachable_total", "Providers found by content routing that could not be connected to (after a FindPeer, if peer routing was set).", func(s *bitswap.Stat) uint64 { return s.Providers.ConnectFailed })
+	gauge("provider_queries_running", "Provider queries running.", func(s *bitswap.Stat) int { return s.Providers.Running })
+	gauge("provider_queries_waiting", "Provider queries waiting for a slot.", func(s *bitswap.Stat) int { return s.Providers.Waiting })
 	// Server.
 	counter("blocks_sent_total", "Blocks sent.", func(s *bitswap.Stat) uint64 { return s.BlocksSent })
 	counter("sent_bytes_total", "Block bytes sent.", func(s *bitswap.Stat) uint64 { return s.DataSent })

@@ -29,6 +29,9 @@ func (s printingSession) PeerDisconnected(peer.ID) {
 	fmt.Println(s.name, "heard: peer disconnected")
 }
 func (printingSession) ReceiveBlocks(peer.ID, []blocks.Block) {}
+func (s printingSession) ProviderFound(peer.ID, cid.Cid) {
+	fmt.Println(s.name, "heard: provider found")
+}
 func (s printingSession) Presences(_ peer.ID, haves, dontHaves []cid.Cid) {
 	fmt.Println(s.name, "heard:", len(haves), "HAVE,", len(dontHaves), "DONT_HAVE")
 }
@@ -68,10 +71,12 @@ func Example() {
 	br.Want(1, []cid.Cid{c0})
 
 	r.ReceivePresences(p, []cid.Cid{c0}, []cid.Cid{c1}) // only a wants c0; nobody c1
+	r.ProviderFound(p, c0)                              // content routing named p for c0
 	r.PeerDisconnected(p)
 	// Unordered output:
 	// a heard: peer connected
 	// a heard: 1 HAVE, 0 DONT_HAVE
+	// a heard: provider found
 	// a heard: peer disconnected
 	// b heard: peer disconnected
 }

@@ -1,6 +1,7 @@
 // Package peerrouter routes what we learn about peers to the Sessions that
 // care: connections and disconnections go to every Session, HAVE and
-// DONT_HAVE answers go to the Sessions that want those CIDs.
+// DONT_HAVE answers, and providers found by content routing, go to the
+// Sessions that want those CIDs.
 //
 // It owns the set of connected Bitswap peers. Which Sessions run, and
 // which wants which CID, it asks of their owner, the BlockRouter
@@ -23,6 +24,9 @@ type Sink interface {
 	PeerConnected(p peer.ID)
 	PeerDisconnected(p peer.ID)
 	Presences(from peer.ID, haves, dontHaves []cid.Cid)
+	// ProviderFound says that content routing named p as a provider of
+	// c, and that p is connected.
+	ProviderFound(p peer.ID, c cid.Cid)
 }
 
 // Interest says which Sessions run and which want which CIDs. The facade
@@ -132,5 +136,17 @@ func (r *PeerRouter) ReceivePresences(from peer.ID, haves, dontHaves []cid.Cid) 
 	route(dontHaves, false)
 	for _, s := range per {
 		s.sink.Presences(from, s.haves, s.dontHaves)
+	}
+}
+
+// ProviderFound routes a provider of c, found by content routing and
+// connected, to every Session that wants c (under any CID version of its
+// multihash), whichever of them asked for the search: one query serves
+// them all.
+func (r *PeerRouter) ProviderFound(p peer.ID, c cid.Cid) {
+	var sinks []Sink
+	r.interest.EachWanter([]cid.Cid{c}, func(_ uint64, s Sink, _ int) { sinks = append(sinks, s) })
+	for _, s := range sinks {
+		s.ProviderFound(p, c)
 	}
 }

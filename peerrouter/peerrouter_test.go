@@ -17,6 +17,19 @@ type sink struct {
 	mu        sync.Mutex
 	events    []string // "+p" for connected, "-p" for disconnected
 	presences []presence
+	providers []string // "p@cid"
+}
+
+func (s *sink) ProviderFound(p peer.ID, c cid.Cid) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.providers = append(s.providers, name(p)+"@"+c.String())
+}
+
+func (s *sink) gotProviders() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.providers)
 }
 
 type presence struct {
@@ -441,5 +454,33 @@ func TestConcurrentUse(t *testing.T) {
 		if len(evs) > 0 && evs[len(evs)-1] != '-' {
 			t.Errorf("sink still thinks %s is connected", p)
 		}
+	}
+}
+
+// A provider found by content routing reaches every Session that wants its
+// CID, whichever of them asked for the search, under the CID found, and
+// no other Session.
+func TestProviderFoundGoesToEverySinkWantingTheCID(t *testing.T) {
+	c := testCIDs(4, 2)
+	idx := newIndex()
+	r := peerrouter.New(idx)
+	sinks := []*sink{{}, {}, {}, {}}
+	for i, s := range sinks {
+		idx.start(r, uint64(i), s)
+	}
+	idx.Interest(0, c[:1])
+	idx.Interest(1, c)
+	idx.Interest(2, []cid.Cid{v0(c[0])}) // the same multihash
+	idx.Interest(3, c[1:])
+
+	r.ProviderFound(peers["p2"], c[0])
+	want := []string{"p2@" + c[0].String()}
+	for i, s := range sinks[:3] {
+		if got := s.gotProviders(); !slices.Equal(got, want) {
+			t.Errorf("sink %d heard %v, want %v", i, got, want)
+		}
+	}
+	if got := sinks[3].gotProviders(); len(got) != 0 {
+		t.Errorf("sink 3, which does not want %s, heard %v", c[0], got)
 	}
 }

@@ -1,9 +1,9 @@
 // Package session fetches blocks for one request (a GetBlocks call) or one
 // long-lived Session from NewSession. It owns every decision about where and
 // when to send wants: the Policy decides over plain data, and the Session
-// carries its Actions out through the WantManager and content routing, and
-// delivers blocks to the callers. It traces its life, its provider
-// searches and its requests as OpenTelemetry spans (see Spans).
+// carries its Actions out through the WantManager and the provider search
+// (Deps.Providers), and delivers blocks to the callers. It traces its life
+// and its requests as OpenTelemetry spans (see Spans).
 //
 // A Session never touches per-peer send queues (the WantManager's), never
 // talks to the network, and never stores blocks (the BlockRouter does,
@@ -72,10 +72,14 @@ type Getter interface {
 	Get(context.Context, cid.Cid) (blocks.Block, error)
 }
 
-// ProviderFinder finds and connects to providers of c; the channel closes
-// when the search ends.
+// ProviderFinder asks content routing for providers of c on the Session's
+// behalf (the facade's is package providers' Finder, shared by all
+// Sessions). It must return at once. The providers it finds and connects
+// to reach the Session through the PeerRouter (Sink.ProviderFound), as
+// they reach every other Session that wants c; the ask stands until ctx,
+// the Session's, ends.
 type ProviderFinder interface {
-	FindProviders(ctx context.Context, c cid.Cid) <-chan peer.ID
+	FindProviders(ctx context.Context, c cid.Cid)
 }
 
 // Deps are what a Session works with.
@@ -108,7 +112,10 @@ var ErrClosed = errors.New("bitswap: closed")
 //     that the Session starts itself are its children.
 //   - "Bitswap.Client.Session.FindMorePeers" (attribute cid): one provider
 //     search, an event "FoundPeer" (attribute peer) for each provider found
-//     and connected.
+//     and connected. The search is the provider layer's (Deps.Providers),
+//     shared by every Session that asks for the CID while it runs, so it
+//     is started there, as a child of the span in the context of the
+//     first Session that asked: a child of that Session's span.
 //   - "Bitswap.Client.Session.GetBlocks" (attribute NumKeys) and
 //     "Bitswap.Client.Session.GetBlock": one call, until it returns, a
 //     child of the span in the call's context.
@@ -190,7 +197,8 @@ func New(ctx context.Context, id uint64, deps Deps, cfg Config, oneOff bool) *Se
 		tracer = noop.NewTracerProvider().Tracer("")
 	}
 	// The Session's context carries its span, so that what it starts
-	// (provider searches, blockstore reads) is traced as its children.
+	// (blockstore reads, the provider searches it asks for) is traced as
+	// its children.
 	ctx, span := tracer.Start(ctx, "Bitswap.Client.Session",
 		trace.WithAttributes(attribute.String("ID", strconv.FormatUint(id, 10))))
 	kill, unkill := context.WithCancel(ctx)
@@ -324,6 +332,11 @@ func (k sink) PeerConnected(p peer.ID) { k.s.post(event{kind: evConnected, from:
 // PeerDisconnected implements peerrouter.Sink.
 func (k sink) PeerDisconnected(p peer.ID) { k.s.post(event{kind: evDisconnected, from: p}) }
 
+// ProviderFound implements peerrouter.Sink.
+func (k sink) ProviderFound(p peer.ID, c cid.Cid) {
+	k.s.post(event{kind: evProviders, from: p, cids: []cid.Cid{c}})
+}
+
 func (s *Session) post(e event) bool {
 	s.mu.Lock()
 	if s.closed {
@@ -347,7 +360,7 @@ func (s *Session) run() {
 	// Ended before OnClose, so that a Bitswap's Close, which waits for
 	// it, returns with every Session's span ended.
 	defer s.span.End()
-	// Lookups, provider searches and pumps end with s.ctx or s.kill, or
+	// Lookups and pumps end with s.ctx or s.kill, or
 	// (a one-off request's pump) when its reader has taken the last
 	// block: the Session has ended only when they have.
 	defer s.wg.Wait()
@@ -620,23 +633,14 @@ func (s *Session) apply(a Actions) {
 	}
 }
 
+// findProviders hands c to the provider search, which runs one query per
+// CID for all Sessions; what it finds comes back as evProviders, through
+// the PeerRouter. The ask lasts as long as the Session (s.ctx carries its
+// span, the search's parent).
 func (s *Session) findProviders(c cid.Cid) {
-	if s.deps.Providers == nil {
-		return
+	if s.deps.Providers != nil {
+		s.deps.Providers.FindProviders(s.ctx, c)
 	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		ctx, span := s.tracer.Start(s.ctx, "Bitswap.Client.Session.FindMorePeers",
-			trace.WithAttributes(attribute.String("cid", c.String())))
-		defer span.End()
-		ctx, cancel := context.WithTimeout(ctx, s.policy.cfg.ProviderSearchTimeout)
-		defer cancel()
-		for p := range s.deps.Providers.FindProviders(ctx, c) {
-			span.AddEvent("FoundPeer", trace.WithAttributes(attribute.String("peer", p.String())))
-			s.post(event{kind: evProviders, from: p, cids: []cid.Cid{c}})
-		}
-	}()
 }
 
 func (s *Session) shutdown() {
