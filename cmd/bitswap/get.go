@@ -16,17 +16,19 @@ import (
 	blocks "github.com/ipfs/go-block-format"
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	bitswap "github.com/gobitswap/bitswap"
 	"github.com/gobitswap/bitswap/blockstore"
 	"github.com/gobitswap/bitswap/dag"
+	"github.com/gobitswap/bitswap/routinghttp"
 )
 
-const getHelp = `Usage: bitswap get --peer MULTIADDR [--peer ...] ROOT_CID [-o OUT.car] [--repo DIR] [--unixfs-out PATH] [--timeout D]
+const getHelp = `Usage: bitswap get [--peer MULTIADDR]... [--bootstrap MULTIADDR|public]... [--routing URL]... ROOT_CID [-o OUT.car] [--repo DIR] [--unixfs-out PATH] [--timeout D]
 
-Connects to the peers and fetches the whole DAG under ROOT_CID through one
+Connects to the --peer peers and fetches the whole DAG under ROOT_CID through one
 Bitswap session: every link known so far is asked for at once, so a DAG of
 depth d costs about d round trips. Links are read from dag-pb, raw,
 dag-cbor and dag-json blocks. Writes a CARv1 whose root is ROOT_CID to
@@ -45,6 +47,21 @@ the --repo, or to a temporary repo in a directory next to PATH (removed at
 the end, so it needs as much free space as the file), and the file is read
 back from there: memory stays bounded however large the file. A root that
 is not a UnixFS file (a directory, dag-cbor) is an input error.
+
+Without --peer (or besides it), providers are found through content
+routing: the DHT joined through --bootstrap peers (as a client; "public":
+the public Amino DHT's bootstrap list) and Routing V1 HTTP endpoints
+(--routing URL: GET URL/routing/v1/providers/CID), all asked at once
+whenever the session lacks a block no connected peer has. Each provider
+found is named on stderr ("provider <peer id> (via dht|URL, for <cid>)"),
+and at the end each peer that delivered blocks ("used <peer id>: n blocks,
+m bytes"). A router that is down, slow or answers garbage costs at most
+10 s per search and a one-line warning; the fetch goes on with the others.
+For the public network:
+
+  bitswap get --bootstrap public --routing https://delegated-ipfs.dev ROOT_CID -o out.car
+
+With --repo, the node's identity is kept in the repo, as serve keeps it.
 
 A progress line is shown on stderr when it is a terminal: bytes, rate, and
 for a UnixFS file root (whose size its root block says) a bar, the
@@ -77,6 +94,9 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) (retEr
 	unixfsOut := fs.String("unixfs-out", "", "the root is a UnixFS file: write the file to `PATH` (\"-\": stdout)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up when the DAG is not complete after `D`")
 	dialTimeout := fs.Duration("dial-timeout", 5*time.Second, "give up connecting to a peer after `D`")
+	var boot, routers multiFlag
+	fs.Var(&boot, "bootstrap", "find providers through the DHT, joined through the bootstrap peer `MULTIADDR` (ending in /p2p/<peer id>), or \"public\"; repeatable")
+	fs.Var(&routers, "routing", "find providers through the Routing V1 HTTP API at `URL` (e.g. https://delegated-ipfs.dev); repeatable")
 	pos, err := parseFlags(fs, args, stderr, getHelp)
 	if err != nil {
 		return err
@@ -87,8 +107,17 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) (retEr
 	if len(pos) != 1 {
 		return usageErrorf("want exactly one ROOT_CID, got %d arguments (see bitswap get -h)", len(pos))
 	}
-	if len(peers) == 0 {
-		return usageErrorf("at least one --peer is needed (see bitswap get -h)")
+	if len(peers) == 0 && len(boot) == 0 && len(routers) == 0 {
+		return usageErrorf("at least one --peer, --bootstrap or --routing is needed (see bitswap get -h)")
+	}
+	bootInfos, err := bootstrapPeers(boot)
+	if err != nil {
+		return err
+	}
+	for _, u := range routers {
+		if _, err := routinghttp.New(u); err != nil {
+			return usageErrorf("bad --routing: %v", err)
+		}
 	}
 	root, err := cid.Decode(pos[0])
 	if err != nil {
@@ -186,13 +215,49 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) (retEr
 		stored = &storeErrors{Blockstore: inner, dir: storeDir}
 		bs = stored
 	}
-	h, bsw, stop, err := c.startNode(ctx, libp2p.NoListenAddrs, bs, stderr, bitswap.WithRequestBuffer(getRequestBuffer))
+	spec := nodeSpec{
+		hostOpts: []libp2p.Option{libp2p.NoListenAddrs},
+		bs:       bs,
+		opts:     []bitswap.Option{bitswap.WithRequestBuffer(getRequestBuffer)},
+	}
+	if *repoDir != "" {
+		key, err := loadIdentity(*repoDir)
+		if err != nil {
+			return withCode(exitInput, err)
+		}
+		spec.hostOpts = append(spec.hostOpts, libp2p.Identity(key))
+	}
+	routed := len(boot) > 0 || len(routers) > 0
+	if routed {
+		spec.withHost = func(h host.Host) ([]bitswap.Option, func(), error) {
+			var d *dht.IpfsDHT
+			closeDHT := func() {}
+			if len(bootInfos) > 0 {
+				var err error
+				if d, err = startDHT(ctx, h, dht.ModeClient, bootInfos, *dialTimeout, c.logger); err != nil {
+					return nil, nil, err
+				}
+				closeDHT = func() { d.Close() }
+			}
+			rs, err := newRouters(routers, d, h.ID(), stderr)
+			if err != nil {
+				closeDHT()
+				return nil, nil, err
+			}
+			return []bitswap.Option{bitswap.WithContentRouting(rs)}, closeDHT, nil
+		}
+	}
+	h, bsw, stop, err := c.startNodeWith(ctx, spec, stderr)
 	if err != nil {
 		return err
 	}
 	defer func() { c.quietStop(); stop() }()
-	if err := connectAll(ctx, h, infos, *dialTimeout, c); err != nil {
-		return err
+	if len(infos) > 0 {
+		if err := connectAll(ctx, h, infos, *dialTimeout, c); err != nil && !routed {
+			return err
+		} else if err != nil {
+			fmt.Fprintf(stderr, "bitswap get: warning: %s (going on with content routing)\n", oneLine(err.Error()))
+		}
 	}
 
 	progress := isTerminal(stderr)
@@ -207,6 +272,17 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) (retEr
 		stderr:    stderr,
 	})
 	st, _ := bsw.Stat()
+	if routed {
+		for _, ps := range st.Peers {
+			p, err := peer.Decode(ps)
+			if err != nil {
+				continue
+			}
+			if l := bsw.LedgerForPeer(p); l.BlocksReceived > 0 {
+				fmt.Fprintf(stderr, "used %s: %d blocks, %d bytes\n", p, l.BlocksReceived, l.Recv)
+			}
+		}
+	}
 	if *repoDir != "" {
 		// What this run stored stays in the repo, complete or not.
 		fmt.Fprintf(stderr, "repo %s: %d blocks were there already, %d fetched\n", *repoDir, res.blocks-res.visitedStored, stored.count())

@@ -153,13 +153,15 @@ type serveProc struct {
 	roots  []string
 	stderr *syncBuffer
 	lines  chan string
+	// announced gets the "announced: ..." lines of serve --dht.
+	announced chan string
 }
 
 // startServe runs "bitswap serve args..." and waits for its listening line
 // and wantRoots root lines.
 func startServe(t *testing.T, wantRoots int, args ...string) *serveProc {
 	t.Helper()
-	p := &serveProc{cmd: exec.Command(binary, append([]string{"serve"}, args...)...), stderr: &syncBuffer{}, lines: make(chan string, 100)}
+	p := &serveProc{cmd: exec.Command(binary, append([]string{"serve"}, args...)...), stderr: &syncBuffer{}, lines: make(chan string, 100), announced: make(chan string, 10)}
 	p.cmd.Stderr = p.stderr
 	out, err := p.cmd.StdoutPipe()
 	if err != nil {
@@ -177,7 +179,11 @@ func startServe(t *testing.T, wantRoots int, args ...string) *serveProc {
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
-			p.lines <- sc.Text()
+			if l := sc.Text(); strings.HasPrefix(l, "announced: ") {
+				p.announced <- l
+			} else {
+				p.lines <- l
+			}
 		}
 		close(p.lines)
 	}()
