@@ -3,10 +3,12 @@ package interop
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,8 +16,6 @@ import (
 	chunker "github.com/ipfs/boxo/chunker"
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/boxo/ipld/unixfs/importer"
-	cid "github.com/ipfs/go-cid"
-	carv2 "github.com/ipld/go-car/v2"
 )
 
 // The bitswap command, run as a user would, fetches a UnixFS DAG that a boxo
@@ -27,12 +27,7 @@ func TestCommandGetsDAGFromBoxo(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "bitswap")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/bitswap")
-	build.Dir = ".."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the command: %v\n%s", err, out)
-	}
+	bin := buildCommand(t, ctx)
 
 	theirs := startBoxo(t, ctx, nil)
 	content := make([]byte, 3<<20+777)
@@ -53,39 +48,44 @@ func TestCommandGetsDAGFromBoxo(t *testing.T) {
 	}
 	t.Logf("%s", bytes.TrimSpace(stderr.Bytes()))
 
-	f, err := os.Open(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	br, err := carv2.NewBlockReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(br.Roots) != 1 || !br.Roots[0].Equals(root.Cid()) {
-		t.Fatalf("CAR roots %v, want [%s]", br.Roots, root.Cid())
-	}
-	got := map[cid.Cid]bool{}
-	for {
-		blk, err := br.Next()
-		if err != nil {
-			break
+	checkCARHasDAG(t, ctx, out, root.Cid(), theirs)
+}
+
+// buildCommand builds the bitswap command of this tree, once per test
+// binary, and returns its path (in a directory TestMain removes).
+func buildCommand(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	commandOnce.Do(func() {
+		bin := filepath.Join(commandDir, "bitswap")
+		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/bitswap")
+		build.Dir = ".."
+		if out, err := build.CombinedOutput(); err != nil {
+			commandErr = fmt.Errorf("building the command: %v\n%s", err, out)
+			return
 		}
-		want, err := theirs.bs.Get(ctx, blk.Cid())
-		if err != nil || !bytes.Equal(want.RawData(), blk.RawData()) {
-			t.Fatalf("block %s in the CAR is not the one boxo holds", blk.Cid())
-		}
-		got[blk.Cid()] = true
+		commandBin = bin
+	})
+	if commandErr != nil {
+		t.Fatal(commandErr)
 	}
-	keys, err := theirs.bs.AllKeysChan(ctx)
+	return commandBin
+}
+
+var (
+	commandOnce sync.Once
+	commandDir  string // made by TestMain
+	commandBin  string
+	commandErr  error
+)
+
+func TestMain(m *testing.M) {
+	d, err := os.MkdirTemp("", "interop-bin-")
 	if err != nil {
-		t.Fatal(err)
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
-	n := 0
-	for range keys {
-		n++
-	}
-	if len(got) != n {
-		t.Fatalf("CAR holds %d blocks, boxo's DAG %d", len(got), n)
-	}
+	commandDir = d
+	code := m.Run()
+	os.RemoveAll(d)
+	os.Exit(code)
 }

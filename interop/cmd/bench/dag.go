@@ -30,10 +30,12 @@ session and writes a CARv1 as the blocks arrive, keeping only their keys. boxo v
 run again as a child): a boxo Bitswap server, and a client that fetches as Kubo pins: merkledag.FetchGraph
 (32 workers, one block each) over a DAGService on a blockservice session over boxo's Bitswap; its
 blockservice stores each fetched block into a store that writes a CARv1 as the blocks arrive and keeps
-only their keys, like ours. Both servers serve the same go-ds-pebble repository on disk, imported once per
+only their keys, like ours. Both servers serve the same on-disk repository (package repo: Pebble, blocks of 32 KiB and more as
+flatfs files, as ` + "`bitswap serve`" + ` keeps it), imported once per
 case from a CAR by ` + "`bitswap serve`" + ` (not timed; warm in the page cache): ours through our blockstore (as
 ` + "`bitswap serve`" + ` opens it), boxo through boxo's blockstore over the same datastore as Kubo v0.43 wraps it
-by default (write-through, a 64 Ki-entry two-queue cache of keys and sizes, no bloom filter). Both
+by default (write-through, a 64 Ki-entry two-queue cache of keys and sizes, no bloom filter) over the
+repository's datastore. Both
 clients write their CAR to a file in the same temporary directory (ext4 here), deleted after each run.
 "End to end" is the wall clock of the fetching process, exec to exit (start-up, connecting, the fetch,
 closing), as block bytes / time; "as reported" is the fetch's own time: ours from its summary line (the
@@ -45,8 +47,9 @@ for its block and byte count. The UnixFS files are built by boxo's importer as K
 them with raw leaves and CIDv1 (balanced layout, 174 links per node); the dag-cbor tree has 4 levels of
 dag-cbor nodes with 16 children each (a map of path, level, 64 bytes and the links), each bottom node
 linking 4 raw leaves of 1–5 KiB. The disk case fetches the largest file into a fresh on-disk repo: ours
-` + "`bitswap get --repo DIR`" + ` (pebble, no CAR), boxo its client with boxo's blockstore over go-ds-pebble, wrapped
-as Kubo does, instead of the CAR store (go-ds-pebble's default options on both sides: no sync per write); against the same fetch with the CAR
+` + "`bitswap get --repo DIR`" + ` (no CAR), boxo its client with boxo's blockstore, wrapped as Kubo does, over the
+same kind of repository (package repo), instead of the CAR store (no sync per write on either side; the
+repository syncs its files when it closes); against the same fetch with the CAR
 on the process's stdout pointed at /dev/null, and against the disk's own sequential write rate measured
 in the same repeat: 4 MiB writes of random bytes to a file on the same filesystem, timed up to the end of
 an fsync, so that the page cache does not count. ` + dagScaleEnv + `=F scales every DAG (e.g. 0.1);
@@ -70,7 +73,7 @@ const (
 	dCPU   = "CPU time of the fetching process"
 	dRSS   = "peak RSS of the fetching process"
 	dCross = "cross, end to end: our get from boxo's server | boxo's client from our serve"
-	dRepo  = "into a fresh on-disk repo (pebble), end to end"
+	dRepo  = "into a fresh on-disk repo, end to end"
 	dNull  = "CAR to /dev/null, end to end"
 	dRepoM = "into a fresh on-disk repo: peak RSS"
 )
@@ -284,7 +287,7 @@ type output int
 const (
 	toFile output = iota // a CARv1 in the work directory
 	toNull               // a CARv1 to /dev/null
-	toRepo               // a fresh on-disk repository (pebble)
+	toRepo               // a fresh on-disk repository (package repo)
 )
 
 // dagRun is one fetch's figures.
@@ -685,7 +688,7 @@ func (e *dagEnv) runCase(c dagCase, pairings, disk bool) ([]Row, []string, error
 			medianOf(oo.stat(func(r dagRun) float64 { return r.srvCPU.Seconds() })), medianOf(bb.stat(func(r dagRun) float64 { return r.srvCPU.Seconds() })))
 		rss := Row{Case: c.label + ": " + dRSS, Unit: "MiB",
 			Ours: oo.stat(func(r dagRun) float64 { return mib(r.rss) }), Boxo: bb.stat(func(r dagRun) float64 { return mib(r.rss) })}
-		rss.Note = fmt.Sprintf("VmHWM every 10 ms; the server's when ready (a started node, pebble open): ours %.0f MiB, boxo's %.0f MiB; its peak: ours %.0f MiB, boxo %.0f MiB",
+		rss.Note = fmt.Sprintf("VmHWM every 10 ms; the server's when ready (a started node, its repo open): ours %.0f MiB, boxo's %.0f MiB; its peak: ours %.0f MiB, boxo %.0f MiB",
 			medianOf(oo.stat(func(r dagRun) float64 { return mib(r.srvReady) })), medianOf(bb.stat(func(r dagRun) float64 { return mib(r.srvReady) })),
 			medianOf(oo.stat(func(r dagRun) float64 { return mib(r.srvRSS) })), medianOf(bb.stat(func(r dagRun) float64 { return mib(r.srvRSS) })))
 		cross := Row{Case: c.label + ": " + dCross, Unit: "MB/s", HigherIsBetter: true,
@@ -743,7 +746,7 @@ func (e *dagEnv) runCase(c dagCase, pairings, disk bool) ([]Row, []string, error
 			}
 			return fmt.Sprintf("%.0f %%", 100*ma/mb)
 		}
-		repoRow.Note = fmt.Sprintf("ours: get --repo; boxo: blockservice → boxo blockstore (as Kubo wraps it) over pebble; of the /dev/null figure: ours %s, boxo %s; of the disk write: ours %s, boxo %s; wall ours %s, boxo %s; as reported: ours %s, boxo %s",
+		repoRow.Note = fmt.Sprintf("ours: get --repo; boxo: blockservice → boxo blockstore (as Kubo wraps it) over the same kind of repo; of the /dev/null figure: ours %s, boxo %s; of the disk write: ours %s, boxo %s; wall ours %s, boxo %s; as reported: ours %s, boxo %s",
 			pct(repoRow.Ours, nullRow.Ours), pct(repoRow.Boxo, nullRow.Boxo), pct(repoRow.Ours, dw), pct(repoRow.Boxo, dw),
 			secsNote(&repoO, wall), secsNote(&repoB, wall), secsNote(&repoO, self), secsNote(&repoB, self)) +
 			loadNote(load) + repoO.failNote("ours") + repoB.failNote("boxo")
@@ -757,7 +760,7 @@ func (e *dagEnv) runCase(c dagCase, pairings, disk bool) ([]Row, []string, error
 		repoRow.Note += fmt.Sprintf("; written to the filesystem (rusage oublock) over the block bytes: ours %s, boxo %s", amp(&repoO), amp(&repoB))
 		nullRow.Note = fmt.Sprintf("CAR to the process's stdout, pointed at /dev/null; wall ours %s, boxo %s", secsNote(&nullO, wall), secsNote(&nullB, wall)) +
 			nullO.failNote("ours") + nullB.failNote("boxo")
-		memRow.Note = "VmHWM of the fetching process every 10 ms, pebble's memtables included"
+		memRow.Note = "VmHWM of the fetching process every 10 ms, the repo's memtables included"
 		rows = append(rows, repoRow, nullRow, memRow, dwRow)
 	}
 	return rows, failed, nil

@@ -16,17 +16,19 @@ import (
 	"github.com/ipfs/boxo/ipld/merkledag"
 	blocks "github.com/ipfs/go-block-format"
 	cid "github.com/ipfs/go-cid"
-	pebbleds "github.com/ipfs/go-ds-pebble"
+	datastore "github.com/ipfs/go-datastore"
 	ipld "github.com/ipfs/go-ipld-format"
 	car "github.com/ipld/go-car/v2"
 	"github.com/ipld/go-car/v2/storage"
 	_ "github.com/ipld/go-ipld-prime/codec/dagcbor" // FetchGraph decodes dag-cbor through the multicodec registry, as in Kubo
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/gobitswap/bitswap/repo"
 )
 
 // The dag suite's boxo children, this program run again with childEnv set:
 //
-//   - dag-server: boxo's Bitswap serving the pebble repository in Dir
+//   - dag-server: boxo's Bitswap serving the repository in Dir (package repo)
 //     (the one `bitswap serve` imported, read through boxo's blockstore
 //     as Kubo wraps it, kuboBlockstore) until its stdin closes; prints
 //     "ready <multiaddr>" when it listens.
@@ -34,7 +36,7 @@ import (
 //     merkledag.FetchGraph (32 workers, one block each) over a DAGService
 //     on a blockservice session over boxo's Bitswap; the blockservice
 //     stores each block it fetched, into a CARv1 written as the blocks
-//     arrive (Out) or into a pebble repository (Dir); prints a
+//     arrive (Out) or into a repository (Dir, package repo); prints a
 //     dagClientResult.
 
 // dagClientResult is what a dag-client child prints.
@@ -48,7 +50,7 @@ type dagClientResult struct {
 // its default config (core/node/storage.go): write-through, under a
 // CachedBlockstore with a 64 Ki-entry two-queue cache of keys and sizes
 // and no bloom filter (Datastore.BloomFilterSize is 0 by default).
-func kuboBlockstore(ctx context.Context, ds *pebbleds.Datastore) (boxobstore.Blockstore, error) {
+func kuboBlockstore(ctx context.Context, ds datastore.Batching) (boxobstore.Blockstore, error) {
 	opts := boxobstore.DefaultCacheOpts()
 	opts.HasBloomFilterSize = 0
 	opts.HasTwoQueueCacheSize = 64 << 10
@@ -56,14 +58,14 @@ func kuboBlockstore(ctx context.Context, ds *pebbleds.Datastore) (boxobstore.Blo
 }
 
 func childDAGServer(s childSpec) error {
-	pds, err := pebbleds.NewDatastore(s.Dir)
+	r, err := repo.Open(s.Dir)
 	if err != nil {
 		return err
 	}
-	defer pds.Close()
+	defer r.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	bbs, err := kuboBlockstore(ctx, pds)
+	bbs, err := kuboBlockstore(ctx, r.Datastore())
 	if err != nil {
 		return err
 	}
@@ -166,15 +168,16 @@ func (s *carStore) Close() error {
 	return err
 }
 
-// pebbleStore is boxo's blockstore over go-ds-pebble, counting puts.
-type pebbleStore struct {
+// repoStore is boxo's blockstore over the repository (package repo:
+// Pebble, large blocks as files), counting puts.
+type repoStore struct {
 	boxobstore.Blockstore
 	mu     sync.Mutex
 	blocks int
 	bytes  int64
 }
 
-func (s *pebbleStore) Put(ctx context.Context, b blocks.Block) error {
+func (s *repoStore) Put(ctx context.Context, b blocks.Block) error {
 	if err := s.Blockstore.Put(ctx, b); err != nil {
 		return err
 	}
@@ -185,7 +188,7 @@ func (s *pebbleStore) Put(ctx context.Context, b blocks.Block) error {
 	return nil
 }
 
-func (s *pebbleStore) PutMany(ctx context.Context, bs []blocks.Block) error {
+func (s *repoStore) PutMany(ctx context.Context, bs []blocks.Block) error {
 	if err := s.Blockstore.PutMany(ctx, bs); err != nil {
 		return err
 	}
@@ -198,7 +201,7 @@ func (s *pebbleStore) PutMany(ctx context.Context, bs []blocks.Block) error {
 	return nil
 }
 
-func (s *pebbleStore) counts() (int, int64) {
+func (s *repoStore) counts() (int, int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.blocks, s.bytes
@@ -224,15 +227,15 @@ func childDAGClient(s childSpec) error {
 		}
 		st, closeStore = cs, cs.Close
 	} else {
-		pds, err := pebbleds.NewDatastore(s.Dir)
+		r, err := repo.Open(s.Dir)
 		if err != nil {
 			return err
 		}
-		bbs, err := kuboBlockstore(ctx, pds)
+		bbs, err := kuboBlockstore(ctx, r.Datastore())
 		if err != nil {
 			return err
 		}
-		st, closeStore = &pebbleStore{Blockstore: bbs}, pds.Close
+		st, closeStore = &repoStore{Blockstore: bbs}, r.Close
 	}
 	n, err := startNode(ctx, boxo, nil, st)
 	if err != nil {

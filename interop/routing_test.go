@@ -1,0 +1,163 @@
+package interop
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ipfs/boxo/blockservice"
+	chunker "github.com/ipfs/boxo/chunker"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/boxo/ipld/unixfs/importer"
+	"github.com/ipfs/boxo/ipns"
+	"github.com/ipfs/boxo/routing/http/server"
+	"github.com/ipfs/boxo/routing/http/types"
+	"github.com/ipfs/boxo/routing/http/types/iter"
+	cid "github.com/ipfs/go-cid"
+	carv2 "github.com/ipld/go-car/v2"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/routing"
+)
+
+// staticRouter is the provider index behind boxo's Routing V1 server in
+// these tests (an indexer such as cid.contact in real life): it names one
+// provider for one CID.
+type staticRouter struct {
+	c    cid.Cid
+	prov peer.AddrInfo
+}
+
+func (r staticRouter) FindProviders(_ context.Context, c cid.Cid, _ int) (iter.ResultIter[types.Record], error) {
+	if !c.Equals(r.c) {
+		return iter.ToResultIter(iter.FromSlice([]types.Record{})), nil
+	}
+	id := r.prov.ID
+	rec := &types.PeerRecord{Schema: types.SchemaPeer, ID: &id, Protocols: []string{"transport-bitswap"}}
+	for _, a := range r.prov.Addrs {
+		rec.Addrs = append(rec.Addrs, types.Multiaddr{Multiaddr: a})
+	}
+	return iter.ToResultIter(iter.FromSlice([]types.Record{rec})), nil
+}
+
+func (staticRouter) ProvideBitswap(context.Context, *server.BitswapWriteProvideRequest) (time.Duration, error) {
+	return 0, routing.ErrNotSupported
+}
+
+func (staticRouter) FindPeers(context.Context, peer.ID, int) (iter.ResultIter[*types.PeerRecord], error) {
+	return nil, routing.ErrNotSupported
+}
+
+func (staticRouter) GetIPNS(context.Context, ipns.Name) (*ipns.Record, error) {
+	return nil, routing.ErrNotSupported
+}
+
+func (staticRouter) PutIPNS(context.Context, ipns.Name, *ipns.Record) error {
+	return routing.ErrNotSupported
+}
+
+func (staticRouter) GetClosestPeers(context.Context, cid.Cid) (iter.ResultIter[*types.PeerRecord], error) {
+	return nil, routing.ErrNotSupported
+}
+
+// The command, with no --peer, finds a boxo node's DAG through boxo's own
+// Routing V1 server (routing/http/server), streaming (NDJSON) and not
+// (JSON), and fetches all of it.
+func TestCommandFindsProvidersThroughBoxoRoutingServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the command")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	bin := buildCommand(t, ctx)
+
+	theirs := startBoxo(t, ctx, nil)
+	content := make([]byte, 1<<20+333)
+	_, _ = rand.NewChaCha8([32]byte{9}).Read(content)
+	root, err := importer.BuildDagFromReader(merkledag.NewDAGService(blockservice.New(theirs.bs, nil)),
+		chunker.NewSizeSplitter(bytes.NewReader(content), 32<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	router := staticRouter{c: root.Cid(), prov: peer.AddrInfo{ID: theirs.h.ID(), Addrs: theirs.h.Addrs()}}
+
+	for _, tc := range []struct {
+		name string
+		opts []server.Option
+	}{
+		{"ndjson", nil},
+		{"json", []server.Option{server.WithStreamingResultsDisabled()}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(server.Handler(router, tc.opts...))
+			defer srv.Close()
+			out := filepath.Join(dir, tc.name+".car")
+			get := exec.CommandContext(ctx, bin, "get", "--routing", srv.URL, "-o", out, "--timeout", "1m", root.Cid().String())
+			get.Env = append(os.Environ(), "GOBITSWAP_REPO="+filepath.Join(dir, "repo"))
+			var stderr bytes.Buffer
+			get.Stderr = &stderr
+			if err := get.Run(); err != nil {
+				t.Fatalf("bitswap get --routing: %v\n%s", err, stderr.String())
+			}
+			if want := "provider " + theirs.h.ID().String() + " (via " + srv.URL; !strings.Contains(stderr.String(), want) {
+				t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+			}
+			n := checkCARHasDAG(t, ctx, out, root.Cid(), theirs)
+			t.Logf("%d blocks; %s", n, strings.TrimSpace(stderr.String()))
+		})
+	}
+}
+
+// checkCARHasDAG fails unless the CAR at path has root as its root and
+// exactly the blocks of node's blockstore, and returns how many.
+func checkCARHasDAG(t *testing.T, ctx context.Context, path string, root cid.Cid, node *boxoNode) int {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	br, err := carv2.NewBlockReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(br.Roots) != 1 || !br.Roots[0].Equals(root) {
+		t.Fatalf("CAR roots %v, want [%s]", br.Roots, root)
+	}
+	got := 0
+	for {
+		blk, err := br.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := node.bs.Get(ctx, blk.Cid())
+		if err != nil || !bytes.Equal(want.RawData(), blk.RawData()) {
+			t.Fatalf("block %s in the CAR is not the one boxo holds", blk.Cid())
+		}
+		got++
+	}
+	keys, err := node.bs.AllKeysChan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := 0
+	for range keys {
+		all++
+	}
+	if got != all {
+		t.Fatalf("CAR has %d blocks, boxo holds %d", got, all)
+	}
+	return got
+}
