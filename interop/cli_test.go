@@ -12,10 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ipfs/boxo/blockservice"
-	chunker "github.com/ipfs/boxo/chunker"
-	"github.com/ipfs/boxo/ipld/merkledag"
-	"github.com/ipfs/boxo/ipld/unixfs/importer"
+	cid "github.com/ipfs/go-cid"
 )
 
 // The bitswap command, run as a user would, fetches a UnixFS DAG that a boxo
@@ -30,16 +27,10 @@ func TestCommandGetsDAGFromBoxo(t *testing.T) {
 	bin := buildCommand(t, ctx)
 
 	theirs := startBoxo(t, ctx, nil)
-	content := make([]byte, 3<<20+777)
-	_, _ = rand.NewChaCha8([32]byte{5}).Read(content)
-	root, err := importer.BuildDagFromReader(merkledag.NewDAGService(blockservice.New(theirs.bs, nil)),
-		chunker.NewSizeSplitter(bytes.NewReader(content), 64<<10))
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := importRandomFile(t, theirs, 5, 3<<20+777, 64<<10)
 	addr := theirs.h.Addrs()[0].String() + "/p2p/" + theirs.h.ID().String()
 	out := filepath.Join(dir, "out.car")
-	get := exec.CommandContext(ctx, bin, "get", "--peer", addr, "-o", out, "--timeout", "1m", root.Cid().String())
+	get := exec.CommandContext(ctx, bin, "get", "--peer", addr, "-o", out, "--timeout", "1m", root.String())
 	get.Env = append(os.Environ(), "GOBITSWAP_REPO="+filepath.Join(dir, "repo"))
 	var stderr bytes.Buffer
 	get.Stderr = &stderr
@@ -48,7 +39,16 @@ func TestCommandGetsDAGFromBoxo(t *testing.T) {
 	}
 	t.Logf("%s", bytes.TrimSpace(stderr.Bytes()))
 
-	checkCARHasDAG(t, ctx, out, root.Cid(), theirs)
+	checkCARHasDAG(t, ctx, out, root, theirs)
+}
+
+// importRandomFile imports size pseudo-random bytes (seeded) into node as
+// a UnixFS file in chunks of chunk bytes and returns its root.
+func importRandomFile(t *testing.T, node *boxoNode, seed byte, size, chunk int) cid.Cid {
+	t.Helper()
+	content := make([]byte, size)
+	_, _ = rand.NewChaCha8([32]byte{seed}).Read(content)
+	return importFile(t, node.bs, content, int64(chunk))
 }
 
 // buildCommand builds the bitswap command of this tree, once per test

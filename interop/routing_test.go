@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -14,10 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ipfs/boxo/blockservice"
-	chunker "github.com/ipfs/boxo/chunker"
-	"github.com/ipfs/boxo/ipld/merkledag"
-	"github.com/ipfs/boxo/ipld/unixfs/importer"
 	"github.com/ipfs/boxo/ipns"
 	"github.com/ipfs/boxo/routing/http/server"
 	"github.com/ipfs/boxo/routing/http/types"
@@ -81,14 +76,8 @@ func TestCommandFindsProvidersThroughBoxoRoutingServer(t *testing.T) {
 	bin := buildCommand(t, ctx)
 
 	theirs := startBoxo(t, ctx, nil)
-	content := make([]byte, 1<<20+333)
-	_, _ = rand.NewChaCha8([32]byte{9}).Read(content)
-	root, err := importer.BuildDagFromReader(merkledag.NewDAGService(blockservice.New(theirs.bs, nil)),
-		chunker.NewSizeSplitter(bytes.NewReader(content), 32<<10))
-	if err != nil {
-		t.Fatal(err)
-	}
-	router := staticRouter{c: root.Cid(), prov: peer.AddrInfo{ID: theirs.h.ID(), Addrs: theirs.h.Addrs()}}
+	root := importRandomFile(t, theirs, 9, 1<<20+333, 32<<10)
+	router := staticRouter{c: root, prov: peer.AddrInfo{ID: theirs.h.ID(), Addrs: theirs.h.Addrs()}}
 
 	for _, tc := range []struct {
 		name string
@@ -101,7 +90,7 @@ func TestCommandFindsProvidersThroughBoxoRoutingServer(t *testing.T) {
 			srv := httptest.NewServer(server.Handler(router, tc.opts...))
 			defer srv.Close()
 			out := filepath.Join(dir, tc.name+".car")
-			get := exec.CommandContext(ctx, bin, "get", "--routing", srv.URL, "-o", out, "--timeout", "1m", root.Cid().String())
+			get := exec.CommandContext(ctx, bin, "get", "--routing", srv.URL, "-o", out, "--timeout", "1m", root.String())
 			get.Env = append(os.Environ(), "GOBITSWAP_REPO="+filepath.Join(dir, "repo"))
 			var stderr bytes.Buffer
 			get.Stderr = &stderr
@@ -111,7 +100,7 @@ func TestCommandFindsProvidersThroughBoxoRoutingServer(t *testing.T) {
 			if want := "provider " + theirs.h.ID().String() + " (via " + srv.URL; !strings.Contains(stderr.String(), want) {
 				t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
 			}
-			n := checkCARHasDAG(t, ctx, out, root.Cid(), theirs)
+			n := checkCARHasDAG(t, ctx, out, root, theirs)
 			t.Logf("%d blocks; %s", n, strings.TrimSpace(stderr.String()))
 		})
 	}
