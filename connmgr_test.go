@@ -144,7 +144,6 @@ func fetchAll(t *testing.T, ch <-chan blocks.Block, n int) {
 	}
 }
 
-
 // The options: tagging off tells the connection manager nothing;
 // protection off and a Session value of -1 leave only the server's tag;
 // values set are the values used.
