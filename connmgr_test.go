@@ -100,6 +100,12 @@ func TestTransferTagsAndProtectsItsPeersAndReleasesThem(t *testing.T) {
 			if got := seed.vp.Tags(leech.vp.Self()); got[engine.TagQueued] != bitswap.DefaultServerPeerTagValue || len(got) != 1 {
 				t.Errorf("half way: the seed's tags on the leech are %v, want %s=%d", got, engine.TagQueued, bitswap.DefaultServerPeerTagValue)
 			}
+			if ls, _ := leech.b.Stat(); ls.Wants.Protected != 1 {
+				t.Errorf("half way: the leech's Stat counts %d peers protected, want 1", ls.Wants.Protected)
+			}
+			if ss, _ := seed.b.Stat(); ss.Server.PeersTagged != 1 {
+				t.Errorf("half way: the seed's Stat counts %d peers tagged, want 1", ss.Server.PeersTagged)
+			}
 			for _, o := range idle {
 				if tags, prot := leech.vp.Tags(o.vp.Self()), leech.vp.Protections(o.vp.Self()); tags != nil || prot != nil {
 					t.Errorf("half way: the leech holds tags %v, protections %v on an idle peer", tags, prot)
@@ -118,6 +124,12 @@ func TestTransferTagsAndProtectsItsPeersAndReleasesThem(t *testing.T) {
 		}
 		time.Sleep(engine.DefaultTagLinger)
 		requireReleased(t, "5 s after the transfer", nodes)
+		if ls, _ := leech.b.Stat(); ls.Wants.Protected != 0 {
+			t.Errorf("after: the leech's Stat counts %d peers protected", ls.Wants.Protected)
+		}
+		if ss, _ := seed.b.Stat(); ss.Server.PeersTagged != 0 {
+			t.Errorf("after: the seed's Stat counts %d peers tagged", ss.Server.PeersTagged)
+		}
 		for _, o := range idle {
 			for _, c := range callsAbout(leech.vp, o.vp.Self()) {
 				if !strings.HasPrefix(c, string(testutil.OpProtect)) && !strings.HasPrefix(c, string(testutil.OpUnprotect)) {

@@ -177,6 +177,7 @@ type Stat struct {
 	BlockstoreErr  uint64 // blockstore failures other than not-found
 	Peers          int    // peers with wants held
 	Wants          int    // wants held across peers
+	PeersTagged    int    // peers tagged now (WithPeerTagger)
 }
 
 // Engine serves blocks to peers. Create it with New, then Start it.
@@ -318,6 +319,7 @@ func (e *Engine) Stat() Stat {
 	s.BlockstoreErr = c.blockstoreErr
 	s.Peers = len(c.peers)
 	s.Wants = c.total
+	s.PeersTagged = len(e.drv.tags.tagged)
 	return s
 }
 

@@ -198,6 +198,9 @@ type Stat struct {
 	// Queued is the number of (peer, CID) wants waiting for a window slot,
 	// summed over peers, connected or not.
 	Queued int
+	// Protected is the number of peers protected now (WithProtector):
+	// those holding a want-block of ours.
+	Protected int
 }
 
 // WantManager keeps our outbound wantlists and sends them. Create it with
@@ -476,6 +479,9 @@ func (wm *WantManager) Stat() Stat {
 			st.Senders++
 		}
 		st.Queued += ps.queue.Len()
+		if ps.protected {
+			st.Protected++
+		}
 	}
 	return st
 }
