@@ -3,6 +3,7 @@ package testutil
 import (
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -28,7 +29,8 @@ type ConnMgrCall struct {
 }
 
 // connMgr is a VirtualPeer's connection manager: it keeps tags and
-// protections as libp2p's does and records every call, but never trims.
+// protections as libp2p's does and records every call, and trims only when
+// told (TrimConnections).
 // Unlike libp2p's basic connection manager it keeps a peer's tags when the
 // peer disconnects, so that a test sees what the code left behind. It has
 // its own lock, taken by nothing else, so it may be called with any of the
@@ -147,4 +149,47 @@ func (vp *VirtualPeer) ConnMgrCalls() []ConnMgrCall {
 	cm.mu.Lock()
 	defer cm.mu.Unlock()
 	return slices.Clone(cm.calls)
+}
+
+// TrimConnections trims this peer's connections as libp2p's basic
+// connection manager does (here without a grace period): of the connected
+// peers it does not protect, it keeps the low worth most, by the sum of
+// the tags it holds on each, and disconnects the others, the least worth
+// first (ties by peer ID, so that runs are reproducible). Protected peers
+// are kept and do not count toward low, as in libp2p. It returns the peers
+// it disconnected, in that order; each side's receiver hears
+// PeerDisconnected, as from DisconnectFrom.
+func (vp *VirtualPeer) TrimConnections(low int) []peer.ID {
+	vn := vp.vn
+	vn.mu.Lock()
+	defer vn.mu.Unlock()
+	type candidate struct {
+		id    peer.ID
+		value int
+	}
+	var cands []candidate
+	vp.cm.mu.Lock()
+	for id := range vp.out {
+		if len(vp.cm.protected[id]) > 0 {
+			continue
+		}
+		v := 0
+		for _, tv := range vp.cm.tags[id] {
+			v += tv
+		}
+		cands = append(cands, candidate{id, v})
+	}
+	vp.cm.mu.Unlock()
+	slices.SortFunc(cands, func(a, b candidate) int {
+		if a.value != b.value {
+			return a.value - b.value
+		}
+		return strings.Compare(string(a.id), string(b.id))
+	})
+	var cut []peer.ID
+	for _, c := range cands[:max(0, len(cands)-low)] {
+		vn.disconnectLocked(vp, vn.peers[c.id])
+		cut = append(cut, c.id)
+	}
+	return cut
 }

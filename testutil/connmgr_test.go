@@ -2,6 +2,7 @@ package testutil_test
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/gobitswap/bitswap/testutil"
@@ -43,5 +44,30 @@ func TestVirtualPeerKeepsAndRecordsTagsAndProtections(t *testing.T) {
 	}
 	if c := vp.ConnMgrCalls()[1]; c != (testutil.ConnMgrCall{Op: testutil.OpTag, Peer: a, Tag: "x", Value: 4}) {
 		t.Fatalf("second call recorded as %+v", c)
+	}
+}
+
+func TestTrimConnectionsCutsTheLeastWorthUnprotectedPeers(t *testing.T) {
+	vn := testutil.NewVirtualNetwork()
+	defer vn.Close()
+	ps := testutil.NewSwarm(vn, 6)
+	vn.ConnectAll()
+	me := ps[0]
+	me.TagPeer(ps[1].Self(), "a", 10)
+	me.TagPeer(ps[2].Self(), "a", 1)
+	me.TagPeer(ps[2].Self(), "b", 1)
+	me.Protect(ps[3].Self(), "p")
+	// Unprotected: ps[1] (10), ps[2] (2), ps[4] and ps[5] (0). Keep 2.
+	cut := me.TrimConnections(2)
+	if len(cut) != 2 || !slices.Contains(cut, ps[4].Self()) || !slices.Contains(cut, ps[5].Self()) {
+		t.Fatalf("cut %v, want the two untagged peers", cut)
+	}
+	for _, p := range ps[1:4] {
+		if !me.IsConnected(p.Self()) {
+			t.Fatalf("%s was cut", p)
+		}
+	}
+	if cut := me.TrimConnections(2); len(cut) != 0 {
+		t.Fatalf("a second trim cut %v", cut)
 	}
 }

@@ -12,7 +12,8 @@
 // answer (SetUnresponsive), and accounting of everything its links carried
 // (Traffic, TrafficFrom, TrafficTo, TrafficBetween, Dropped). Each peer's
 // connection manager keeps and records the tags and protections it is
-// told of (Tags, Protections, TaggedPeers, ConnMgrCalls), and never trims.
+// told of (Tags, Protections, TaggedPeers, ConnMgrCalls), and trims only
+// when told, as libp2p's basic connection manager would (TrimConnections).
 // ContentRouter
 // is a fake content routing system for its peers, and NewSwarm, SwarmOf and
 // ConnectPairs build topologies. Nothing in it reads the wall clock or uses

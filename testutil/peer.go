@@ -14,7 +14,8 @@ import (
 
 // VirtualPeer is one peer of a VirtualNetwork. It implements network.Network;
 // its connection manager (TagPeer, Protect...) keeps and records what it is
-// told but never trims (see Tags, Protections, ConnMgrCalls).
+// told and trims only when told (see Tags, Protections, ConnMgrCalls,
+// TrimConnections).
 // Its Receiver is called only from link goroutines, never while a lock of
 // this package is held, so it may call back into the network; calls about
 // one remote peer are made in order (connected, messages, disconnected) from
@@ -54,7 +55,7 @@ type VirtualPeer struct {
 	msgsSent, msgsRecv, bytesSent, bytesRecv atomic.Uint64
 
 	// cm is the peer's connection manager (TagPeer, Protect...), which
-	// records and never trims.
+	// records, and trims only in TrimConnections.
 	cm connMgr
 
 	// upBusy and downBusy are when the peer's access links finish what
