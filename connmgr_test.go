@@ -1,6 +1,7 @@
 package bitswap_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	bitswap "github.com/gobitswap/bitswap"
+	"github.com/gobitswap/bitswap/dag"
 	"github.com/gobitswap/bitswap/engine"
 	"github.com/gobitswap/bitswap/testutil"
 	"github.com/gobitswap/bitswap/wantmanager"
@@ -264,5 +266,100 @@ func TestSessionsShareTheProtectionAndTagApart(t *testing.T) {
 		if protects != unprotects || protects == 0 {
 			t.Fatalf("%d protects, %d unprotects", protects, unprotects)
 		}
+	})
+}
+
+// A DAG walk of 4 MiB (depth 3) while both ends trim every 20 ms, from
+// the root's arrival on, down to 2 connections, each connected to 6 idle Bitswap peers besides the
+// other: the walk completes, neither end ever cuts the other, and idle
+// peers are cut. Between the DAG's levels the seed has no work for the
+// leech for a round trip; its tag lingers through it, so the leech is
+// still worth more than an idle peer.
+func TestDAGWalkSurvivesTrimmingInVirtualTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		vn := testutil.NewVirtualNetwork(testutil.WithLatency(oneWay), testutil.WithBandwidth(bandwidth))
+		nodes := newNodes(t, vn, 8)
+		defer closeAll(nodes)
+		vn.ConnectAll()
+		seed, leech := nodes[0], nodes[1]
+		data := make([]byte, 4<<20)
+		for i := range data {
+			data[i] = byte(i * 7 / 3)
+		}
+		file, err := testutil.BuildFileDAG(bytes.NewReader(data), 64<<10, 8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = seed.bs.PutMany(context.Background(), file.Blocks)
+		time.Sleep(time.Millisecond)
+
+		// The trims start once the root has come: before any peer has
+		// answered, nothing says which one holds the DAG (libp2p's grace
+		// period, a minute by default, spares new connections that long).
+		started, done := make(chan struct{}), make(chan struct{})
+		trimmed := make(chan map[string]int)
+		go func() {
+			cuts := make(map[string]int)
+			select {
+			case <-started:
+			case <-done:
+				trimmed <- cuts
+				return
+			}
+			tick := time.NewTicker(20 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-done:
+					trimmed <- cuts
+					return
+				case <-tick.C:
+				}
+				for _, side := range []struct {
+					name      string
+					me, other *node
+				}{{"leech", leech, seed}, {"seed", seed, leech}} {
+					for _, p := range side.me.vp.TrimConnections(2) {
+						if p == side.other.vp.Self() {
+							cuts[side.name+" cut the transfer"]++
+						} else {
+							cuts[side.name+" cut an idle peer"]++
+						}
+					}
+				}
+			}
+		}()
+
+		got := make(map[cid.Cid]blocks.Block)
+		// Virtual time: a walk that hangs fails at once in real time.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		sess := leech.b.NewSession(ctx)
+		err = dag.Walk(ctx, sess, file.Root, func(b blocks.Block) error {
+			if len(got) == 0 {
+				close(started)
+			}
+			got[b.Cid()] = b
+			return nil
+		})
+		close(done)
+		cuts := <-trimmed
+		sess.Close()
+		if err != nil {
+			t.Fatalf("%v after %d of %d blocks; trims: %v", err, len(got), len(file.Blocks), cuts)
+		}
+		var out bytes.Buffer
+		if err := testutil.ReadFile(file.Root, func(c cid.Cid) (blocks.Block, bool) { b, ok := got[c]; return b, ok }, &out); err != nil || !bytes.Equal(out.Bytes(), data) {
+			t.Fatalf("the file read back is not the file (%v); %d of %d blocks", err, len(got), len(file.Blocks))
+		}
+		t.Logf("trims: %v", cuts)
+		if cuts["leech cut the transfer"]+cuts["seed cut the transfer"] > 0 {
+			t.Fatalf("a trim cut the transfer: %v", cuts)
+		}
+		if cuts["leech cut an idle peer"] == 0 || cuts["seed cut an idle peer"] == 0 {
+			t.Fatalf("the trims cut no idle peer on one side: %v", cuts)
+		}
+		time.Sleep(engine.DefaultTagLinger)
+		requireReleased(t, "after the walk", nodes)
 	})
 }
