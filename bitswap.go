@@ -67,6 +67,9 @@ type config struct {
 	notifier       func(peer.ID, []ReceivedBlock)
 	observers      []Observer
 	tracerProvider trace.TracerProvider
+	// The connection manager (WithPeerTagging and the options after it).
+	noTagging, noProtect        bool
+	sessionTagVal, serverTagVal int
 }
 
 // The facade wires the network into the WantManager.
@@ -251,6 +254,71 @@ func WithLogger(l *slog.Logger) Option {
 // blockrouter.DefaultMaxUnrequested; n < 0 tolerates any number.
 func WithMaxUnrequested(n int) Option {
 	return func(c *config) { c.routerOpts = append(c.routerOpts, blockrouter.WithMaxUnrequested(n)) }
+}
+
+// Connection-manager defaults (see WithPeerTagging).
+const (
+	DefaultSessionPeerTagValue = 5
+	DefaultServerPeerTagValue  = 3
+)
+
+// WithPeerTagging(false) keeps Bitswap from telling the host's connection
+// manager which peers matter; the default, true, tells it through the
+// Network (network.PeerTagger; a libp2p host's ConnManager), so that a
+// trim down to the host's watermarks cuts idle peers and never a
+// transfer:
+//
+//   - A Session tags each peer that sends it a block or a HAVE
+//     "bs-ses-<id>" (boxo's name) with WithSessionPeerTagValue's value,
+//     until the peer disconnects or the Session ends (a one-off Session of
+//     GetBlocks ends with its request).
+//   - A peer that holds a want-block of ours, and may be sending us the
+//     block, is protected under "bs-wants" (wantmanager.ProtectTag) until
+//     it holds none (WithPeerProtection). Want-haves, which a Session may
+//     send to every peer, do not protect.
+//   - The server tags each peer it has work for "bs-engine-queued" with
+//     WithServerPeerTagValue's value, lower than a Session's: while its
+//     wants are looked up, queued or sent, and 5 s more if it was sent a
+//     block or a HAVE.
+//
+// Everything is released as it stops being true, and all of it by Close.
+// Two Bitswap instances on one host share these tag names.
+func WithPeerTagging(enabled bool) Option {
+	return func(c *config) { c.noTagging = !enabled }
+}
+
+// WithSessionPeerTagValue sets the value of the tag a Session puts on its
+// peers (default DefaultSessionPeerTagValue, 5, as boxo's; negative: no
+// such tag).
+func WithSessionPeerTagValue(n int) Option {
+	return func(c *config) { c.sessionTagVal = n }
+}
+
+// WithServerPeerTagValue sets the value of the tag the server puts on the
+// peers it has work for (default DefaultServerPeerTagValue, 3; negative: no
+// such tag). It has no effect on a client-only node.
+func WithServerPeerTagValue(n int) Option {
+	return func(c *config) { c.serverTagVal = n }
+}
+
+// WithPeerProtection(false) keeps Bitswap from protecting the peers that
+// hold want-blocks of ours (see WithPeerTagging): a trim may then cut one
+// whose tags are worth less than others', even while it sends us blocks.
+// The default is true.
+func WithPeerProtection(enabled bool) Option {
+	return func(c *config) { c.noProtect = !enabled }
+}
+
+// tagValue is the value an option set to n gives a tag whose default is
+// def: 0 keeps the default, a negative n means none (0).
+func tagValue(n, def int) int {
+	switch {
+	case n == 0:
+		return def
+	case n < 0:
+		return 0
+	}
+	return n
 }
 
 // WithServerEnabled(false) makes a client-only node: it fetches as any
@@ -452,7 +520,11 @@ type Bitswap struct {
 	blockRouter *blockrouter.BlockRouter
 	sessionCfg  session.Config
 	providers   *providers.Finder // nil: no content routing
-	logger      *slog.Logger
+	// tagger and sessionTag are what Sessions tag their peers with (nil,
+	// 0: nothing).
+	tagger     session.PeerTagger
+	sessionTag int
+	logger     *slog.Logger
 	// received hear of every inbound message: the Tracer's and the
 	// Observers' MessageReceived.
 	received []func(peer.ID, *message.Message)
@@ -487,6 +559,13 @@ func New(ctx context.Context, net network.Network, bs blockstore.Blockstore, opt
 		o(&cfg)
 	}
 	l := ledger.New()
+	if !cfg.noTagging {
+		if !cfg.noProtect {
+			cfg.wmOpts = append(cfg.wmOpts, wantmanager.WithProtector(net))
+		}
+		cfg.engineOpts = append(cfg.engineOpts,
+			engine.WithPeerTagger(net, tagValue(cfg.serverTagVal, DefaultServerPeerTagValue)))
+	}
 	send, received := cfg.wire(net)
 	tp := cfg.tracerProvider
 	if tp == nil {
@@ -503,6 +582,9 @@ func New(ctx context.Context, net network.Network, bs blockstore.Blockstore, opt
 		received:   received,
 		spans:      tp.Tracer(TracerName),
 		serving:    !cfg.noServer,
+	}
+	if !cfg.noTagging {
+		b.tagger, b.sessionTag = net, tagValue(cfg.sessionTagVal, DefaultSessionPeerTagValue)
 	}
 	b.blockRouter = blockrouter.New(bs, l, b.engine, cfg.logger, cfg.routerOpts...)
 	b.peerRouter = peerrouter.New(interestAdapter{b.blockRouter})
@@ -612,6 +694,8 @@ func (b *Bitswap) sessionDeps(onClose func()) session.Deps {
 		Latency:     b.net.Latency,
 		OnClose:     onClose,
 		Tracer:      b.spans,
+		Tagger:      b.tagger,
+		TagValue:    b.sessionTag,
 	}
 }
 

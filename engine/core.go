@@ -151,6 +151,11 @@ type core struct {
 	displaced     uint64 // unchecked wants forgotten over maxWantsTotal for a peer holding fewer
 	blockstoreErr uint64
 
+	// touched lists peers other than the one a call was about whose work
+	// the call may have changed (a peer whose want makeRoom displaced),
+	// for the driver to bring their tags in line; it empties the list.
+	touched []peer.ID
+
 	// recordEvicted makes evict append to evicted, for FuzzCore's model.
 	// Tests only: production never sets it, so nothing accumulates.
 	recordEvicted bool
@@ -276,6 +281,7 @@ func (c *core) makeRoom(p peer.ID, pw *peerWants, k cid.Cid) bool {
 	}
 	w := top.unchecked.Remove(top.unchecked.Len() - 1)
 	c.forget(w.peer, top, w) // top keeps at least one want: no gcPeer
+	c.touched = append(c.touched, w.peer)
 	c.displaced++
 	if c.recordEvicted {
 		c.displacedLog = append(c.displacedLog, displacement{victim: w, for_: wantRef{p, k}})

@@ -40,6 +40,9 @@ type driver struct {
 	refills      []peer.ID
 	refillQueued map[peer.ID]struct{}
 	refillWake   chan struct{}
+	// tags keeps the connection manager's tag on the peers the core has
+	// work for (none unless the Engine sets its tagger).
+	tags peerTags
 }
 
 // newDriver drives c under mu, answering lookups with lookup; with wait,
@@ -47,7 +50,8 @@ type driver struct {
 // ready.
 func newDriver(c *core, mu sync.Locker, lookup func(context.Context, peer.ID, []lookup) []lookupResult, wait bool) *driver {
 	d := &driver{core: c, mu: mu, lookup: lookup,
-		refillQueued: make(map[peer.ID]struct{}), refillWake: make(chan struct{}, 1)}
+		refillQueued: make(map[peer.ID]struct{}), refillWake: make(chan struct{}, 1),
+		tags: peerTags{mu: mu, tagged: make(map[peer.ID]*tagged)}}
 	if wait {
 		d.cond = sync.NewCond(mu)
 	}
@@ -73,11 +77,24 @@ type sendOutcome struct {
 }
 
 // settle carries out, with mu held, the part of eff that needs it: waking
-// waiting turns when the task queue may have one ready.
-func (d *driver) settle(eff effects) effects {
+// waiting turns when the task queue may have one ready, and bringing the
+// tags of ps, the peers the call was about, and of those the core says it
+// touched besides, in line with their work.
+func (d *driver) settle(eff effects, ps ...peer.ID) effects {
 	if eff.ready && d.cond != nil {
 		d.cond.Broadcast()
 	}
+	for _, p := range ps {
+		d.tags.update(d.core, p)
+	}
+	for _, p := range eff.lookup {
+		d.tags.update(d.core, p)
+	}
+	for _, p := range d.core.touched {
+		d.tags.update(d.core, p)
+	}
+	clear(d.core.touched)
+	d.core.touched = d.core.touched[:0]
 	return eff
 }
 
@@ -100,7 +117,7 @@ func (d *driver) receive(p peer.ID, full bool, entries []message.Entry) (eff eff
 	defer d.mu.Unlock()
 	c := d.core
 	droppedBefore, oversizedBefore := c.droppedWants, c.oversized
-	eff = d.settle(c.receive(p, full, entries))
+	eff = d.settle(c.receive(p, full, entries), p)
 	return eff, c.droppedWants - droppedBefore, c.oversized - oversizedBefore
 }
 
@@ -129,7 +146,7 @@ func (d *driver) lookupOnce(ctx context.Context, p peer.ID, max int) ([]lookup, 
 	results := d.lookup(ctx, p, todo)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return todo, d.settle(d.core.lookupDone(p, results))
+	return todo, d.settle(d.core.lookupDone(p, results), p)
 }
 
 // runTurn takes the next turn (see pop), has send send it without mu,
@@ -168,7 +185,10 @@ func (d *driver) done(t turn, out sendOutcome) effects {
 	if out.note != nil {
 		out.note()
 	}
-	eff := d.settle(d.core.done(t.p, t.tasks, out.sent))
+	if out.sent && slices.ContainsFunc(t.tasks, func(t *task) bool { return t.kind != sendDontHave }) {
+		d.tags.served(t.p)
+	}
+	eff := d.settle(d.core.done(t.p, t.tasks, out.sent), t.p)
 	d.mu.Unlock()
 	if out.after != nil {
 		out.after()
@@ -238,10 +258,12 @@ func (d *driver) runRefills(ctx context.Context) bool {
 	}
 }
 
-// close makes pop return false from now on, waking the turns that wait.
+// close makes pop return false from now on, waking the turns that wait,
+// and untags every peer.
 func (d *driver) close() {
 	d.mu.Lock()
 	d.closed = true
+	d.tags.close()
 	if d.cond != nil {
 		d.cond.Broadcast()
 	}

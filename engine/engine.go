@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	blocks "github.com/ipfs/go-block-format"
 	cid "github.com/ipfs/go-cid"
@@ -72,10 +73,13 @@ type Option func(*config)
 
 type config struct {
 	limits
-	workers int
-	target  int
-	filter  PeerBlockRequestFilter
-	logger  *slog.Logger
+	workers   int
+	target    int
+	filter    PeerBlockRequestFilter
+	logger    *slog.Logger
+	tagger    PeerTagger
+	tagValue  int
+	tagLinger time.Duration
 }
 
 // WithTaskWorkerCount sets how many workers read blocks and send messages
@@ -173,6 +177,7 @@ type Stat struct {
 	BlockstoreErr  uint64 // blockstore failures other than not-found
 	Peers          int    // peers with wants held
 	Wants          int    // wants held across peers
+	PeersTagged    int    // peers tagged now (WithPeerTagger)
 }
 
 // Engine serves blocks to peers. Create it with New, then Start it.
@@ -208,9 +213,10 @@ func New(bs Blockstore, s Sender, l *ledger.Ledger, opts ...Option) *Engine {
 			maxSendFailures:  defaultMaxSendFailures,
 			maxParked:        DefaultMaxParkedWants,
 		},
-		workers: DefaultTaskWorkerCount,
-		target:  DefaultTargetMessageSize,
-		logger:  slog.Default(),
+		workers:   DefaultTaskWorkerCount,
+		target:    DefaultTargetMessageSize,
+		logger:    slog.Default(),
+		tagLinger: DefaultTagLinger,
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -218,6 +224,9 @@ func New(bs Blockstore, s Sender, l *ledger.Ledger, opts ...Option) *Engine {
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{cfg: cfg, bs: bs, send: s, ledger: l, ctx: ctx, cancel: cancel, gate: newLookupGate(lookupSlots)}
 	e.drv = newDriver(newCore(cfg.limits), &e.mu, e.lookups, true)
+	if cfg.tagger != nil && cfg.tagValue > 0 {
+		e.drv.tags.t, e.drv.tags.value, e.drv.tags.linger = cfg.tagger, cfg.tagValue, cfg.tagLinger
+	}
 	return e
 }
 
@@ -240,7 +249,8 @@ func (e *Engine) refiller() {
 	e.drv.refiller(e.ctx)
 }
 
-// Close stops the workers, waits for them and drops all peer state.
+// Close stops the workers, waits for them and drops all peer state. Every
+// peer it tagged (WithPeerTagger) is untagged.
 func (e *Engine) Close() {
 	e.drv.close()
 	e.cancel()
@@ -281,10 +291,11 @@ func (e *Engine) NotifyNewBlocks(_ context.Context, blks ...blocks.Block) {
 	e.drv.arrived(keys)
 }
 
-// PeerDisconnected frees everything held for p.
+// PeerDisconnected frees everything held for p, and untags it.
 func (e *Engine) PeerDisconnected(p peer.ID) {
 	e.mu.Lock()
 	e.drv.core.removePeer(p)
+	e.drv.tags.untag(p)
 	e.mu.Unlock()
 	e.gate.forget(p)
 }
@@ -308,6 +319,7 @@ func (e *Engine) Stat() Stat {
 	s.BlockstoreErr = c.blockstoreErr
 	s.Peers = len(c.peers)
 	s.Wants = c.total
+	s.PeersTagged = len(e.drv.tags.tagged)
 	return s
 }
 

@@ -293,6 +293,7 @@ func statMetrics(ns string) []statMetric {
 	gauge("wantlist_size", "CIDs our sessions want now.", func(s *bitswap.Stat) int { return len(s.Wantlist) })
 	gauge("wantlist_total", "CIDs our sessions want now (boxo's name for wantlist_size).", func(s *bitswap.Stat) int { return len(s.Wantlist) })
 	gauge("wants_queued", "Wants waiting for a slot in a peer's window.", func(s *bitswap.Stat) int { return s.Wants.Queued })
+	gauge("peers_protected", "Peers protected in the connection manager: those holding a want-block of ours.", func(s *bitswap.Stat) int { return s.Wants.Protected })
 	gauge("sessions", "Sessions running.", func(s *bitswap.Stat) int { return s.Sessions })
 	gauge("peers", "Connected Bitswap peers.", func(s *bitswap.Stat) int { return len(s.Peers) })
 	// Client: provider search (package providers).
@@ -312,6 +313,7 @@ func statMetrics(ns string) []statMetric {
 	counter("server_wants_dropped_total", "Inbound wants refused by a limit.", func(s *bitswap.Stat) uint64 { return s.Server.WantsDropped })
 	gauge("server_wants", "Inbound want entries held, all peers.", func(s *bitswap.Stat) int { return s.Server.Wants })
 	gauge("server_peers", "Peers with inbound wants held.", func(s *bitswap.Stat) int { return s.Server.Peers })
+	gauge("server_peers_tagged", "Peers the server tags in the connection manager: those it has work for, or had lately.", func(s *bitswap.Stat) int { return s.Server.PeersTagged })
 	counter("wants_displaced_total", "Wants not yet looked up forgotten at the total wants cap, to make room for a peer holding fewer.", func(s *bitswap.Stat) uint64 { return s.Server.WantsDisplaced })
 	counter("wants_evicted_total", "Parked wants (for blocks we lack) forgotten, oldest first, to keep within the parked-wants cap.", func(s *bitswap.Stat) uint64 { return s.Server.WantsEvicted })
 	// Messages (bytes/messages gives the mean message size).

@@ -53,6 +53,37 @@ type Network interface {
 
 	// Stats returns counters of messages and bytes moved so far.
 	Stats() Stats
+
+	// PeerTagger tells the host's connection manager which peers matter,
+	// so that a trim keeps them.
+	PeerTagger
+}
+
+// PeerTagger is the part of libp2p's connection manager
+// (host.ConnManager(), a core/connmgr.ConnManager) through which Bitswap says
+// which peers matter: tags add to a peer's value, and a trim closes the
+// connections of the peers of least value first; a protected peer is never
+// trimmed. The components that know which peers matter (Sessions, the
+// WantManager, the Engine) reach it through small interfaces of their own,
+// which the facade fills with the Network.
+//
+// A tag or protection is keyed by (peer, tag): setting a tag again replaces
+// its value, and Protect is not counted (one Unprotect undoes any number of
+// Protect calls with the same tag), so each caller uses a tag of its own.
+// The calls work in any state of the Network, before Start and after Stop
+// included, so that their owners can release what they hold as they shut
+// down.
+type PeerTagger interface {
+	// TagPeer sets the tag's value on p.
+	TagPeer(p peer.ID, tag string, value int)
+	// UntagPeer removes the tag from p.
+	UntagPeer(p peer.ID, tag string)
+	// Protect keeps p's connections from being trimmed until Unprotect
+	// with the same tag.
+	Protect(p peer.ID, tag string)
+	// Unprotect removes the tag's protection of p and reports whether p is
+	// still protected by another tag.
+	Unprotect(p peer.ID, tag string) bool
 }
 
 // Receiver is told about inbound messages and peer connectivity. Messages

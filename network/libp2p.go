@@ -295,6 +295,31 @@ func (n *Libp2pNetwork) Latency(p peer.ID) time.Duration {
 	return n.host.Peerstore().LatencyEWMA(p)
 }
 
+// TagPeer sets a tag on p in the host's connection manager (with
+// libp2p's default, the null connection manager, it does nothing).
+// libp2p's basic connection manager forgets a peer's tags when its last
+// connection closes; protections it keeps until Unprotect.
+func (n *Libp2pNetwork) TagPeer(p peer.ID, tag string, value int) {
+	n.host.ConnManager().TagPeer(p, tag, value)
+}
+
+// UntagPeer removes a tag from p in the host's connection manager.
+func (n *Libp2pNetwork) UntagPeer(p peer.ID, tag string) {
+	n.host.ConnManager().UntagPeer(p, tag)
+}
+
+// Protect protects p's connections under tag in the host's connection
+// manager.
+func (n *Libp2pNetwork) Protect(p peer.ID, tag string) {
+	n.host.ConnManager().Protect(p, tag)
+}
+
+// Unprotect removes tag's protection of p in the host's connection
+// manager, reporting whether another tag still protects it.
+func (n *Libp2pNetwork) Unprotect(p peer.ID, tag string) bool {
+	return n.host.ConnManager().Unprotect(p, tag)
+}
+
 // Stats returns the traffic counters. Each field is read atomically; the
 // four are not a single snapshot.
 func (n *Libp2pNetwork) Stats() Stats {

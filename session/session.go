@@ -82,6 +82,17 @@ type ProviderFinder interface {
 	FindProviders(ctx context.Context, c cid.Cid)
 }
 
+// PeerTagger marks peers in the connection manager, so that a trim keeps
+// them; network.Network satisfies it.
+type PeerTagger interface {
+	TagPeer(p peer.ID, tag string, value int)
+	UntagPeer(p peer.ID, tag string)
+}
+
+// TagPrefix starts the tag a Session puts on its peers: TagPrefix and the
+// Session's ID ("bs-ses-7"), as boxo's client names its sessions' tags.
+const TagPrefix = "bs-ses-"
+
 // Deps are what a Session works with.
 type Deps struct {
 	WantManager WantManager
@@ -96,6 +107,14 @@ type Deps struct {
 	// Tracer starts the Session's OpenTelemetry spans (see Spans); nil:
 	// none.
 	Tracer trace.Tracer
+	// Tagger, if set with a TagValue > 0, is told of the Session's peers:
+	// each peer that sends it a block or a HAVE is tagged TagPrefix+ID
+	// with TagValue, until it disconnects or the Session ends (the peers
+	// delivering blocks are also protected, by the WantManager, while
+	// they hold want-blocks). Peers that were only asked are not tagged:
+	// a Session may ask every connected peer.
+	Tagger   PeerTagger
+	TagValue int
 }
 
 // ErrClosed is returned by a Session that has ended, and by requests to a
@@ -163,6 +182,10 @@ type Session struct {
 	// largest is the size of the largest block delivered, which admit
 	// assumes of the blocks it asks for.
 	largest int
+	// tagged holds the peers this Session has tagged (see Deps.Tagger);
+	// tag is the tag, "" when the Session tags nobody.
+	tagged map[peer.ID]struct{}
+	tag    string
 }
 
 type event struct {
@@ -210,6 +233,10 @@ func New(ctx context.Context, id uint64, deps Deps, cfg Config, oneOff bool) *Se
 		done: make(chan struct{}), wake: make(chan struct{}, 1),
 		requests: make(map[*request]struct{}), byCid: make(map[cid.Cid][]*request),
 		lookingUp: make(map[cid.Cid]struct{}),
+	}
+	if deps.Tagger != nil && deps.TagValue > 0 {
+		s.tag = TagPrefix + strconv.FormatUint(id, 10)
+		s.tagged = make(map[peer.ID]struct{})
 	}
 	deps.BlockRouter.Register(id, sink{s})
 	deps.PeerRouter.Attach(sink{s})
@@ -427,6 +454,7 @@ func (s *Session) handle(e event) {
 	case evCancelRequest:
 		s.endRequest(e.req)
 	case evBlocks:
+		s.tagPeer(e.from)
 		cids := make([]cid.Cid, len(e.blks))
 		for i, b := range e.blks {
 			cids[i] = b.Cid()
@@ -436,6 +464,9 @@ func (s *Session) handle(e event) {
 			s.deliver(b)
 		}
 	case evPresences:
+		if len(e.haves) > 0 {
+			s.tagPeer(e.from)
+		}
 		s.apply(s.policy.Presences(now, e.from, e.haves, e.dontHaves))
 	case evConnected:
 		var lat time.Duration
@@ -444,6 +475,7 @@ func (s *Session) handle(e event) {
 		}
 		s.apply(s.policy.PeerConnected(now, e.from, lat))
 	case evDisconnected:
+		s.untagPeer(e.from)
 		s.apply(s.policy.PeerDisconnected(now, e.from))
 	case evLocal:
 		s.local(e.blks, e.cids)
@@ -665,5 +697,30 @@ func (s *Session) shutdown() {
 	for r := range s.requests {
 		s.finish(r, false)
 	}
+	for p := range s.tagged {
+		s.untagPeer(p)
+	}
 	s.deps.BlockRouter.Unregister(s.id)
+}
+
+// tagPeer tags p as one of the Session's peers, once (a block delivered
+// from the blockstore or the application comes from no peer).
+func (s *Session) tagPeer(p peer.ID) {
+	if s.tag == "" || p == "" {
+		return
+	}
+	if _, ok := s.tagged[p]; ok {
+		return
+	}
+	s.tagged[p] = struct{}{}
+	s.deps.Tagger.TagPeer(p, s.tag, s.deps.TagValue)
+}
+
+// untagPeer removes the Session's tag from p, if it has tagged it.
+func (s *Session) untagPeer(p peer.ID) {
+	if _, ok := s.tagged[p]; !ok {
+		return
+	}
+	delete(s.tagged, p)
+	s.deps.Tagger.UntagPeer(p, s.tag)
 }

@@ -194,3 +194,60 @@ func TestSessionRequestCancelledDuringLocalLookup(t *testing.T) {
 		}
 	})
 }
+
+// fakeTagger writes tag calls into the fakeDeps' log.
+type fakeTagger struct{ *fakeDeps }
+
+func (f fakeTagger) TagPeer(p peer.ID, tag string, v int) {
+	f.add("tag %s %s %d", string(p), tag, v)
+}
+func (f fakeTagger) UntagPeer(p peer.ID, tag string) { f.add("untag %s %s", string(p), tag) }
+
+// A Session tags the peers that send it blocks or HAVEs (once each), not
+// those that only said DONT_HAVE or were only asked, and a block from no
+// peer (the application's) tags nobody; it untags a peer when it
+// disconnects and the rest when it ends.
+func TestSessionTagsItsPeersUntilItEnds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeDeps{start: time.Now(), peers: []peer.ID{"a", "b", "c"}}
+		d := f.deps()
+		d.Tagger, d.TagValue = fakeTagger{f}, 5
+		s := New(t.Context(), 7, d, DefaultConfig(), false)
+		blks := make([]blocks.Block, 4)
+		cs := make([]cid.Cid, len(blks))
+		for i := range blks {
+			blks[i] = blocks.NewBlock(fmt.Appendf(nil, "tagged %d", i))
+			cs[i] = blks[i].Cid()
+		}
+		if _, err := s.GetBlocks(t.Context(), cs); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		k := sink{s}
+		k.Presences("a", cs[:2], nil)
+		k.Presences("a", cs[2:3], nil)
+		k.Presences("c", nil, cs)
+		k.ReceiveBlocks("b", blks[:1])
+		k.ReceiveBlocks("b", blks[1:2])
+		k.ReceiveBlocks("", blks[2:3])
+		synctest.Wait()
+		k.PeerDisconnected("b")
+		synctest.Wait()
+		s.Close()
+		var tags []string
+		for _, l := range f.lines() {
+			if _, rest, _ := strings.Cut(l, " "); strings.HasPrefix(rest, "tag ") || strings.HasPrefix(rest, "untag ") {
+				tags = append(tags, rest)
+			}
+		}
+		want := []string{
+			"tag a bs-ses-7 5",
+			"tag b bs-ses-7 5",
+			"untag b bs-ses-7",
+			"untag a bs-ses-7",
+		}
+		if strings.Join(tags, "\n") != strings.Join(want, "\n") {
+			t.Fatalf("tag calls:\n%s\nwant:\n%s", strings.Join(tags, "\n"), strings.Join(want, "\n"))
+		}
+	})
+}

@@ -10,7 +10,11 @@
 // peer's connections (WithAccessLinks, SetAccessLink), seeded message loss (WithLoss, WithSeed,
 // SetLoss), churn (Disconnect, Reconnect, ScheduleChurn), peers that never
 // answer (SetUnresponsive), and accounting of everything its links carried
-// (Traffic, TrafficFrom, TrafficTo, TrafficBetween, Dropped). ContentRouter
+// (Traffic, TrafficFrom, TrafficTo, TrafficBetween, Dropped). Each peer's
+// connection manager keeps and records the tags and protections it is
+// told of (Tags, Protections, TaggedPeers, ConnMgrCalls), and trims only
+// when told, as libp2p's basic connection manager would (TrimConnections).
+// ContentRouter
 // is a fake content routing system for its peers, and NewSwarm, SwarmOf and
 // ConnectPairs build topologies. Nothing in it reads the wall clock or uses
 // real randomness, so runs under synctest are reproducible.

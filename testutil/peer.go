@@ -12,7 +12,10 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// VirtualPeer is one peer of a VirtualNetwork. It implements network.Network.
+// VirtualPeer is one peer of a VirtualNetwork. It implements network.Network;
+// its connection manager (TagPeer, Protect...) keeps and records what it is
+// told and trims only when told (see Tags, Protections, ConnMgrCalls,
+// TrimConnections).
 // Its Receiver is called only from link goroutines, never while a lock of
 // this package is held, so it may call back into the network; calls about
 // one remote peer are made in order (connected, messages, disconnected) from
@@ -50,6 +53,10 @@ type VirtualPeer struct {
 	links sync.WaitGroup
 
 	msgsSent, msgsRecv, bytesSent, bytesRecv atomic.Uint64
+
+	// cm is the peer's connection manager (TagPeer, Protect...), which
+	// records, and trims only in TrimConnections.
+	cm connMgr
 
 	// upBusy and downBusy are when the peer's access links finish what
 	// they carry (see WithAccessLinks). Guarded by vn.amu.

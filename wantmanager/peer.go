@@ -60,6 +60,50 @@ type peerState struct {
 	dirty []*entry
 	// outstanding counts entries with sent != wantNone.
 	outstanding int
+	// blocksOut counts entries with sent == wantBlock: the blocks the peer
+	// may be sending us.
+	blocksOut int
+	// protected is whether the Protector was last told to protect the
+	// peer (see syncProtect).
+	protected bool
+}
+
+// setSent records that the peer's server now holds t (wantNone: nothing)
+// of ours for e, keeping the peer's counts.
+func (ps *peerState) setSent(e *entry, t want) {
+	if e.sent != wantNone {
+		ps.outstanding--
+	}
+	if e.sent == wantBlock {
+		ps.blocksOut--
+	}
+	e.sent = t
+	if t != wantNone {
+		ps.outstanding++
+	}
+	if t == wantBlock {
+		ps.blocksOut++
+	}
+}
+
+// syncProtect protects the peer while it holds a want-block of ours (it may
+// be sending us that block) and unprotects it once it holds none; the
+// Protector hears only the changes. Called with mu held after anything
+// that may change blocksOut, so that the calls keep the order of the
+// changes.
+func (wm *WantManager) syncProtect(ps *peerState) {
+	if wm.protector == nil {
+		return
+	}
+	switch want := ps.blocksOut > 0; {
+	case want && !ps.protected:
+		wm.protector.Protect(ps.id, wm.protectTag)
+	case !want && ps.protected:
+		wm.protector.Unprotect(ps.id, wm.protectTag)
+	default:
+		return
+	}
+	ps.protected = !ps.protected
 }
 
 // conn is one connection to a peer, served by one sender goroutine. Its
@@ -212,8 +256,7 @@ func (wm *WantManager) settle(ps *peerState, e *entry) {
 // answered records that the peer has answered e's want (with a block, or
 // with a HAVE when have is true) and forgotten it.
 func (wm *WantManager) answered(ps *peerState, e *entry, have bool) {
-	e.sent = wantNone
-	ps.outstanding--
+	ps.setSent(e, wantNone)
 	w := wm.wanted(e)
 	switch {
 	case w == wantNone:
@@ -230,6 +273,7 @@ func (wm *WantManager) disconnect(ps *peerState) {
 	ps.conn.cancel()
 	ps.conn = nil
 	wm.reset(ps)
+	wm.syncProtect(ps)
 }
 
 // reset forgets everything ps's server held of ours: entries no session
@@ -245,6 +289,7 @@ func (wm *WantManager) reset(ps *peerState) {
 	clear(ps.dirty)
 	ps.dirty = ps.dirty[:0]
 	ps.outstanding = 0
+	ps.blocksOut = 0
 }
 
 // requeue queues every wanted entry of ps that its server does not hold.
@@ -305,12 +350,11 @@ func (wm *WantManager) take(ps *peerState, c *conn, v message.Version) (b batch,
 		w := wm.wanted(e)
 		if w == wantNone {
 			b.entries = append(b.entries, message.Entry{Cid: e.c, Cancel: true})
-			e.sent = wantNone
-			ps.outstanding--
+			ps.setSent(e, wantNone)
 			ps.remove(e)
 		} else if t := wireType(w, v); t > e.sent {
 			b.entries = append(b.entries, wantEntry(e, t, v))
-			e.sent = t
+			ps.setSent(e, t)
 		}
 	}
 	clear(ps.dirty)
@@ -319,9 +363,9 @@ func (wm *WantManager) take(ps *peerState, c *conn, v message.Version) (b batch,
 		e := ps.queue.Pop()
 		t := wireType(wm.wanted(e), v)
 		b.entries = append(b.entries, wantEntry(e, t, v))
-		e.sent = t
-		ps.outstanding++
+		ps.setSent(e, t)
 	}
+	wm.syncProtect(ps)
 	if len(b.entries) == 0 && !c.mustSend {
 		return batch{}, false
 	}
@@ -342,6 +386,7 @@ func (wm *WantManager) sendFailed(ps *peerState, c *conn) {
 		return
 	}
 	wm.reset(ps)
+	wm.syncProtect(ps)
 	wm.requeue(ps)
 	c.full, c.mustSend = true, true
 }

@@ -33,8 +33,9 @@ func (wm *WantManager) Resend(p peer.ID, cids []cid.Cid) {
 		if e == nil || e.sent == wantNone || e.dirty {
 			continue
 		}
-		e.sent = wantNone
-		ps.outstanding--
+		// The peer stays protected: the want goes out again at the
+		// sender's next take, which brings the protection up to date.
+		ps.setSent(e, wantNone)
 		wm.enqueue(ps, e)
 	}
 	ps.signal()

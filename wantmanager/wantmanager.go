@@ -100,10 +100,38 @@ const (
 type Option func(*config)
 
 type config struct {
-	window  int
-	target  int
-	log     *slog.Logger
-	observe func(peer.ID, int)
+	window    int
+	target    int
+	log       *slog.Logger
+	observe   func(peer.ID, int)
+	protector Protector
+}
+
+// Protector is the part of the connection manager through which the
+// WantManager protects the peers delivering blocks to us;
+// network.Network satisfies it.
+type Protector interface {
+	Protect(p peer.ID, tag string)
+	Unprotect(p peer.ID, tag string) bool
+}
+
+// ProtectTag is the tag under which the WantManager protects peers (see
+// WithProtector).
+const ProtectTag = "bs-wants"
+
+// WithProtector has the WantManager protect, in pr, under ProtectTag,
+// every peer that holds a want-block of ours (sent, and not yet answered
+// by the block nor cancelled), so that a connection manager's trim does
+// not cut a peer while it sends us blocks. Sessions' references are
+// counted here, so one Protect covers all Sessions: a peer is protected
+// from its first want-block on until it holds none (its blocks came, our
+// Sessions cancelled them, it disconnected, or Close), and is then
+// unprotected. Want-haves do not protect (a Session may ask every peer
+// for a HAVE); to a peer on 1.0.0 or 1.1.0, which knows only want-block,
+// every want is a want-block. pr is called with the WantManager's lock
+// held and must not call back into it. nil: none (the default).
+func WithProtector(pr Protector) Option {
+	return func(c *config) { c.protector = pr }
 }
 
 // WithPeerWantWindow sets how many wants may be outstanding at one peer: sent
@@ -170,6 +198,9 @@ type Stat struct {
 	// Queued is the number of (peer, CID) wants waiting for a window slot,
 	// summed over peers, connected or not.
 	Queued int
+	// Protected is the number of peers protected now (WithProtector):
+	// those holding a want-block of ours.
+	Protected int
 }
 
 // WantManager keeps our outbound wantlists and sends them. Create it with
@@ -181,6 +212,10 @@ type WantManager struct {
 	window  int
 	target  int
 	observe func(peer.ID, int) // nil: none
+	// protector protects peers holding want-blocks of ours, under
+	// protectTag; nil: none.
+	protector  Protector
+	protectTag string
 
 	// Owned by their goroutines' atomic operations only.
 	messagesSent, wantsSent, cancelsSent atomic.Uint64
@@ -217,13 +252,15 @@ func New(net Network, opts ...Option) *WantManager {
 		o(&c)
 	}
 	return &WantManager{
-		net:     net,
-		log:     c.log,
-		window:  c.window,
-		target:  c.target,
-		observe: c.observe,
-		peers:   make(map[peer.ID]*peerState),
-		cids:    make(map[cid.Cid]*cidInfo),
+		net:        net,
+		log:        c.log,
+		window:     c.window,
+		target:     c.target,
+		observe:    c.observe,
+		protector:  c.protector,
+		protectTag: ProtectTag,
+		peers:      make(map[peer.ID]*peerState),
+		cids:       make(map[cid.Cid]*cidInfo),
 	}
 }
 
@@ -355,6 +392,7 @@ func (wm *WantManager) ReceivedFrom(p peer.ID, blocks, haves, dontHaves []cid.Ci
 		}
 	}
 	if freed {
+		wm.syncProtect(ps)
 		ps.signal()
 		wm.forgetIfIdle(ps)
 	}
@@ -441,11 +479,15 @@ func (wm *WantManager) Stat() Stat {
 			st.Senders++
 		}
 		st.Queued += ps.queue.Len()
+		if ps.protected {
+			st.Protected++
+		}
 	}
 	return st
 }
 
 // Close stops every sender goroutine and returns once they have exited.
+// Every peer it protected (WithProtector) is unprotected.
 // Sends in progress are abandoned: their context is cancelled, and Close
 // waits for SendMessage to return. Later calls of any method do nothing;
 // Close may be called more than once.
@@ -458,6 +500,8 @@ func (wm *WantManager) Close() {
 				ps.conn.cancel()
 				ps.conn = nil
 			}
+			ps.blocksOut = 0
+			wm.syncProtect(ps)
 		}
 		wm.peers = make(map[peer.ID]*peerState)
 		wm.cids = make(map[cid.Cid]*cidInfo)
