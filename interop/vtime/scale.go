@@ -27,8 +27,11 @@ import (
 
 // BoxoBC is boxo with broadcast control on, as Kubo v0.43 configures it
 // by default (Internal.Bitswap.BroadcastControl: enabled, no peer limit, no
-// exemption for local or peered peers, no random peers, no sends to peers
-// with pending wants). Boxo is its library default: broadcast control off.
+// random peers, no sends to peers with pending wants), on a network where
+// no peer is local or peered: Kubo exempts those from the control, which
+// needs a libp2p host to tell, so here the control covers them too (the
+// virtual network has no addresses). Boxo is its library default:
+// broadcast control off.
 const BoxoBC Impl = "boxo-bc"
 
 // ScaleImpls are the implementations the scale scenarios compare.
@@ -42,9 +45,10 @@ type ScaleScenario struct {
 	// answer DONT_HAVE when asked to, or, Silent, never answer at all.
 	Quiet  int
 	Silent bool
-	// Holders hold all of the content. Routed: they are not connected at
-	// the start, and content routing (a fake router with RouterDelay)
-	// names them as providers of every block.
+	// Holders hold all of the content, and content routing (a fake router
+	// with RouterDelay) names them as providers of every block, as the DHT
+	// would. Routed: they are not connected at the start, so only the
+	// router leads to them.
 	Holders     int
 	Routed      bool
 	RouterDelay time.Duration
@@ -69,14 +73,14 @@ func ScaleScenarios(short bool) []ScaleScenario {
 		peers, leeches, nBlocks = 100, 20, 20
 	}
 	base := ScaleScenario{Blocks: nBlocks, BlockSize: 256 << 10, RTT: 50 * time.Millisecond,
-		Bandwidth: 100_000_000 / 8, Timeout: 10 * time.Minute, Leeches: 1, Holders: 3}
+		Bandwidth: 100_000_000 / 8, Timeout: 10 * time.Minute, Leeches: 1, Holders: 3,
+		RouterDelay: 100 * time.Millisecond}
 	dontHave := base
 	dontHave.Name = fmt.Sprintf("%d peers, 3 hold the data, the rest say DONT_HAVE", peers)
 	dontHave.Quiet = peers - 3
 	silentRouted := base
 	silentRouted.Name = fmt.Sprintf("%d silent peers, 3 holders found through the router", peers-3)
 	silentRouted.Quiet, silentRouted.Silent, silentRouted.Routed = peers-3, true, true
-	silentRouted.RouterDelay = 100 * time.Millisecond
 	fan := base
 	fan.Name = fmt.Sprintf("1 seed → %d leeches, shared uplink", leeches)
 	fan.Holders, fan.Leeches, fan.SeedUplink = 1, leeches, base.Bandwidth
@@ -91,7 +95,7 @@ func (s ScaleScenario) LowerBound() time.Duration {
 	payload := float64(s.Blocks) * float64(s.BlockSize)
 	start := s.RTT
 	if s.Routed {
-		start += s.RouterDelay
+		start += s.RouterDelay // nothing leads to a holder before the router answers
 	}
 	rate := float64(s.Holders) * float64(s.Bandwidth) // each holder's own link to a leech
 	t := payload / rate
@@ -178,8 +182,8 @@ func scaleNode(ctx context.Context, impl Impl, vp *testutil.VirtualPeer, content
 		opts = append(opts,
 			boxobs.WithClientOption(boxoclient.BroadcastControlEnable(true)),
 			boxobs.WithClientOption(boxoclient.BroadcastControlMaxPeers(-1)),
-			boxobs.WithClientOption(boxoclient.BroadcastControlLocalPeers(false)),
-			boxobs.WithClientOption(boxoclient.BroadcastControlPeeredPeers(false)),
+			boxobs.WithClientOption(boxoclient.BroadcastControlLocalPeers(true)),
+			boxobs.WithClientOption(boxoclient.BroadcastControlPeeredPeers(true)),
 			boxobs.WithClientOption(boxoclient.BroadcastControlMaxRandomPeers(0)),
 			boxobs.WithClientOption(boxoclient.BroadcastControlSendToPendingPeers(false)))
 	}
@@ -208,10 +212,7 @@ func runScale(s ScaleScenario, impl Impl, r *ScaleResult) error {
 	for i, b := range content {
 		keys[i] = b.Cid()
 	}
-	var router *testutil.ContentRouter
-	if s.Routed {
-		router = testutil.NewContentRouter(vn, s.RouterDelay)
-	}
+	router := testutil.NewContentRouter(vn, s.RouterDelay)
 
 	holders := make([]*testutil.VirtualPeer, s.Holders)
 	for i := range holders {
@@ -226,10 +227,8 @@ func runScale(s ScaleScenario, impl Impl, r *ScaleResult) error {
 			return err
 		}
 		nodes = append(nodes, n)
-		if router != nil {
-			for _, k := range keys {
-				router.AddProvider(k, holders[i].Self())
-			}
+		for _, k := range keys {
+			router.AddProvider(k, holders[i].Self())
 		}
 	}
 	// Quiet peers are ours in every run (they are the network, not what is
@@ -254,11 +253,7 @@ func runScale(s ScaleScenario, impl Impl, r *ScaleResult) error {
 	leeches := make([]node, s.Leeches)
 	for i := range leechVPs {
 		leechVPs[i] = vn.NewPeer()
-		var lr *testutil.ContentRouter
-		if router != nil {
-			lr = router.ForPeer(leechVPs[i].Self())
-		}
-		n, err := scaleNode(ctx, impl, leechVPs[i], nil, lr)
+		n, err := scaleNode(ctx, impl, leechVPs[i], nil, router.ForPeer(leechVPs[i].Self()))
 		if err != nil {
 			return err
 		}
