@@ -9,6 +9,7 @@ import (
 	"context"
 	"math/rand"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	libp2pnet "github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 
 	bitswap "github.com/gobitswap/bitswap"
 	"github.com/gobitswap/bitswap/blockstore"
@@ -119,8 +121,16 @@ func TestSwarmFetchFindsProvidersThroughTheDHT(t *testing.T) {
 		providers = append(providers, n.h.ID())
 	}
 
-	// The fetcher knows only the bootstrap peer.
-	f := startDHTNode(t, ctx, kaddht.ModeClient, bootInfo)
+	// The fetcher knows only the bootstrap peer. Its connection manager
+	// keeps 2 connections (high 3, no grace period) when told to trim,
+	// which it is at every fourth block of the walk, while the providers
+	// are delivering: it is connected to far more (the DHT's peers).
+	cm, err := connmgr.NewConnManager(2, 3, connmgr.WithGracePeriod(0), connmgr.WithSilencePeriod(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cm.Close()
+	f := startDHTNode(t, ctx, kaddht.ModeClient, bootInfo, libp2p.ConnectionManager(cm))
 	awaitTable(t, ctx, f)
 	for _, p := range providers {
 		if f.h.Network().Connectedness(p) == libp2pnet.Connected {
@@ -129,14 +139,32 @@ func TestSwarmFetchFindsProvidersThroughTheDHT(t *testing.T) {
 	}
 	client := bitswap.New(ctx, network.NewFromHost(f.h), blockstore.NewMemory(), bitswap.WithContentRouting(f.d))
 	defer client.Close()
+	// Providers cut during the walk, with the blocks they had delivered
+	// by then: a provider that delivered nothing (the Session used the
+	// other) may go, one that was delivering must not.
+	var cut sync.Map
+	var trimmed atomic.Int32
+	isProvider := map[peer.ID]bool{providers[0]: true, providers[1]: true}
+	watch := &libp2pnet.NotifyBundle{DisconnectedF: func(_ libp2pnet.Network, c libp2pnet.Conn) {
+		if p := c.RemotePeer(); isProvider[p] {
+			cut.Store(p, client.LedgerForPeer(p).BlocksReceived)
+		} else {
+			trimmed.Add(1)
+		}
+	}}
 	sess := client.NewSession(ctx)
 	got := 0
 	var bytesGot int
+	f.h.Network().Notify(watch)
 	err = dag.Walk(ctx, sess, file.Root, func(b blocks.Block) error {
 		got++
 		bytesGot += len(b.RawData())
+		if got%4 == 0 && got < len(file.Blocks) {
+			cm.TrimOpenConns(ctx)
+		}
 		return nil
 	})
+	f.h.Network().StopNotify(watch)
 	if err != nil {
 		t.Fatalf("fetching the DAG: %v", err)
 	}
@@ -155,4 +183,13 @@ func TestSwarmFetchFindsProvidersThroughTheDHT(t *testing.T) {
 	if st.Providers.Connected == 0 || delivered == 0 {
 		t.Fatalf("no provider was found through the DHT and delivered (connected %d, delivered %d)", st.Providers.Connected, delivered)
 	}
+	cut.Range(func(p, n any) bool {
+		if n.(uint64) > 0 {
+			t.Errorf("trimming cut provider %s during the transfer, after %d blocks from it", p, n)
+		} else {
+			t.Logf("trimming cut provider %s, which had delivered nothing", p)
+		}
+		return true
+	})
+	t.Logf("trims cut %d other connections", trimmed.Load())
 }
