@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 
 	bitswap "github.com/gobitswap/bitswap"
 	"github.com/gobitswap/bitswap/blockstore"
@@ -77,10 +79,27 @@ func (c *common) newHost(opts ...libp2p.Option) (host.Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building the resource manager: %w", err)
 	}
-	h, err := libp2p.New(append(opts, libp2p.ResourceManager(rm))...)
+	cm, err := connmgr.NewConnManager(connLow, connHigh, connmgr.WithGracePeriod(connGrace))
 	if err != nil {
 		_ = rm.Close()
+		return nil, fmt.Errorf("building the connection manager: %w", err)
+	}
+	h, err := libp2p.New(append(opts, libp2p.ResourceManager(rm), libp2p.ConnectionManager(cm))...)
+	if err != nil {
+		_ = rm.Close()
+		_ = cm.Close()
 		return nil, networkErrorf("starting libp2p host: %v", err)
 	}
 	return h, nil
 }
+
+// The connection manager's watermarks and grace period: Kubo's defaults
+// (Swarm.ConnMgr). A node in a DHT keeps connecting to peers; above
+// connHigh it trims to connLow, never cutting peers Bitswap protects (those
+// holding our want-blocks) and cutting those it tags (peers that served a
+// Session, peers with queued server work) last.
+const (
+	connLow   = 32
+	connHigh  = 96
+	connGrace = 20 * time.Second
+)
