@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
+	manet "github.com/multiformats/go-multiaddr/net"
 )
 
 // Bitswap protocol IDs. V100 is served under two IDs.
@@ -293,6 +294,18 @@ func (n *Libp2pNetwork) DisconnectFrom(_ context.Context, p peer.ID) error {
 // by libp2p's ping and identify), or 0 if none was measured.
 func (n *Libp2pNetwork) Latency(p peer.ID) time.Duration {
 	return n.host.Peerstore().LatencyEWMA(p)
+}
+
+// Local reports whether some connection to p is on a loopback, private
+// (LAN) or link-local address.
+func (n *Libp2pNetwork) Local(p peer.ID) bool {
+	for _, c := range n.host.Network().ConnsToPeer(p) {
+		a := c.RemoteMultiaddr()
+		if manet.IsIPLoopback(a) || manet.IsPrivateAddr(a) || manet.IsIP6LinkLocal(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // Stats returns the traffic counters. Each field is read atomically; the

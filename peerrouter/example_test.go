@@ -24,7 +24,9 @@ func (noServer) NotifyNewBlocks(context.Context, ...blocks.Block) {}
 // printingSession stands in for a Session: it prints what it hears.
 type printingSession struct{ name string }
 
-func (s printingSession) PeerConnected(peer.ID) { fmt.Println(s.name, "heard: peer connected") }
+func (s printingSession) PeerConnected(peer.ID, peerrouter.PeerInfo) {
+	fmt.Println(s.name, "heard: peer connected")
+}
 func (s printingSession) PeerDisconnected(peer.ID) {
 	fmt.Println(s.name, "heard: peer disconnected")
 }
@@ -60,7 +62,7 @@ func Example() {
 	blks := testutil.RandomBlocks(1, 2, 10)
 	c0, c1 := blks[0].Cid(), blks[1].Cid()
 
-	r.PeerConnected(p)
+	r.PeerConnected(p, false)
 	a, b := printingSession{"a"}, printingSession{"b"}
 	br.Register(1, a)
 	r.Attach(a) // a hears of p, connected before it started
