@@ -979,11 +979,16 @@ func (p *Policy) schedule(now time.Time) {
 
 // broadcast asks the broadcast targets whether they have w's block: those
 // not asked for it, not suspended and not having said DONT_HAVE for it, in
-// order (see target), at most BroadcastMaxPeers, want-have each.
+// order (see targetOrder), want-have each, so that at most
+// BroadcastMaxPeers are asked about w, the peer asked for the block
+// included.
 func (p *Policy) broadcast(w *wantInfo, now time.Time) {
 	w.lastBroadcast = now
 	max := p.cfg.BroadcastMaxPeers
 	n := 0
+	if w.assigned != "" {
+		n++ // the peer asked for the block counts
+	}
 	for _, id := range p.targetOrder() {
 		if max >= 0 && n >= max {
 			return
