@@ -84,9 +84,9 @@ func TestPolicySingleWantAmongManyPeersAsksTheRestWantHave(t *testing.T) {
 	p := withPeers(ps)
 	c := cids(t, 1)
 	a := p.Add(t0, c)
-	// At most BroadcastMaxPeers want-haves.
-	if count(a.WantBlocks) != 1 || count(a.WantHaves) != DefaultBroadcastMaxPeers {
-		t.Fatalf("%d want-blocks, %d want-haves; want 1 and %d", count(a.WantBlocks), count(a.WantHaves), DefaultBroadcastMaxPeers)
+	// At most BroadcastMaxPeers peers asked, the want-block's included.
+	if count(a.WantBlocks) != 1 || count(a.WantHaves) != DefaultBroadcastMaxPeers-1 {
+		t.Fatalf("%d want-blocks, %d want-haves; want 1 and %d", count(a.WantBlocks), count(a.WantHaves), DefaultBroadcastMaxPeers-1)
 	}
 	asked := p.Assigned(c[0])
 	holder := ps[42]
