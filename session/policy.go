@@ -858,9 +858,12 @@ func (p *Policy) searchProviders(now time.Time) {
 	}
 }
 
+// allDeclined reports whether every peer that could be asked for w has
+// declined it: every broadcast target (every peer, without broadcast
+// control) not suspended has said DONT_HAVE.
 func (p *Policy) allDeclined(w *wantInfo) bool {
 	for id, pi := range p.peers {
-		if _, no := w.dontHaves[id]; !no && !pi.suspended {
+		if _, no := w.dontHaves[id]; !no && !pi.suspended && (p.target(pi) || w.hasHave(id)) {
 			return false
 		}
 	}
