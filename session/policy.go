@@ -659,6 +659,7 @@ func (p *Policy) Tick(now time.Time) Actions {
 		}
 	}
 	newRound := true
+	var order []peer.ID // the broadcast targets, once needed
 	for _, w := range p.queue {
 		if w.assigned != "" || now.Sub(w.lastBroadcast) < p.cfg.RebroadcastInterval || now.Sub(w.added) < p.cfg.RebroadcastInterval {
 			continue
@@ -677,7 +678,7 @@ func (p *Policy) Tick(now time.Time) Actions {
 			p.draw = nil
 		}
 		clear(w.askedHave)
-		p.broadcast(w, now)
+		p.broadcast(w, now, &order)
 	}
 	// Reassign what the timeouts freed before choosing a want to search
 	// for: a want a useful peer now works on needs no search.
@@ -959,9 +960,10 @@ func (p *Policy) schedule(now time.Time) {
 	// A want nobody is left to ask want-block (the useful peers declined
 	// it, or every target did or was asked want-have and is silent) goes
 	// as want-have to the targets not yet asked this round.
+	var order []peer.ID // the broadcast targets, once needed
 	for _, w := range stranded {
 		if w.lastBroadcast.IsZero() && len(w.haves) == 0 {
-			p.broadcast(w, now)
+			p.broadcast(w, now, &order)
 		}
 	}
 	// When the session's want-blocks cannot reach every target (a single
@@ -975,7 +977,7 @@ func (p *Policy) schedule(now time.Time) {
 	}
 	for _, w := range discovering {
 		if w.lastBroadcast.IsZero() {
-			p.broadcast(w, now)
+			p.broadcast(w, now, &order)
 		}
 	}
 }
@@ -985,14 +987,17 @@ func (p *Policy) schedule(now time.Time) {
 // order (see targetOrder), want-have each, so that at most
 // BroadcastMaxPeers are asked about w, the peer asked for the block
 // included.
-func (p *Policy) broadcast(w *wantInfo, now time.Time) {
+func (p *Policy) broadcast(w *wantInfo, now time.Time, order *[]peer.ID) {
 	w.lastBroadcast = now
 	max := p.cfg.BroadcastMaxPeers
 	n := 0
 	if w.assigned != "" {
 		n++ // the peer asked for the block counts
 	}
-	for _, id := range p.targetOrder() {
+	if *order == nil {
+		*order = p.targetOrder() // once per step: the targets do not change within it
+	}
+	for _, id := range *order {
 		if max >= 0 && n >= max {
 			return
 		}
