@@ -491,7 +491,7 @@ func (p *Policy) BlocksReceived(now time.Time, from peer.ID, cids []cid.Cid) Act
 		pi.lastBlock = now
 	}
 	if pi != nil {
-		pi.useful = true
+		p.setUseful(pi)
 		p.progress(pi, now)
 	}
 	p.schedule(now)
@@ -509,6 +509,7 @@ func (p *Policy) Presences(now time.Time, from peer.ID, haves, dontHaves []cid.C
 		// proves it is reachable.
 		pi = &peerInfo{id: from}
 		p.peers[from] = pi
+		p.draw = nil
 	}
 	var rtt latencySample
 	for _, c := range haves {
@@ -518,7 +519,7 @@ func (p *Policy) Presences(now time.Time, from peer.ID, haves, dontHaves []cid.C
 		}
 		w.haves = addPeer(w.haves, from)
 		delete(w.dontHaves, from)
-		pi.useful = true
+		p.setUseful(pi)
 		// Asked of a peer that has neither said HAVE for it nor served
 		// this session (the first want-block of a lone want goes to a
 		// peer not known to have it): move it to the peer that has it,
@@ -607,6 +608,7 @@ func (p *Policy) ProvidersFound(now time.Time, c cid.Cid, provs []peer.ID) Actio
 	for _, id := range provs {
 		if _, ok := p.peers[id]; !ok {
 			p.peers[id] = &peerInfo{id: id}
+			p.draw = nil
 		}
 		if w != nil {
 			w.haves = addPeer(w.haves, id)
@@ -1066,6 +1068,17 @@ func (p *Policy) targetOrder() []peer.ID {
 	}
 	slices.SortStableFunc(out, func(a, b peer.ID) int { return rank(p.peers[a]) - rank(p.peers[b]) })
 	return out
+}
+
+// setUseful marks pi useful. The random draw excludes useful peers, so it
+// is drawn again: the draw must be a function of the peers and their facts
+// at every moment, whenever it happens to be computed, or the Actions of
+// one input would depend on the order of a map.
+func (p *Policy) setUseful(pi *peerInfo) {
+	if !pi.useful {
+		pi.useful = true
+		p.draw = nil
+	}
 }
 
 // drawn returns the random draw of BroadcastRandomPeers among the peers
