@@ -159,6 +159,10 @@ type wantInfo struct {
 	// lastBroadcast is when want-haves for this CID last went to peers
 	// beyond the one asked for the block.
 	lastBroadcast time.Time
+	// roundAsked counts the peers asked about it since lastBroadcast (the
+	// round's), the one asked for the block included: at most
+	// BroadcastMaxPeers.
+	roundAsked int
 	// searched is when content routing was last asked about it.
 	searched time.Time
 	pidx     int // index in Policy.pending; -1 when not in it
@@ -356,6 +360,7 @@ func (p *Policy) newTarget(now time.Time, pi *peerInfo) {
 			break
 		}
 	}
+	var order []peer.ID
 	for _, w := range p.queue {
 		if p.wants[w.c] != w || w.lastBroadcast.IsZero() || len(w.haves) > 0 || w.assigned == pi.id {
 			continue
@@ -366,9 +371,7 @@ func (p *Policy) newTarget(now time.Time, pi *peerInfo) {
 		if a := p.peers[w.assigned]; a != nil && a.useful {
 			continue // a serving peer works on it
 		}
-		if _, no := w.dontHaves[pi.id]; !no {
-			p.askHave(w, pi.id, now)
-		}
+		p.broadcast(w, now, &order) // asks pi, if the round's cap allows
 	}
 }
 
@@ -680,6 +683,7 @@ func (p *Policy) Tick(now time.Time) Actions {
 			p.draw = nil
 		}
 		clear(w.askedHave)
+		w.lastBroadcast = time.Time{}
 		p.broadcast(w, now, &order)
 	}
 	// Reassign what the timeouts freed before choosing a want to search
@@ -961,10 +965,11 @@ func (p *Policy) schedule(now time.Time) {
 	}
 	// A want nobody is left to ask want-block (the useful peers declined
 	// it, or every target did or was asked want-have and is silent) goes
-	// as want-have to the targets not yet asked this round.
+	// as want-have to the targets not yet asked this round: those there
+	// were when it was stranded, and any that have joined since.
 	var order []peer.ID // the broadcast targets, once needed
 	for _, w := range stranded {
-		if w.lastBroadcast.IsZero() && len(w.haves) == 0 {
+		if len(w.haves) == 0 {
 			p.broadcast(w, now, &order)
 		}
 	}
@@ -985,22 +990,26 @@ func (p *Policy) schedule(now time.Time) {
 }
 
 // broadcast asks the broadcast targets whether they have w's block: those
-// not asked for it, not suspended and not having said DONT_HAVE for it, in
-// order (see targetOrder), want-have each, so that at most
-// BroadcastMaxPeers are asked about w, the peer asked for the block
-// included.
+// not asked for it this round, not suspended and not having said DONT_HAVE
+// for it, in order (see targetOrder), want-have each, so that at most
+// BroadcastMaxPeers are asked about w in a round, the peer asked for the
+// block included. A round starts with the first broadcast of w (and again
+// at each rebroadcast); calling it again within the round asks only the
+// targets that have joined since.
 func (p *Policy) broadcast(w *wantInfo, now time.Time, order *[]peer.ID) {
-	w.lastBroadcast = now
-	max := p.cfg.BroadcastMaxPeers
-	n := 0
-	if w.assigned != "" {
-		n++ // the peer asked for the block counts
+	if w.lastBroadcast.IsZero() {
+		w.lastBroadcast = now
+		w.roundAsked = 0
+		if w.assigned != "" {
+			w.roundAsked++ // the peer asked for the block counts
+		}
 	}
+	max := p.cfg.BroadcastMaxPeers
 	if *order == nil {
 		*order = p.targetOrder() // once per step: the targets do not change within it
 	}
 	for _, id := range *order {
-		if max >= 0 && n >= max {
+		if max >= 0 && w.roundAsked >= max {
 			return
 		}
 		pi := p.peers[id]
@@ -1010,7 +1019,10 @@ func (p *Policy) broadcast(w *wantInfo, now time.Time, order *[]peer.ID) {
 		if _, no := w.dontHaves[id]; no {
 			continue
 		}
-		n++
+		if _, asked := w.askedHave[id]; asked {
+			continue
+		}
+		w.roundAsked++
 		p.askHave(w, id, now)
 	}
 }
