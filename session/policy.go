@@ -212,13 +212,24 @@ type PeerInfo struct {
 //   - The peer is chosen by expected delivery time: measured latency plus
 //     its queue of our wants times its per-block service time. Peers that
 //     said HAVE for the CID come first, then peers useful to this session,
-//     then other connected peers, spread evenly: asking an unknown peer for
-//     a block costs one DONT_HAVE, no more than a want-have.
-//   - Want-haves go out only while the session knows no useful peer and its
-//     want-blocks do not already reach every connected peer (one GetBlock
-//     among many peers), and in periodic rebroadcasts of stuck wants.
-//   - A DONT_HAVE or a timeout moves the want to the next peer; when every
-//     connected peer has declined, content routing is asked at once.
+//     then, while none is, the broadcast targets not asked want-have for
+//     it (proven peers first), spread evenly: asking an unknown peer for a
+//     block costs one DONT_HAVE, no more than a want-have. A HAVE moves a
+//     want from a peer not known to have it.
+//   - Broadcast control (Config.BroadcastAll and the rest): only the
+//     targets (proven, useful, named, local and a few random peers, capped)
+//     are asked about wants nobody is known to have; other peers are
+//     reached through content routing.
+//   - Want-haves go to the targets only while the session's want-blocks do
+//     not already reach every target (one GetBlock among many peers), for
+//     the few wants its useful peers all declined, and in rebroadcasts of
+//     stuck wants (once a minute, to targets that have not declined).
+//   - A DONT_HAVE or a timeout moves the want to the next peer; a DONT_HAVE
+//     stands until the peer reconnects. When every target has declined,
+//     content routing is asked at once, each search for the want searched
+//     least recently.
+//   - With fixed peers (Config.FixedPeers) only they are asked, as if each
+//     had said HAVE for everything: no broadcast, no provider search.
 type Policy struct {
 	cfg   Config
 	wants map[cid.Cid]*wantInfo
