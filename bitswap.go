@@ -94,7 +94,7 @@ func WithContentRouting(r routing.ContentDiscovery) Option {
 
 // WithProviderSearchDelay sets how long a want may go unanswered by any HAVE
 // before content routing is asked (default 500 ms; boxo waits 1 s). When
-// every connected peer has said DONT_HAVE the search starts at once. d <= 0
+// every broadcast target has said DONT_HAVE the search starts at once. d <= 0
 // keeps the default, as for every duration option of the client.
 func WithProviderSearchDelay(d time.Duration) Option {
 	return func(c *config) { c.session.ProviderSearchDelay = d }

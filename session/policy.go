@@ -28,7 +28,7 @@ type Config struct {
 	RebroadcastInterval time.Duration
 	// ProviderSearchDelay is how long a want may go without any peer saying
 	// HAVE before content routing is asked for providers. When every
-	// connected peer has said DONT_HAVE the search starts at once.
+	// broadcast target has said DONT_HAVE the search starts at once.
 	ProviderSearchDelay time.Duration
 	// ProviderSearchInterval is the least time between two provider searches
 	// of one session.
@@ -84,7 +84,7 @@ type Config struct {
 // The defaults of Config, defined here once (the bitswap package's
 // options refer to them): 1 s peer timeout, a minute between rebroadcasts
 // (boxo's), 500 ms provider search delay (boxo waits 1 s; we also search
-// at once when every connected peer said DONT_HAVE), 10 s between
+// at once when every broadcast target said DONT_HAVE), 10 s between
 // searches, a minute per search, 100 ms assumed latency, 256 MiB of
 // undelivered blocks per request; broadcasts to at most 64 peers per want
 // and round, 3 of them random.
@@ -843,7 +843,7 @@ func ewma(old, sample time.Duration) time.Duration {
 
 // searchProviders asks content routing about a want that no peer said
 // HAVE for and no serving peer is working on, once the delay has passed or
-// every connected peer has declined it: of those, the one searched for
+// every broadcast target has declined it: of those, the one searched for
 // least recently (never, first; then the oldest), so that a Session
 // missing several blocks searches for each in turn. One search per
 // interval: the providers of one block of a DAG usually have the rest.
