@@ -616,7 +616,13 @@ func (b *Bitswap) newSession(ctx context.Context, oneOff bool) (*session.Session
 			}
 			cfg.FixedPeers = append(cfg.FixedPeers, ai.ID)
 			if _, connected := b.peerRouter.Info(ai.ID); !connected {
-				go func() { _ = b.net.Connect(b.ctx, ai) }() // best effort: the wants wait for it
+				// Best effort: the wants wait for the connection. Close
+				// waits for the dial (b.ctx ends it).
+				b.running.Add(1)
+				go func() {
+					defer b.running.Done()
+					_ = b.net.Connect(b.ctx, ai)
+				}()
 			}
 		}
 	}
