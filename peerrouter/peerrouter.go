@@ -151,7 +151,8 @@ func (r *PeerRouter) proven(p peer.ID) {
 	}
 }
 
-// isProven reports whether p is connected and proven already.
+// isProven reports whether there is nothing to prove of p: it is not
+// connected, or proven already.
 func (r *PeerRouter) isProven(p peer.ID) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
