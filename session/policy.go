@@ -421,6 +421,9 @@ func (p *Policy) Add(now time.Time, cids []cid.Cid) Actions {
 		p.note(now.Add(min(p.cfg.ProviderSearchDelay, p.cfg.RebroadcastInterval)))
 	}
 	p.schedule(now)
+	if len(cids) > 0 && p.blind() {
+		p.searchProviders(now)
+	}
 	return p.take()
 }
 
@@ -534,15 +537,7 @@ func (p *Policy) Presences(now time.Time, from peer.ID, haves, dontHaves []cid.C
 		w.haves = addPeer(w.haves, from)
 		delete(w.dontHaves, from)
 		p.setUseful(pi)
-		// Asked of a peer that has neither said HAVE for it nor served
-		// this session (the first want-block of a lone want goes to a
-		// peer not known to have it): move it to the peer that has it,
-		// rather than wait for the other to answer or time out.
-		if a := p.peers[w.assigned]; a != nil && a != pi && !a.useful && !w.hasHave(a.id) {
-			p.unassign(w)
-			a.inflight--
-			p.act.add(&p.act.Cancels, a.id, c)
-		}
+		p.moveToHolder(w, pi)
 	}
 	for _, c := range dontHaves {
 		w := p.answered(now, pi, c, &rtt)
@@ -627,10 +622,25 @@ func (p *Policy) ProvidersFound(now time.Time, c cid.Cid, provs []peer.ID) Actio
 		if w != nil {
 			w.haves = addPeer(w.haves, id)
 			delete(w.dontHaves, id)
+			p.moveToHolder(w, p.peers[id])
 		}
 	}
 	p.schedule(now)
 	return p.take()
+}
+
+// moveToHolder makes w pending again, cancelling its want-block, if it is
+// asked of a peer that has neither said HAVE for it nor served this
+// session (the first want-block of a lone want goes to a peer not known to
+// have it) while holder, another peer, has it (said HAVE, or was named by
+// content routing): schedule then asks a holder rather than wait for the
+// other peer to answer or time out.
+func (p *Policy) moveToHolder(w *wantInfo, holder *peerInfo) {
+	if a := p.peers[w.assigned]; a != nil && a != holder && !a.useful && !w.hasHave(a.id) {
+		p.unassign(w)
+		a.inflight--
+		p.act.add(&p.act.Cancels, a.id, w.c)
+	}
 }
 
 // Tick handles time passing: peer timeouts, rebroadcasts, provider search.
@@ -759,6 +769,10 @@ func (p *Policy) nextWantDue(now time.Time) time.Time {
 		searchOpen = p.lastSearch.Add(p.cfg.ProviderSearchInterval)
 	}
 	searched := false
+	delay := p.cfg.ProviderSearchDelay
+	if p.blind() {
+		delay = 0
+	}
 	for _, w := range p.queue {
 		if p.wants[w.c] != w {
 			continue
@@ -771,7 +785,7 @@ func (p *Policy) nextWantDue(now time.Time) time.Time {
 		if !searched && len(w.haves) == 0 {
 			if pi := p.peers[w.assigned]; pi == nil || !pi.useful {
 				searched = true
-				earlier(later(searchOpen, w.added.Add(p.cfg.ProviderSearchDelay)))
+				earlier(later(searchOpen, w.added.Add(delay)))
 			}
 		}
 	}
@@ -853,6 +867,7 @@ func (p *Policy) searchProviders(now time.Time) {
 		return
 	}
 	var best *wantInfo
+	blind := p.blind()
 	for _, w := range p.queue {
 		if p.wants[w.c] != w || len(w.haves) > 0 {
 			continue // no longer wanted (the queue is compacted lazily), or a peer has it
@@ -860,7 +875,7 @@ func (p *Policy) searchProviders(now time.Time) {
 		if pi := p.peers[w.assigned]; pi != nil && pi.useful {
 			continue // asked of a peer that has been serving this session
 		}
-		if now.Sub(w.added) >= p.cfg.ProviderSearchDelay || p.allDeclined(w) {
+		if blind || now.Sub(w.added) >= p.cfg.ProviderSearchDelay || p.allDeclined(w) {
 			if best == nil || w.searched.Before(best.searched) {
 				best = w
 			}
@@ -874,6 +889,23 @@ func (p *Policy) searchProviders(now time.Time) {
 		best.searched = now
 		p.act.FindProvs = append(p.act.FindProvs, best.c)
 	}
+}
+
+// blind reports whether broadcast control leaves the Session no peer to
+// ask but its random draw: none is useful, proven, named or (uncontrolled)
+// local, or there is no peer at all. Content routing is then the likeliest
+// way to a holder, and is asked at once rather than after
+// ProviderSearchDelay.
+func (p *Policy) blind() bool {
+	if p.fixed != nil || p.cfg.BroadcastAll {
+		return false
+	}
+	for _, pi := range p.peers {
+		if pi.useful || pi.proven || pi.protected || (pi.local && !p.cfg.BroadcastControlLocal) {
+			return false
+		}
+	}
+	return true
 }
 
 // allDeclined reports whether every peer that could be asked for w has

@@ -11,6 +11,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	bitswap "github.com/gobitswap/bitswap"
+	"github.com/gobitswap/bitswap/blockstore"
 	"github.com/gobitswap/bitswap/testutil"
 )
 
@@ -219,5 +221,87 @@ func TestQuietPeers(t *testing.T) {
 		b := runQuiet(t, bq)
 		t.Logf("%v: %.2f entries per quiet peer (most %d), %d messages to them",
 			bq, b.perPeer(quiet), b.maxEntries, b.messages)
+	}
+}
+
+// The public network: every peer remote (not local), none proven, 50
+// silent; the seed is found through content routing (100 ms a query).
+// With broadcast control (the default) only the random draw of quiet
+// peers hears of the want, and the fetch takes about as long as without
+// it, when every peer does: nobody asked is more than a guess, so content
+// routing is asked at once, and the provider it names takes the root's
+// want-block from the silent guess that had it.
+func TestQuietRemotePeersBroadcastControl(t *testing.T) {
+	const quiet = 50
+	times := map[bool]time.Duration{}
+	for _, control := range []bool{true, false} {
+		var took time.Duration
+		var entries, most uint64
+		asked := 0
+		synctest.Test(t, func(t *testing.T) {
+			s := quietDAG
+			p := s.Params
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			vn := testutil.NewVirtualNetwork(testutil.WithLatency(p.RTT/2), testutil.WithBandwidth(p.Bandwidth),
+				testutil.WithSendBuffer(p.SendBuffer))
+			defer vn.Close()
+			cr := testutil.NewContentRouter(vn, 100*time.Millisecond)
+			c := newContent(s)
+			var closers []func() error
+			defer func() {
+				for _, f := range closers {
+					_ = f()
+				}
+			}()
+			vps := make([]*testutil.VirtualPeer, quiet+2)
+			for i := range vps {
+				vps[i] = vn.NewPeer()
+				vn.SetRemote(vps[i].Self(), true)
+			}
+			slices.SortFunc(vps, func(a, b *testutil.VirtualPeer) int { return strings.Compare(string(a.Self()), string(b.Self())) })
+			seedVP, leechVP := vps[len(vps)-1], vps[len(vps)-2]
+			for _, vp := range vps[:quiet] {
+				b := bitswap.New(ctx, vp, blockstore.NewMemory())
+				closers = append(closers, b.Close)
+				vn.SetUnresponsive(vp.Self(), true)
+			}
+			sbs := blockstore.NewMemory()
+			_ = sbs.PutMany(ctx, c.all)
+			seed := bitswap.New(ctx, seedVP, sbs)
+			closers = append(closers, seed.Close)
+			for _, b := range c.all {
+				cr.AddProvider(b.Cid(), seedVP.Self())
+			}
+			leech := bitswap.New(ctx, leechVP, blockstore.NewMemory(),
+				bitswap.WithContentRouting(cr.ForPeer(leechVP.Self())), bitswap.WithBroadcastControl(control))
+			closers = append(closers, leech.Close)
+			vn.ConnectAll()
+			time.Sleep(time.Millisecond)
+			start := time.Now()
+			got, err := walk(ctx, leech.NewSession(ctx), c.root)
+			if err != nil || got != len(c.all) {
+				t.Fatalf("walked %d of %d blocks: %v", got, len(c.all), err)
+			}
+			took = time.Since(start)
+			time.Sleep(time.Second)
+			for _, vp := range vps[:quiet] {
+				e := vn.TrafficBetween(leechVP.Self(), vp.Self()).Sent.Entries
+				entries += e
+				most = max(most, e)
+				if e > 0 {
+					asked++
+				}
+			}
+		})
+		t.Logf("broadcast control %v: took %v, %d of %d quiet peers asked, %.2f entries per quiet peer (most %d)",
+			control, took, asked, quiet, float64(entries)/quiet, most)
+		if control && asked > 3 {
+			t.Errorf("broadcast control on: %d quiet peers asked, want at most the 3 drawn", asked)
+		}
+		times[control] = took
+	}
+	if on, off := times[true], times[false]; on > off+quietDAG.Params.RTT*3 {
+		t.Errorf("with broadcast control the fetch took %v, without %v: more than 3 round trips longer", on, off)
 	}
 }
