@@ -182,8 +182,17 @@ type peerInfo struct {
 	// other peer can be; penalty is the length of its last suspension.
 	suspendedUntil time.Time
 	penalty        time.Duration
+	// patience is how long a peer no other can stand in for is waited for
+	// now (it doubles while it stays silent; progress resets it).
+	patience time.Duration
 	// What the node knows of the peer (PeerInfo), for broadcast control.
 	proven, local, protected bool
+	// provider: content routing named it for a want of this session.
+	provider bool
+	// missed: drawn at random (no other reason to ask it), it declined a
+	// want of this session, so it is no target any more: a guess that
+	// proved wrong, which would otherwise be asked every other want.
+	missed bool
 }
 
 // PeerInfo is what the node knows of a peer as it connects (and again
@@ -539,10 +548,17 @@ func (p *Policy) Presences(now time.Time, from peer.ID, haves, dontHaves []cid.C
 		p.setUseful(pi)
 		p.moveToHolder(w, pi)
 	}
+	// A guess whose first answer about our wants is a refusal is asked
+	// nothing more this round (whether it was one is decided before the
+	// refusals are counted: they change nothing of the draw).
+	guess := !pi.missed && p.guess(pi)
 	for _, c := range dontHaves {
 		w := p.answered(now, pi, c, &rtt)
 		if w == nil {
 			continue
+		}
+		if guess && !pi.useful {
+			pi.missed = true
 		}
 		w.dontHaves = addPeer(w.dontHaves, from)
 		delete(w.haves, from)
@@ -615,18 +631,82 @@ func (p *Policy) ProvidersFound(now time.Time, c cid.Cid, provs []peer.ID) Actio
 	}
 	w := p.wants[c]
 	for _, id := range provs {
-		if _, ok := p.peers[id]; !ok {
-			p.peers[id] = &peerInfo{id: id}
-			p.draw = nil
+		pi, ok := p.peers[id]
+		if !ok {
+			pi = &peerInfo{id: id}
+			p.peers[id] = pi
+		}
+		if !pi.provider {
+			pi.provider = true
+			p.draw = nil // the draw is of peers with no other reason to be asked
 		}
 		if w != nil {
 			w.haves = addPeer(w.haves, id)
 			delete(w.dontHaves, id)
-			p.moveToHolder(w, p.peers[id])
+			p.moveToHolder(w, pi)
+		}
+		// The providers of one block of a DAG usually have the rest: every
+		// want no peer is known to have is presumed theirs too (a
+		// DONT_HAVE undoes it), so it leaves a guess it is asked of, and
+		// the wants spread over all the providers found.
+		for _, o := range p.queue {
+			if p.wants[o.c] != o || o == w || !p.presumedOnly(o) {
+				continue
+			}
+			if _, no := o.dontHaves[id]; no {
+				continue
+			}
+			o.haves = addPeer(o.haves, id)
+			p.moveToHolder(o, pi)
 		}
 	}
+	p.spreadOverProviders()
 	p.schedule(now)
 	return p.take()
+}
+
+// presumedOnly reports whether no peer is known to have w's block but by
+// presumption: the peers in its haves, if any, are providers that have
+// answered nothing yet.
+func (p *Policy) presumedOnly(w *wantInfo) bool {
+	for id := range w.haves {
+		if pi := p.peers[id]; pi == nil || !pi.provider || pi.useful || pi.answered {
+			return false
+		}
+	}
+	return true
+}
+
+// spreadOverProviders evens out the wants asked of providers that have not
+// answered yet: content routing names them one by one, and the first would
+// otherwise be asked for everything while the others, found a moment
+// later, idle. A provider's latest wants past an even share go back to
+// pending (cancelled: not yet answered, they are most likely still in its
+// queue or ours), and schedule gives them to the least loaded.
+func (p *Policy) spreadOverProviders() {
+	var provs []*peerInfo
+	total := 0
+	for _, id := range p.sortedPeers() {
+		if pi := p.peers[id]; pi.provider && !pi.useful && !pi.answered && !pi.suspended {
+			provs = append(provs, pi)
+			total += pi.inflight
+		}
+	}
+	if len(provs) < 2 {
+		return
+	}
+	share := (total + len(provs) - 1) / len(provs)
+	for _, a := range provs {
+		for i := len(p.queue) - 1; i >= 0 && a.inflight > share; i-- {
+			w := p.queue[i]
+			if p.wants[w.c] != w || w.assigned != a.id {
+				continue
+			}
+			p.unassign(w)
+			a.inflight--
+			p.act.add(&p.act.Cancels, a.id, w.c)
+		}
+	}
 }
 
 // moveToHolder makes w pending again, cancelling its want-block, if it is
@@ -657,13 +737,29 @@ func (p *Policy) Tick(now time.Time) Actions {
 			// and a lazily negotiated stream hides that from the sender).
 			// If no other peer can serve, the first time, ask it again
 			// at once.
-			if pi.penalty == 0 && !p.alternative(pi) {
-				pi.penalty = p.timeout(pi)
+			// No other peer can serve: suspending it would only cancel
+			// the wants it may be working through (a popular server is slow
+			// for each of its clients, and its first block, when we know
+			// least of its pace, takes longest), and ask them again later,
+			// at the back of its queue, for duplicates and unfairness. The
+			// first time it is asked again at once (it has most likely
+			// lost our wants, or the blocks it sent: libp2p's resource
+			// manager resets streams past its limits), then waited for,
+			// twice as long each time, and asked again after the longest
+			// wait.
+			if !p.alternative(pi) {
+				resend := pi.penalty == 0 || pi.patience >= p.cfg.RebroadcastInterval
+				if pi.penalty == 0 {
+					pi.penalty = p.timeout(pi)
+				}
+				pi.patience = min(2*p.timeout(pi), p.cfg.RebroadcastInterval)
 				pi.lastProgress = now
-				for _, w := range p.queue {
-					if w.assigned == pi.id {
-						w.sentAt = now
-						p.act.add(&p.act.Resends, pi.id, w.c)
+				if resend {
+					for _, w := range p.queue {
+						if w.assigned == pi.id {
+							w.sentAt = now
+							p.act.add(&p.act.Resends, pi.id, w.c)
+						}
 					}
 				}
 				continue
@@ -702,6 +798,9 @@ func (p *Policy) Tick(now time.Time) Actions {
 			newRound = false
 			p.round++
 			p.draw = nil
+			for _, pi := range p.peers {
+				pi.missed = false // new guesses, and old ones get another chance
+			}
 		}
 		clear(w.askedHave)
 		w.lastBroadcast = time.Time{}
@@ -813,7 +912,7 @@ func (p *Policy) sortedPeers() []peer.ID { return peersOf(p.peers) }
 
 // timeout is how long pi may stay silent with wants outstanding.
 func (p *Policy) timeout(pi *peerInfo) time.Duration {
-	return max(p.cfg.PeerTimeout, 3*p.lat(pi)+4*pi.serviceTime)
+	return max(p.cfg.PeerTimeout, 3*p.lat(pi)+4*pi.serviceTime, pi.patience)
 }
 
 // lat is pi's measured latency, or the configured default.
@@ -829,6 +928,7 @@ func (p *Policy) progress(pi *peerInfo, now time.Time) {
 	pi.suspended = false
 	pi.answered = true
 	pi.penalty = 0
+	pi.patience = 0
 }
 
 // alternative reports whether some peer other than pi could be asked.
@@ -901,7 +1001,7 @@ func (p *Policy) blind() bool {
 		return false
 	}
 	for _, pi := range p.peers {
-		if pi.useful || pi.proven || pi.protected || (pi.local && !p.cfg.BroadcastControlLocal) {
+		if pi.useful || pi.proven || pi.protected || pi.provider || (pi.local && !p.cfg.BroadcastControlLocal) {
 			return false
 		}
 	}
@@ -982,7 +1082,7 @@ func (p *Policy) schedule(now time.Time) {
 			stranded = append(stranded, w)
 			continue
 		}
-		if (probing && len(w.dontHaves) > 0) || (!w.hasHave(pi.id) && p.awaitingHaves(w, now)) {
+		if !w.hasHave(pi.id) && ((probing && len(w.dontHaves) > 0) || p.awaitingHaves(w, now)) {
 			waiting = append(waiting, w)
 			continue
 		}
@@ -1077,10 +1177,21 @@ func (p *Policy) target(pi *peerInfo) bool {
 	switch {
 	case p.fixed != nil:
 		return p.fixed[pi.id]
-	case p.cfg.BroadcastAll, pi.useful, pi.proven, pi.protected:
+	case p.cfg.BroadcastAll, pi.useful, pi.proven, pi.protected, pi.provider:
 		return true
 	case pi.local && !p.cfg.BroadcastControlLocal:
 		return true
+	}
+	return !pi.missed && p.drawn()[pi.id]
+}
+
+// guess reports whether pi is a target only by the random draw.
+func (p *Policy) guess(pi *peerInfo) bool {
+	if p.fixed != nil || p.cfg.BroadcastAll || pi.useful || pi.proven || pi.protected || pi.provider {
+		return false
+	}
+	if pi.local && !p.cfg.BroadcastControlLocal {
+		return false
 	}
 	return p.drawn()[pi.id]
 }
@@ -1106,7 +1217,7 @@ func (p *Policy) targets() int {
 func (p *Policy) targetOrder() []peer.ID {
 	rank := func(pi *peerInfo) int {
 		switch {
-		case pi.useful || pi.proven:
+		case pi.useful || pi.proven || pi.provider:
 			return 0
 		case pi.protected:
 			return 1
@@ -1155,7 +1266,9 @@ func (p *Policy) drawn() map[peer.ID]bool {
 	}
 	var cands []scored
 	for id, pi := range p.peers {
-		if pi.useful || pi.proven || pi.protected || (pi.local && !p.cfg.BroadcastControlLocal) {
+		// A missed guess keeps its place in the draw (a new guess would
+		// cost more entries), but is no target.
+		if pi.useful || pi.proven || pi.protected || pi.provider || (pi.local && !p.cfg.BroadcastControlLocal) {
 			continue
 		}
 		h := fnv.New64a()
@@ -1297,6 +1410,12 @@ func (p *Policy) pick(now time.Time, w *wantInfo, useful, spread bool) *peerInfo
 // nothing made an unmeasured peer look free: it took every want.)
 func (p *Policy) score(pi *peerInfo) time.Duration {
 	lat := p.lat(pi)
+	if pi.provider && !pi.answered {
+		// Providers not heard from yet are scored alike, by their load:
+		// whether their latency is known yet depends only on the order in
+		// which content routing named them and they connected.
+		lat = p.cfg.DefaultLatency
+	}
 	st := pi.serviceTime
 	if st == 0 {
 		st = defaultServiceTime

@@ -268,28 +268,37 @@ func TestPolicyOnlyPeerIsRetried(t *testing.T) {
 	if len(a.Resends[ps[0]]) != 3 || len(a.Cancels) != 0 {
 		t.Fatalf("first timeout: %d resends, %d cancels; want the 3 wants sent again, no cancel", len(a.Resends[ps[0]]), len(a.Cancels))
 	}
-	// Silent again: suspended, its wants cancelled, asked again after the penalty.
+	// Silent again: not suspended (no other peer could stand in), nothing
+	// cancelled or sent; waited for twice as long, then twice as long
+	// again, and asked again only after the longest wait.
 	at2 := at.Add(timeout + time.Millisecond)
-	a = p.Tick(at2)
-	if len(a.Cancels[ps[0]]) != 3 {
-		t.Fatalf("second timeout: %d cancels, want 3", len(a.Cancels[ps[0]]))
+	if a := p.Tick(at2); count(a.Cancels) != 0 || count(a.Resends) != 0 || count(a.WantBlocks) != 0 {
+		t.Fatalf("second timeout: %d cancels, %d resends, %d want-blocks; want none", count(a.Cancels), count(a.Resends), count(a.WantBlocks))
 	}
-	penalty := p.peers[ps[0]].penalty
-	if a := p.Tick(at2.Add(penalty - time.Millisecond)); count(a.WantBlocks) != 0 {
-		t.Fatal("asked again before the penalty was over")
+	pi := p.peers[ps[0]]
+	if pi.suspended || pi.patience != 2*timeout {
+		t.Fatalf("suspended %v, patience %v; want not suspended, %v", pi.suspended, pi.patience, 2*timeout)
 	}
-	if a := p.Tick(at2.Add(penalty)); len(a.WantBlocks[ps[0]]) != 3 {
-		t.Fatal("not asked again after the penalty")
+	at3 := at2
+	resent := false
+	for range 10 {
+		at3 = at3.Add(p.timeout(pi) + time.Millisecond)
+		a := p.Tick(at3)
+		if count(a.Cancels) != 0 {
+			t.Fatal("a lone peer's wants were cancelled")
+		}
+		if len(a.Resends[ps[0]]) == 3 {
+			resent = true
+			break
+		}
 	}
-	at3 := at2.Add(penalty + timeout + time.Millisecond)
-	p.Tick(at3)
-	if p.peers[ps[0]].penalty != 2*penalty {
-		t.Fatalf("penalty %v after another silence, want %v", p.peers[ps[0]].penalty, 2*penalty)
+	if !resent || pi.patience != p.cfg.RebroadcastInterval {
+		t.Fatalf("resent %v with patience %v; want the wants sent again once the wait reached %v", resent, pi.patience, p.cfg.RebroadcastInterval)
 	}
 	// An answer ends it all.
 	p.BlocksReceived(at3.Add(time.Second), ps[0], c[:1])
-	if pi := p.peers[ps[0]]; pi.suspended || pi.penalty != 0 {
-		t.Fatal("an answer did not lift the suspension")
+	if pi.suspended || pi.penalty != 0 || pi.patience != 0 {
+		t.Fatal("an answer did not end the wait")
 	}
 }
 
