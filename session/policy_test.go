@@ -256,7 +256,9 @@ func TestPolicyPrefersFasterPeer(t *testing.T) {
 
 // A server can lose our wants or its blocks (seen with boxo under libp2p's
 // resource manager): the only peer is asked again at once the first time it
-// falls silent, then after a penalty that doubles while it stays silent.
+// falls silent; after that it is waited for, twice as long each time (a
+// popular server is slow for each client, and cancelling would only put our
+// wants at the back of its queue), and asked again after the longest wait.
 func TestPolicyOnlyPeerIsRetried(t *testing.T) {
 	ps := peers(1)
 	p := withPeers(ps)
