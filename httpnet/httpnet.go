@@ -614,6 +614,9 @@ func (n *Network) run(ctx context.Context, ep *endpoint, key reqKey, f *inflight
 			return // cancelled meanwhile
 		}
 		n.answer(ep, e, out, blk, err)
+		if n.cfg.onDone != nil {
+			n.cfg.onDone(e)
+		}
 		return
 	}
 }

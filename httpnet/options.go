@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/gobitswap/bitswap/message"
 )
 
 // Defaults of the options.
@@ -62,6 +64,7 @@ type config struct {
 	userAgent       string
 	logger          *slog.Logger
 	clock           clock
+	onDone          func(message.Entry) // tests: after each want's answer
 }
 
 func defaultConfig() config {
@@ -210,3 +213,5 @@ func (realClock) Now() time.Time                         { return time.Now() }
 func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 func withClock(k clock) Option { return func(c *config) { c.clock = k } }
+
+func withOnDone(f func(message.Entry)) Option { return func(c *config) { c.onDone = f } }
