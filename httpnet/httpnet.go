@@ -444,23 +444,31 @@ func (n *Network) newRequest(ctx context.Context, method string, base *url.URL, 
 // DisconnectFrom forgets p: its requests are aborted and PeerDisconnected
 // is reported. It may be connected again.
 func (n *Network) DisconnectFrom(_ context.Context, p peer.ID) error {
-	n.disconnect(p, false)
+	n.disconnect(p, false, false)
 	return nil
 }
 
-// disconnect drops p, banning it for the ban duration if ban.
-func (n *Network) disconnect(p peer.ID, ban bool) {
+// disconnect drops p, counting it as dropped for misbehaving if bad, and
+// banning it for the ban duration if ban. It reports false if p was not
+// connected.
+func (n *Network) disconnect(p peer.ID, bad, ban bool) bool {
 	n.evMu.Lock()
 	defer n.evMu.Unlock()
 	n.mu.Lock()
 	ep := n.endpoints[p]
 	if ep == nil {
 		n.mu.Unlock()
-		return
+		return false
 	}
 	delete(n.endpoints, p)
-	if ban && n.cfg.banFor > 0 {
-		n.banned[p] = n.cfg.clock.Now().Add(n.cfg.banFor)
+	if bad {
+		n.dropped.Add(1)
+	}
+	if ban {
+		n.bannedN.Add(1)
+		if n.cfg.banFor > 0 {
+			n.banned[p] = n.cfg.clock.Now().Add(n.cfg.banFor)
+		}
 	}
 	r, started := n.receiver, n.state == 1
 	n.mu.Unlock()
@@ -468,6 +476,7 @@ func (n *Network) disconnect(p peer.ID, ban bool) {
 	if started {
 		r.PeerDisconnected(p)
 	}
+	return true
 }
 
 // Version is V120 for every endpoint: it answers want-haves (HEAD) and
@@ -678,13 +687,8 @@ func (n *Network) answer(ep *endpoint, e message.Entry, out outcome, blk blocks.
 	if len(msg.Blocks) > 0 || len(msg.BlockPresences) > 0 {
 		n.deliver(ep, &msg)
 	}
-	if drop {
-		n.dropped.Add(1)
-		if ban {
-			n.bannedN.Add(1)
-		}
-		n.cfg.logger.Warn("httpnet: dropping endpoint", "peer", ep.id, "url", ep.base.String(), "banned", ban, "err", err)
-		n.disconnect(ep.id, ban)
+	if drop && n.disconnect(ep.id, true, ban) {
+		n.cfg.logger.Warn("httpnet: dropped endpoint", "peer", ep.id, "url", ep.base.String(), "banned", ban, "err", err)
 	}
 }
 
