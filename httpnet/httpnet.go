@@ -358,16 +358,16 @@ func (n *Network) connect(ctx context.Context, id peer.ID, urls []*url.URL) erro
 
 	ctx, cancel := mergeCancel(ctx, n.ctx)
 	defer cancel()
-	var errs []error
+	var errs []string // one line in all
 	for _, u := range urls {
 		lat, err := n.probe(ctx, u)
 		if err != nil {
-			errs = append(errs, err)
+			errs = append(errs, err.Error())
 			continue
 		}
 		return n.register(id, u, lat)
 	}
-	return fmt.Errorf("%w: %w", ErrProbeFailed, errors.Join(errs...))
+	return fmt.Errorf("%w: %s", ErrProbeFailed, strings.Join(errs, "; "))
 }
 
 // register makes id a connected endpoint at u and reports it.

@@ -2,7 +2,7 @@ package httpnet
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -81,7 +81,7 @@ func (r *Router) Connect(ctx context.Context, ai peer.AddrInfo) error {
 		return err
 	}
 	if berr := r.bs.Connect(ctx, peer.AddrInfo{ID: ai.ID, Addrs: others}); berr != nil {
-		return errors.Join(err, berr)
+		return fmt.Errorf("over HTTP: %v; over Bitswap: %w", err, berr)
 	}
 	return nil
 }
