@@ -790,10 +790,38 @@ func (n *Network) do(ctx context.Context, ep *endpoint, e message.Entry) (outcom
 		n.setCooldown(ep.host, min(d, n.cfg.maxCooldown))
 		return gotThrottled, nil, fmt.Errorf("status %d, cooldown %s", resp.StatusCode, d)
 	default:
+		head, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		discard(resp.Body)
+		if resp.StatusCode == http.StatusInternalServerError && saysNotFound(head) {
+			// Some gateways answer a block they lack with a 500 whose
+			// body says so: a DONT_HAVE, not a failing server.
+			n.observeLatency(ep, lat)
+			n.notFound.Add(1)
+			return gotNotFound, nil, nil
+		}
 		n.serverErrs.Add(1)
-		return gotError, nil, fmt.Errorf("status %d", resp.StatusCode)
+		return gotError, nil, fmt.Errorf("status %d: %q", resp.StatusCode, oneLine(head))
 	}
+}
+
+// saysNotFound reports whether an error body says the block is missing.
+func saysNotFound(body []byte) bool {
+	b := strings.ToLower(string(body))
+	for _, s := range []string{"not found", "could not find", "does not have", "no such block"} {
+		if strings.Contains(b, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// oneLine keeps an error body quotable in a log line.
+func oneLine(b []byte) string {
+	s := strings.Join(strings.Fields(string(b)), " ")
+	if len(s) > 120 {
+		s = s[:120] + "..."
+	}
+	return s
 }
 
 // discard reads a little of an unwanted body so the connection can be

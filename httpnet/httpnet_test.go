@@ -493,3 +493,104 @@ func TestConnectByMultiaddr(t *testing.T) {
 	}
 	_ = strconv.Itoa
 }
+
+func TestServerErrorsInARowDisconnect(t *testing.T) {
+	g := newGateway()
+	var entries []message.Entry
+	for range 3 {
+		entries = append(entries, want(randBlock(t, 10).Cid(), message.WantBlock))
+	}
+	missing := randBlock(t, 10)
+	g.hook = func(w http.ResponseWriter, r *http.Request, c string) bool {
+		if c == missing.Cid().String() {
+			http.Error(w, "ipld: could not find node", http.StatusInternalServerError)
+			return true
+		}
+		http.Error(w, "boom", http.StatusInternalServerError)
+		return true
+	}
+	n, r, id, _ := setup(t, g, WithMaxServerErrors(3))
+	// A 500 that says "not found" is a DONT_HAVE and resets the count.
+	send(t, n, id, entries[0])
+	r.next(t)
+	send(t, n, id, want(missing.Cid(), message.WantBlock))
+	r.next(t)
+	send(t, n, id, entries[1])
+	r.next(t)
+	if !n.Has(id) {
+		t.Fatal("dropped after 2 errors")
+	}
+	send(t, n, id, entries[2])
+	if m := r.next(t); len(m.msg.BlockPresences) != 1 || m.msg.BlockPresences[0].Type != message.DontHave {
+		t.Fatalf("got %+v", m.msg)
+	}
+	// 3 failures, but not in a row: still here. One more drops it.
+	send(t, n, id, want(randBlock(t, 10).Cid(), message.WantBlock))
+	r.next(t)
+	if p := <-r.discs; p != id {
+		t.Fatalf("disconnected %s", p)
+	}
+	s := n.HTTPStats()
+	if s.ServerErrors != 4 || s.NotFound != 1 || s.Dropped != 1 || s.Banned != 0 {
+		t.Fatalf("%+v", s)
+	}
+	// Not banned: it may come back.
+	if _, err := n.ConnectURL(context.Background(), "http://"+g.reqs[0].Host); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestStopAbortsEverything(t *testing.T) {
+	g := newGateway()
+	started := make(chan struct{}, 8)
+	g.hook = func(w http.ResponseWriter, r *http.Request, c string) bool {
+		started <- struct{}{}
+		<-r.Context().Done()
+		return true
+	}
+	n, r, id, _ := setup(t, g, WithMaxInFlight(2))
+	var es []message.Entry
+	for range 5 {
+		es = append(es, want(randBlock(t, 10).Cid(), message.WantBlock))
+	}
+	send(t, n, id, es...)
+	<-started
+	<-started
+	n.Stop() // two in flight, three waiting for a slot
+	r.none(t)
+	if err := n.SendMessage(context.Background(), id, &message.Message{Wantlist: es}); !errors.Is(err, ErrStopped) {
+		t.Fatalf("send after Stop: %v", err)
+	}
+	if _, err := n.ConnectURL(context.Background(), "http://127.0.0.1:1"); !errors.Is(err, ErrStopped) {
+		t.Fatalf("connect after Stop: %v", err)
+	}
+}
+
+func TestUnencryptedHTTP2(t *testing.T) {
+	b := randBlock(t, 100)
+	g := newGateway(b)
+	srv := httptest.NewUnstartedServer(g)
+	srv.Config.Protocols = new(http.Protocols)
+	srv.Config.Protocols.SetHTTP1(true)
+	srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	srv.Start()
+	defer srv.Close()
+	for _, h2c := range []bool{false, true} {
+		n := New(WithUnencryptedHTTP2(h2c))
+		r := newRecv()
+		n.Start(r)
+		id, err := n.ConnectURL(context.Background(), srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		send(t, n, id, want(b.Cid(), message.WantBlock))
+		if m := r.next(t); len(m.msg.Blocks) != 1 {
+			t.Fatalf("got %+v", m.msg)
+		}
+		n.Stop()
+		reqs := g.requests()
+		if last := reqs[len(reqs)-1]; (last.ProtoMajor == 2) != h2c {
+			t.Fatalf("h2c %v: request over %s", h2c, last.Proto)
+		}
+	}
+}
