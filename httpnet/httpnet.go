@@ -26,7 +26,8 @@
 //     Session's own timeout moves the want on as it would from a slow peer.
 //   - Other failures (transport errors, other statuses) answer DONT_HAVE
 //     and count against the endpoint; WithMaxServerErrors in a row
-//     disconnect it.
+//     disconnect it. A 500 whose body says the block is missing (some
+//     gateways answer so) is taken as a 404.
 //   - A cancel entry aborts the CID's in-flight request (or its wait for a
 //     slot or a cooldown); no answer follows.
 //
