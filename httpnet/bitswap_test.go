@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -142,4 +143,13 @@ func TestBitswapBadGatewayDropped(t *testing.T) {
 		}
 	}
 	t.Logf("wrong bodies %d, dropped %d, blocks %d", s.WrongBodies, s.Dropped, s.Blocks)
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := httpnet.ParseURL(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }

@@ -202,6 +202,10 @@ func (n *Network) clients() (tlsC, plainC *http.Client) {
 		}
 	}
 	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	if n.cfg.transport != nil {
+		c := &http.Client{Transport: n.cfg.transport, CheckRedirect: noRedirect}
+		return c, c
+	}
 
 	t := base()
 	if n.cfg.tlsConfig != nil {

@@ -3,6 +3,7 @@ package httpnet
 import (
 	"crypto/tls"
 	"log/slog"
+	"net/http"
 	"strings"
 	"time"
 
@@ -61,6 +62,7 @@ type config struct {
 	allow, deny     map[string]bool
 	h2c             bool
 	tlsConfig       *tls.Config
+	transport       http.RoundTripper
 	userAgent       string
 	logger          *slog.Logger
 	clock           clock
@@ -188,6 +190,13 @@ func WithUnencryptedHTTP2(on bool) Option { return func(c *config) { c.h2c = on 
 // WithTLSConfig sets the TLS client configuration (root CAs for a private
 // gateway, say). The default is the system's.
 func WithTLSConfig(t *tls.Config) Option { return func(c *config) { c.tlsConfig = t } }
+
+// WithTransport sends every request through rt instead of the network's
+// own transports (so WithTLSConfig and WithUnencryptedHTTP2 no longer
+// apply): a proxy, instrumentation, or an in-memory endpoint that
+// simulates latency and bandwidth, which under testing/synctest costs no
+// real time.
+func WithTransport(rt http.RoundTripper) Option { return func(c *config) { c.transport = rt } }
 
 // WithUserAgent sets the User-Agent header ("gobitswap").
 func WithUserAgent(ua string) Option { return func(c *config) { c.userAgent = ua } }
