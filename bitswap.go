@@ -21,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,6 +71,7 @@ type config struct {
 	// The connection manager (WithPeerTagging and the options after it).
 	noTagging, noProtect        bool
 	sessionTagVal, serverTagVal int
+	protected                   []peer.ID
 }
 
 // The facade wires the network into the WantManager.
@@ -148,16 +150,79 @@ func WithPeerRouting(r routing.PeerRouting) Option {
 
 // WithProviderSearchDelay sets how long a want may go unanswered by any HAVE
 // before content routing is asked (default 500 ms; boxo waits 1 s). When
-// every connected peer has said DONT_HAVE the search starts at once. d <= 0
+// every broadcast target has said DONT_HAVE the search starts at once. d <= 0
 // keeps the default, as for every duration option of the client.
 func WithProviderSearchDelay(d time.Duration) Option {
 	return func(c *config) { c.session.ProviderSearchDelay = d }
 }
 
-// WithRebroadcastInterval sets how often wants that no peer is working on
-// are asked again of every connected peer (default 10 s; d <= 0 keeps it).
+// WithRebroadcastInterval sets how often a want that no peer is working on
+// is asked again, with want-have, of the broadcast targets that have not
+// said DONT_HAVE for it (default 1 min, boxo's; d <= 0 keeps it).
 func WithRebroadcastInterval(d time.Duration) Option {
 	return func(c *config) { c.session.RebroadcastInterval = d }
+}
+
+// WithBroadcastControl(false) sends want-haves about wants nobody is known
+// to have to every connected peer, as boxo does by default. With it on, the
+// default, they go only to the broadcast targets: peers that have sent this
+// node a HAVE or a wanted block since they connected, peers named by
+// WithBroadcastPeers, local peers (loopback, LAN; see
+// WithBroadcastControlLocal), and a few random others
+// (WithBroadcastRandomPeers), at most WithBroadcastMaxPeers per want; and
+// while a Session knows no peer that has served it, its want-blocks go to
+// these targets only. Peers outside them are reached through content
+// routing. boxo's BroadcastControlEnable, on by default here (as in Kubo).
+func WithBroadcastControl(enabled bool) Option {
+	return func(c *config) { c.session.BroadcastAll = !enabled }
+}
+
+// WithBroadcastMaxPeers caps the peers one want is broadcast to in one
+// round (default 64; n < 0: no cap). Served peers come first, then named,
+// local and random ones. boxo's BroadcastControlMaxPeers, except that 0
+// keeps the default.
+func WithBroadcastMaxPeers(n int) Option {
+	return func(c *config) { c.session.BroadcastMaxPeers = n }
+}
+
+// WithBroadcastRandomPeers sets how many peers that are no broadcast target
+// otherwise are asked all the same, chosen at random for each Session and
+// rebroadcast round (default 3; n < 0: none). boxo's
+// BroadcastControlMaxRandomPeers.
+func WithBroadcastRandomPeers(n int) Option {
+	return func(c *config) { c.session.BroadcastRandomPeers = n }
+}
+
+// WithBroadcastControlLocal(true) applies broadcast control to local peers
+// too; by default they are always asked. boxo's
+// BroadcastControlLocalPeers.
+func WithBroadcastControlLocal(enabled bool) Option {
+	return func(c *config) { c.session.BroadcastControlLocal = enabled }
+}
+
+// WithBroadcastPeers names peers that are always broadcast targets (a
+// peering agreement, say: boxo's PeeredPeers, which it learns from the
+// connection manager's peering tag). Each call adds to the list.
+func WithBroadcastPeers(ids ...peer.ID) Option {
+	return func(c *config) { c.protected = append(c.protected, ids...) }
+}
+
+type providersKey struct{}
+
+// WithProviders returns a context under which GetBlock, GetBlocks and
+// NewSession ask only these peers: no broadcast, no provider search (a
+// request that knows where its data is; boxo has no such thing, Helia has a
+// providers hint). Each is asked want-block as if it had said HAVE; peers
+// not connected are dialled with the addresses given (none: the host's
+// peerstore). A Session made under it keeps the set for all its requests;
+// requests to a Session ignore it.
+func WithProviders(ctx context.Context, ais ...peer.AddrInfo) context.Context {
+	return context.WithValue(ctx, providersKey{}, slices.Clone(ais))
+}
+
+func providersOf(ctx context.Context) []peer.AddrInfo {
+	ais, _ := ctx.Value(providersKey{}).([]peer.AddrInfo)
+	return ais
 }
 
 // WithPeerTimeout sets the least time a peer with our wants outstanding may
@@ -587,7 +652,7 @@ func New(ctx context.Context, net network.Network, bs blockstore.Blockstore, opt
 		b.tagger, b.sessionTag = net, tagValue(cfg.sessionTagVal, DefaultSessionPeerTagValue)
 	}
 	b.blockRouter = blockrouter.New(bs, l, b.engine, cfg.logger, cfg.routerOpts...)
-	b.peerRouter = peerrouter.New(interestAdapter{b.blockRouter})
+	b.peerRouter = peerrouter.New(interestAdapter{b.blockRouter}, peerrouter.WithProtected(cfg.protected...))
 	if cfg.routing != nil {
 		pc := cfg.providers
 		pc.Tracer, pc.Logger = b.spans, cfg.logger
@@ -677,7 +742,28 @@ func (b *Bitswap) newSession(ctx context.Context, oneOff bool) (*session.Session
 	}
 	b.running.Add(1)
 	parent := trace.ContextWithSpan(b.ctx, trace.SpanFromContext(ctx))
-	return session.New(parent, b.nextSession.Add(1), b.sessionDeps(b.running.Done), b.sessionCfg, oneOff), nil
+	id := b.nextSession.Add(1)
+	cfg := b.sessionCfg
+	cfg.Seed = id // each Session draws its own random broadcast peers
+	if ais := providersOf(ctx); len(ais) > 0 {
+		cfg.FixedPeers = nil
+		for _, ai := range ais {
+			if ai.ID == b.net.Self() || slices.Contains(cfg.FixedPeers, ai.ID) {
+				continue
+			}
+			cfg.FixedPeers = append(cfg.FixedPeers, ai.ID)
+			if _, connected := b.peerRouter.Info(ai.ID); !connected {
+				// Best effort: the wants wait for the connection. Close
+				// waits for the dial (b.ctx ends it).
+				b.running.Add(1)
+				go func() {
+					defer b.running.Done()
+					_ = b.net.Connect(b.ctx, ai)
+				}()
+			}
+		}
+	}
+	return session.New(parent, id, b.sessionDeps(b.running.Done), cfg, oneOff), nil
 }
 
 func (b *Bitswap) sessionDeps(onClose func()) session.Deps {
@@ -870,6 +956,7 @@ func (r *receiver) ReceiveMessage(ctx context.Context, from peer.ID, msg *messag
 	// The WantManager hears first, so that it knows the sender has forgotten
 	// these wants before Sessions cancel them everywhere.
 	r.wm.ReceivedFrom(from, keys, haves, dontHaves)
+	r.peerRouter.ReceiveBlocks(from, keys) // before the BlockRouter takes the wants
 	errClient := r.blockRouter.ReceiveBlocks(ctx, from, msg.Blocks)
 	r.peerRouter.ReceivePresences(from, haves, dontHaves)
 	return errors.Join(errServer, errClient)
@@ -881,7 +968,7 @@ func (r *receiver) ReceiveError(from peer.ID, err error) {
 
 func (r *receiver) PeerConnected(p peer.ID) {
 	r.wm.PeerConnected(p)
-	r.peerRouter.PeerConnected(p)
+	r.peerRouter.PeerConnected(p, r.net.Local(p))
 }
 
 func (r *receiver) PeerDisconnected(p peer.ID) {

@@ -80,9 +80,9 @@ func TestSessionsWantingOneBlockShareOneProviderQuery(t *testing.T) {
 		if p := st.Providers; p.Started != 1 || p.Joined != 4 || p.Connected != 1 {
 			t.Errorf("Stat().Providers %+v, want 1 started, 4 joined, 1 connected", p)
 		}
-		// The search delay (no peer to ask first), the router's 100 ms,
-		// then a round trip for the block.
-		want := bitswap.DefaultProviderSearchDelay + 100*time.Millisecond + 2*oneWay
+		// No peer to ask first, so content routing at once: the router's
+		// 100 ms, then a round trip for the block.
+		want := 100*time.Millisecond + 2*oneWay
 		for i, d := range took {
 			if d != want {
 				t.Errorf("session %d got the block after %v, want %v", i, d, want)

@@ -503,6 +503,24 @@ func (n *Network) Latency(p peer.ID) time.Duration {
 	return 0
 }
 
+// Local reports whether p is a connected endpoint whose host is a
+// loopback, private (LAN) or link-local IP address, or "localhost". A
+// host name is not resolved: a gateway named by DNS is not local.
+func (n *Network) Local(p peer.ID) bool {
+	n.mu.Lock()
+	ep := n.endpoints[p]
+	n.mu.Unlock()
+	if ep == nil {
+		return false
+	}
+	h := ep.base.Hostname()
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && (ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast())
+}
+
 // The connection manager knows nothing of HTTP endpoints: tags and
 // protections do nothing.
 func (n *Network) TagPeer(peer.ID, string, int)   {}

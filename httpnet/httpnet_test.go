@@ -31,6 +31,12 @@ func TestProbeConnects(t *testing.T) {
 	if !n.Has(id) || n.Latency(id) <= 0 {
 		t.Fatalf("has %v latency %v", n.Has(id), n.Latency(id))
 	}
+	if !n.Local(id) {
+		t.Fatal("a loopback endpoint is not local")
+	}
+	if n.Local(PeerIDFromURL(&httpURL)) {
+		t.Fatal("an unknown endpoint is local")
+	}
 	if v, err := n.Version(context.Background(), id); err != nil || v != message.V120 {
 		t.Fatalf("version %v %v", v, err)
 	}

@@ -99,6 +99,9 @@ func (r *Router) Version(ctx context.Context, p peer.ID) (message.Version, error
 // Latency asks p's network.
 func (r *Router) Latency(p peer.ID) time.Duration { return r.pick(p).Latency(p) }
 
+// Local asks p's network.
+func (r *Router) Local(p peer.ID) bool { return r.pick(p).Local(p) }
+
 // Stats adds the two networks' counters.
 func (r *Router) Stats() network.Stats {
 	a, b := r.bs.Stats(), r.http.Stats()

@@ -51,6 +51,11 @@ type Network interface {
 	// Latency returns the latest measured latency to p, or 0 if unknown.
 	Latency(p peer.ID) time.Duration
 
+	// Local reports whether p is on the local network: connected on a
+	// loopback, private (LAN) or link-local address. Broadcast control
+	// always asks local peers by default.
+	Local(p peer.ID) bool
+
 	// Stats returns counters of messages and bytes moved so far.
 	Stats() Stats
 

@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
+	manet "github.com/multiformats/go-multiaddr/net"
 )
 
 // Bitswap protocol IDs. V100 is served under two IDs.
@@ -318,6 +319,18 @@ func (n *Libp2pNetwork) Protect(p peer.ID, tag string) {
 // manager, reporting whether another tag still protects it.
 func (n *Libp2pNetwork) Unprotect(p peer.ID, tag string) bool {
 	return n.host.ConnManager().Unprotect(p, tag)
+}
+
+// Local reports whether some connection to p is on a loopback, private
+// (LAN) or link-local address.
+func (n *Libp2pNetwork) Local(p peer.ID) bool {
+	for _, c := range n.host.Network().ConnsToPeer(p) {
+		a := c.RemoteMultiaddr()
+		if manet.IsIPLoopback(a) || manet.IsPrivateAddr(a) || manet.IsIP6LinkLocal(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // Stats returns the traffic counters. Each field is read atomically; the

@@ -24,7 +24,13 @@ func (noServer) NotifyNewBlocks(context.Context, ...blocks.Block) {}
 // printingSession stands in for a Session: it prints what it hears.
 type printingSession struct{ name string }
 
-func (s printingSession) PeerConnected(peer.ID) { fmt.Println(s.name, "heard: peer connected") }
+func (s printingSession) PeerConnected(_ peer.ID, info peerrouter.PeerInfo) {
+	if info.Proven {
+		fmt.Println(s.name, "heard: peer proven")
+		return
+	}
+	fmt.Println(s.name, "heard: peer connected")
+}
 func (s printingSession) PeerDisconnected(peer.ID) {
 	fmt.Println(s.name, "heard: peer disconnected")
 }
@@ -55,7 +61,9 @@ func (i interest) EachWanter(cids []cid.Cid, f func(uint64, peerrouter.Sink, int
 
 // Two Sessions hear about every connection, but only about the presences
 // of the CIDs they want, which the BlockRouter knows: a Session registers
-// there once, with its wants. Sinks are called in no set order.
+// there once, with its wants. A peer's first HAVE proves it, which every
+// Session hears (a PeerConnected with the new PeerInfo). Sinks are called
+// in no set order.
 func Example() {
 	br := blockrouter.New(blockstore.NewMemory(), ledger.New(), noServer{}, nil)
 	r := peerrouter.New(interest{br})
@@ -63,7 +71,7 @@ func Example() {
 	blks := testutil.RandomBlocks(1, 2, 10)
 	c0, c1 := blks[0].Cid(), blks[1].Cid()
 
-	r.PeerConnected(p)
+	r.PeerConnected(p, false)
 	a, b := printingSession{"a"}, printingSession{"b"}
 	br.Register(1, a)
 	r.Attach(a) // a hears of p, connected before it started
@@ -75,6 +83,8 @@ func Example() {
 	r.PeerDisconnected(p)
 	// Unordered output:
 	// a heard: peer connected
+	// a heard: peer proven
+	// b heard: peer proven
 	// a heard: 1 HAVE, 0 DONT_HAVE
 	// a heard: provider found
 	// a heard: peer disconnected

@@ -3,7 +3,9 @@
 // DONT_HAVE answers, and providers found by content routing, go to the
 // Sessions that want those CIDs.
 //
-// It owns the set of connected Bitswap peers. Which Sessions run, and
+// It owns the set of connected Bitswap peers and what the node knows of
+// each (PeerInfo: local, named by the application, proven by a HAVE or a
+// wanted block), which broadcast control chooses by. Which Sessions run, and
 // which wants which CID, it asks of their owner, the BlockRouter
 // (Interest). It never decides anything about wants and never sends
 // anything: Sessions decide, the WantManager sends.
@@ -21,7 +23,9 @@ import (
 // PeerRouter calls them from the network's goroutines, peer events under
 // its lock (so that every Sink sees one peer's events in order).
 type Sink interface {
-	PeerConnected(p peer.ID)
+	// PeerConnected tells of a peer that connected, and again, with the
+	// new PeerInfo, whenever what is known of it changes.
+	PeerConnected(p peer.ID, info PeerInfo)
 	PeerDisconnected(p peer.ID)
 	Presences(from peer.ID, haves, dontHaves []cid.Cid)
 	// ProviderFound says that content routing named p as a provider of
@@ -39,17 +43,47 @@ type Interest interface {
 	EachWanter(cids []cid.Cid, f func(id uint64, s Sink, i int))
 }
 
+// PeerInfo is what the node knows of a connected peer.
+type PeerInfo struct {
+	// Local: the peer is connected on a loopback, private (LAN) or
+	// link-local address (the network says, as it connects).
+	Local bool
+	// Proven: the peer has sent this node a HAVE, or a block some Session
+	// wanted, since it connected.
+	Proven bool
+	// Protected: the application named the peer (WithProtected).
+	Protected bool
+}
+
 // PeerRouter fans peer events out to Sinks. The zero value is not usable;
 // call New. It is safe for concurrent use.
 type PeerRouter struct {
-	interest Interest
-	mu       sync.Mutex // guards peers; held while peer events are delivered
-	peers    map[peer.ID]struct{}
+	interest  Interest
+	protected map[peer.ID]bool
+	mu        sync.Mutex // guards peers; held while peer events are delivered
+	peers     map[peer.ID]*PeerInfo
+}
+
+// Option configures a PeerRouter.
+type Option func(*PeerRouter)
+
+// WithProtected names peers the application wants always asked: their
+// PeerInfo says Protected.
+func WithProtected(ids ...peer.ID) Option {
+	return func(r *PeerRouter) {
+		for _, id := range ids {
+			r.protected[id] = true
+		}
+	}
 }
 
 // New returns a PeerRouter that asks interest whom to tell.
-func New(interest Interest) *PeerRouter {
-	return &PeerRouter{interest: interest, peers: make(map[peer.ID]struct{})}
+func New(interest Interest, opts ...Option) *PeerRouter {
+	r := &PeerRouter{interest: interest, peers: make(map[peer.ID]*PeerInfo), protected: make(map[peer.ID]bool)}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
 }
 
 // Attach tells s, a Session that has just been registered with the
@@ -61,7 +95,7 @@ func (r *PeerRouter) Attach(s Sink) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, p := range r.sortedPeers() {
-		s.PeerConnected(p)
+		s.PeerConnected(p, *r.peers[p])
 	}
 }
 
@@ -81,16 +115,66 @@ func (r *PeerRouter) sortedPeers() []peer.ID {
 	return out
 }
 
-// PeerConnected records p and tells every Session.
-func (r *PeerRouter) PeerConnected(p peer.ID) {
+// PeerConnected records p, connected on a local address or not, and tells
+// every Session.
+func (r *PeerRouter) PeerConnected(p peer.ID, local bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.peers[p]; ok {
 		return
 	}
-	r.peers[p] = struct{}{}
+	info := &PeerInfo{Local: local, Protected: r.protected[p]}
+	r.peers[p] = info
 	for _, s := range r.interest.Sessions() {
-		s.PeerConnected(p)
+		s.PeerConnected(p, *info)
+	}
+}
+
+// Info returns what is known of p, and whether it is connected.
+func (r *PeerRouter) Info(p peer.ID) (PeerInfo, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if info := r.peers[p]; info != nil {
+		return *info, true
+	}
+	return PeerInfo{}, false
+}
+
+// proven marks p as having sent a HAVE or a wanted block and, the first
+// time, tells every Session (PeerConnected with the new PeerInfo).
+func (r *PeerRouter) proven(p peer.ID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	info := r.peers[p]
+	if info == nil || info.Proven {
+		return
+	}
+	info.Proven = true
+	for _, s := range r.interest.Sessions() {
+		s.PeerConnected(p, *info)
+	}
+}
+
+// isProven reports whether there is nothing to prove of p: it is not
+// connected, or proven already.
+func (r *PeerRouter) isProven(p peer.ID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	info := r.peers[p]
+	return info == nil || info.Proven
+}
+
+// ReceiveBlocks is told of the blocks of each message, before the
+// BlockRouter takes them: the first that some Session wants proves the
+// peer (see PeerInfo.Proven).
+func (r *PeerRouter) ReceiveBlocks(from peer.ID, keys []cid.Cid) {
+	if len(keys) == 0 || r.isProven(from) {
+		return
+	}
+	wanted := false
+	r.interest.EachWanter(keys, func(uint64, Sink, int) { wanted = true })
+	if wanted {
+		r.proven(from)
 	}
 }
 
@@ -112,6 +196,9 @@ func (r *PeerRouter) PeerDisconnected(p peer.ID) {
 func (r *PeerRouter) ReceivePresences(from peer.ID, haves, dontHaves []cid.Cid) {
 	if len(haves) == 0 && len(dontHaves) == 0 {
 		return
+	}
+	if len(haves) > 0 && !r.isProven(from) {
+		r.proven(from)
 	}
 	type split struct {
 		sink             Sink

@@ -37,7 +37,7 @@ type presence struct {
 	haves, dontHaves []cid.Cid
 }
 
-func (s *sink) PeerConnected(p peer.ID) {
+func (s *sink) PeerConnected(p peer.ID, _ peerrouter.PeerInfo) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.events = append(s.events, "+"+name(p))
@@ -102,7 +102,7 @@ func apply(t *testing.T, r *peerrouter.PeerRouter, events []string) {
 		}
 		switch e[0] {
 		case '+':
-			r.PeerConnected(p)
+			r.PeerConnected(p, false)
 		case '-':
 			r.PeerDisconnected(p)
 		default:
@@ -415,8 +415,8 @@ func TestConcurrentUse(t *testing.T) {
 		wg.Go(func() {
 			p := testutil.PeerID(100 + w)
 			for range rounds {
-				r.PeerConnected(p)
-				r.PeerConnected(p)
+				r.PeerConnected(p, false)
+				r.PeerConnected(p, false)
 				r.PeerDisconnected(p)
 			}
 		})

@@ -22,6 +22,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -62,6 +64,14 @@ type Repo struct {
 	bs    blockstore.Blockstore
 
 	dropped int
+
+	// Background writeback (backgroundSync): bytes of files written since
+	// the last sync, the loop's wake-ups, and its end.
+	unsynced atomic.Int64
+	flushes  chan struct{}
+	flushed  chan struct{}
+	flushMu  sync.Mutex // guards closing, and sends on flushes against its close
+	closing  bool
 }
 
 // ErrInUse is returned (wrapped) by Open when another process, or this
@@ -107,15 +117,54 @@ func Open(dir string) (*Repo, error) {
 		kv.Close()
 		return nil, fmt.Errorf("repo %s: block files: %w", dir, err)
 	}
-	ds := &splitDatastore{kv: kv, files: files, large: LargeBlock}
-	return &Repo{
+	r := &Repo{
 		kv:      kv,
 		files:   files,
 		dir:     blocksDir,
-		ds:      ds,
-		bs:      blockstore.New(ds, blockstore.WithBloomFilter(bloomKeys)),
 		dropped: dropped,
-	}, nil
+	}
+	r.ds = &splitDatastore{kv: kv, files: files, large: LargeBlock}
+	if backgroundSync {
+		r.flushes = make(chan struct{}, 1)
+		r.flushed = make(chan struct{})
+		r.ds.wrote = r.wrote
+		go r.flushLoop()
+	}
+	r.bs = blockstore.New(r.ds, blockstore.WithBloomFilter(bloomKeys))
+	return r, nil
+}
+
+// writebackBytes is how many bytes of block files may be written before
+// the repo asks the kernel to write them to disk, in the background. The
+// kernel would otherwise hold gigabytes dirty (its threshold is a share of
+// RAM) and write them all at Close: a fetch into the repo then took the
+// fetch's time plus the disk's, one after the other.
+const writebackBytes = 64 << 20
+
+// wrote counts the bytes of block files written and starts a background
+// sync every writebackBytes.
+func (r *Repo) wrote(n int) {
+	if r.unsynced.Add(int64(n)) < writebackBytes {
+		return
+	}
+	r.unsynced.Store(0)
+	r.flushMu.Lock()
+	defer r.flushMu.Unlock()
+	if r.closing {
+		return // a Put racing Close: Close syncs it
+	}
+	select {
+	case r.flushes <- struct{}{}:
+	default: // one is running or due: it will write these too
+	}
+}
+
+// flushLoop syncs the filesystem whenever wrote asks, until Close.
+func (r *Repo) flushLoop() {
+	defer close(r.flushed)
+	for range r.flushes {
+		_ = syncFS(r.dir) // best effort: Close syncs, and reports failures
+	}
 }
 
 // Dropped returns how many block files Open removed because they did not
@@ -133,6 +182,13 @@ func (r *Repo) Datastore() datastore.Batching { return r.ds }
 // Close writes what the repository holds in memory to disk and closes
 // it.
 func (r *Repo) Close() error {
+	if r.flushes != nil {
+		r.flushMu.Lock()
+		r.closing = true
+		close(r.flushes)
+		r.flushMu.Unlock()
+		<-r.flushed
+	}
 	ferr := r.files.Close()
 	if ferr == nil {
 		ferr = markSynced(r.dir)

@@ -18,6 +18,19 @@ type splitDatastore struct {
 	kv    datastore.Batching
 	files datastore.Batching
 	large int
+	// wrote, if set, is told of every file written, with its size.
+	wrote func(n int)
+}
+
+// putFile writes one block file.
+func (d *splitDatastore) putFile(ctx context.Context, k datastore.Key, v []byte) error {
+	if err := d.files.Put(ctx, k, v); err != nil {
+		return err
+	}
+	if d.wrote != nil {
+		d.wrote(len(v))
+	}
+	return nil
 }
 
 const blocksPrefix = "/blocks/"
@@ -35,7 +48,7 @@ func fileKey(k datastore.Key) (datastore.Key, bool) {
 
 func (d *splitDatastore) Put(ctx context.Context, k datastore.Key, v []byte) error {
 	if fk, ok := fileKey(k); ok && len(v) >= d.large {
-		return d.files.Put(ctx, fk, v)
+		return d.putFile(ctx, fk, v)
 	}
 	return d.kv.Put(ctx, k, v)
 }
@@ -200,7 +213,7 @@ func (b *splitBatch) Commit(ctx context.Context) error {
 
 func (b *splitBatch) writeFiles(ctx context.Context) error {
 	if len(b.puts) == 1 {
-		return b.d.files.Put(ctx, b.puts[0].k, b.puts[0].v)
+		return b.d.putFile(ctx, b.puts[0].k, b.puts[0].v)
 	}
 	next := make(chan filePut)
 	errs := make(chan error, fileWriters)
@@ -210,7 +223,7 @@ func (b *splitBatch) writeFiles(ctx context.Context) error {
 			var first error
 			for p := range next {
 				if first == nil {
-					first = b.d.files.Put(ctx, p.k, p.v)
+					first = b.d.putFile(ctx, p.k, p.v)
 				}
 			}
 			errs <- first

@@ -17,3 +17,7 @@ func syncFS(dir string) error {
 	defer d.Close()
 	return unix.Syncfs(int(d.Fd()))
 }
+
+// backgroundSync: syncfs(2) writes one filesystem's dirty pages cheaply, so
+// the repo can start writeback while a fetch goes on.
+const backgroundSync = true

@@ -25,3 +25,6 @@ func syncFS(dir string) error {
 		return serr
 	})
 }
+
+// backgroundSync is off without syncfs(2): syncing would mean every file.
+const backgroundSync = false

@@ -19,7 +19,10 @@ import (
 // named by letters, CIDs by numbers; every command takes at=DURATION, the
 // time since the script's start (it defaults to the previous command's).
 //
-//	connect peer=a [latency=50ms]   disconnect peer=a
+//	config [all] [control-local] [max=N] [random=N] [seed=N] [rebroadcast=D] [fixed=(a,b)]
+//	                                (first, if at all: the Policy's Config; see below)
+//	connect peer=a [latency=50ms] [remote] [proven] [protected]
+//	disconnect peer=a
 //	add cids=(1,2,3)  or  add range=(1,100)
 //	have peer=a cids=(1)            donthave peer=a cids=(1)
 //	blocks peer=a cids=(1)          providers cid=1 peers=(p)
@@ -35,6 +38,12 @@ import (
 // of several peers takes one latency for all or latency=(10ms,20ms,30ms),
 // one per peer.
 //
+// A connected peer is local (PeerInfo.Local) unless the connect says
+// remote; proven and protected set those facts. config's keys: all is
+// BroadcastAll, control-local BroadcastControlLocal, max
+// BroadcastMaxPeers, random BroadcastRandomPeers, seed Seed, rebroadcast
+// RebroadcastInterval, fixed FixedPeers; the rest stay DefaultConfig's.
+//
 // peers lists every peer the Policy knows, in ID order, as "a 50ms useful:
 // 1 4": its latency (measured, or as given at connect; the default when
 // unknown), its per-block service time if measured ("10ms/block"),
@@ -46,6 +55,7 @@ import (
 func TestPolicyScripts(t *testing.T) {
 	datadriven.Walk(t, "testdata/policy", func(t *testing.T, path string) {
 		p := NewPolicy(DefaultConfig())
+		stepped := false // config must come before any other command
 		now := t0
 		cidOf := map[string]cid.Cid{}
 		nameOf := map[cid.Cid]string{}
@@ -140,6 +150,7 @@ func TestPolicyScripts(t *testing.T) {
 			if td.HasArg("at") {
 				now = t0.Add(duration(t, td, "at"))
 			}
+			defer func() { stepped = true }()
 			var a Actions
 			switch td.Cmd {
 			case "connect":
@@ -151,8 +162,38 @@ func TestPolicyScripts(t *testing.T) {
 					t.Fatalf("%s: %d latencies for %d peers: give one, or one per peer", td.Pos, len(lats), n)
 				}
 				return each(td, func(i int, id peer.ID) Actions {
-					return p.PeerConnected(now, id, lats[min(i, len(lats)-1)])
+					return p.PeerConnected(now, id, PeerInfo{
+						Latency: lats[min(i, len(lats)-1)], Local: !td.HasArg("remote"),
+						Proven: td.HasArg("proven"), Protected: td.HasArg("protected"),
+					})
 				})
+			case "config":
+				if stepped {
+					t.Fatalf("%s: config must come first", td.Pos)
+				}
+				cfg := DefaultConfig()
+				for _, a := range td.CmdArgs {
+					switch a.Key {
+					case "all":
+						cfg.BroadcastAll = true
+					case "control-local":
+						cfg.BroadcastControlLocal = true
+					case "max":
+						td.ScanArgs(t, "max", &cfg.BroadcastMaxPeers)
+					case "random":
+						td.ScanArgs(t, "random", &cfg.BroadcastRandomPeers)
+					case "seed":
+						td.ScanArgs(t, "seed", &cfg.Seed)
+					case "rebroadcast":
+						cfg.RebroadcastInterval = duration(t, td, "rebroadcast")
+					case "fixed":
+						for _, v := range a.Vals {
+							cfg.FixedPeers = append(cfg.FixedPeers, peer.ID(v))
+						}
+					}
+				}
+				p = NewPolicy(cfg)
+				return "ok"
 			case "disconnect":
 				return each(td, func(_ int, id peer.ID) Actions { return p.PeerDisconnected(now, id) })
 			case "add":
@@ -248,8 +289,9 @@ func TestPolicyScripts(t *testing.T) {
 // scriptArgs lists the arguments each command takes (besides at): anything
 // else, like a typo, fails the script.
 var scriptArgs = map[string][]string{
-	"connect": {"peer", "peers", "latency"}, "disconnect": {"peer", "peers"},
-	"add": {"cids", "range"}, "remove": {"cids", "range"},
+	"connect": {"peer", "peers", "latency", "remote", "proven", "protected"}, "disconnect": {"peer", "peers"},
+	"config": {"all", "control-local", "max", "random", "seed", "rebroadcast", "fixed"},
+	"add":    {"cids", "range"}, "remove": {"cids", "range"},
 	"have": {"peer", "peers", "cids", "range"}, "donthave": {"peer", "peers", "cids", "range"},
 	"blocks": {"peer", "peers", "cids", "range"}, "providers": {"cid", "peers"},
 	"tick": nil, "state": nil, "peers": nil, "deadline": nil,

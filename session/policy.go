@@ -1,6 +1,8 @@
 package session
 
 import (
+	"encoding/binary"
+	"hash/fnv"
 	"slices"
 	"time"
 
@@ -20,12 +22,13 @@ type Config struct {
 	// timeout actually used grows with the peer's measured latency and
 	// per-block service time.
 	PeerTimeout time.Duration
-	// RebroadcastInterval is how often wants that no peer is working on are
-	// asked again of every connected peer.
+	// RebroadcastInterval is how often a want that no peer is working on is
+	// asked again, with want-have, of the broadcast targets (see
+	// BroadcastAll) that have not said DONT_HAVE for it.
 	RebroadcastInterval time.Duration
 	// ProviderSearchDelay is how long a want may go without any peer saying
 	// HAVE before content routing is asked for providers. When every
-	// connected peer has said DONT_HAVE the search starts at once.
+	// broadcast target has said DONT_HAVE the search starts at once.
 	ProviderSearchDelay time.Duration
 	// ProviderSearchInterval is the least time between two provider searches
 	// of one session.
@@ -41,22 +44,60 @@ type Config struct {
 	// blocks wait for the reader in memory). The Session uses it; the
 	// Policy does not.
 	RequestBuffer int
+
+	// Broadcast control: who is asked want-have about a want that no peer
+	// is known to have. By default (BroadcastAll false) only the broadcast
+	// targets are: peers that have sent this node blocks or HAVEs before
+	// (PeerInfo.Proven) or this Session (useful), peers the application
+	// names (PeerInfo.Protected), local peers (PeerInfo.Local, unless
+	// BroadcastControlLocal), and BroadcastRandomPeers others chosen at
+	// random, anew at each rebroadcast; at most BroadcastMaxPeers of them
+	// per want and round. While the Session knows no useful peer, its
+	// want-blocks too go to these targets only.
+	//
+	// BroadcastAll makes every connected peer a target (no control).
+	BroadcastAll bool
+	// BroadcastMaxPeers caps the peers one want is broadcast to in one
+	// round, the targets above taken in that order (0: the default;
+	// negative: no cap).
+	BroadcastMaxPeers int
+	// BroadcastRandomPeers is how many peers that are no target otherwise
+	// are targets all the same, chosen at random (0: the default;
+	// negative: none).
+	BroadcastRandomPeers int
+	// BroadcastControlLocal applies broadcast control to local peers too;
+	// by default they are always targets.
+	BroadcastControlLocal bool
+	// Seed varies the random choice of BroadcastRandomPeers between
+	// Sessions (the facade gives each its ID); the same Seed and inputs
+	// give the same choice.
+	Seed uint64
+
+	// FixedPeers, when not empty, are the only peers this Session asks:
+	// each of them is asked want-block as if it had said HAVE for every
+	// want, and nothing is broadcast and no provider searched. Other
+	// peers' connections, presences and providers are ignored (a block
+	// from any peer is still taken).
+	FixedPeers []peer.ID
 }
 
 // The defaults of Config, defined here once (the bitswap package's
-// options refer to them): 1 s peer timeout, 10 s rebroadcast, 500 ms
-// provider search delay (boxo waits 1 s; we also search at once when every
-// connected peer said DONT_HAVE), 10 s between searches, a minute per
-// search, 100 ms assumed latency, 256 MiB of undelivered blocks per
-// request.
+// options refer to them): 1 s peer timeout, a minute between rebroadcasts
+// (boxo's), 500 ms provider search delay (boxo waits 1 s; we also search
+// at once when every broadcast target said DONT_HAVE), 10 s between
+// searches, a minute per search, 100 ms assumed latency, 256 MiB of
+// undelivered blocks per request; broadcasts to at most 64 peers per want
+// and round, 3 of them random.
 const (
 	DefaultPeerTimeout            = time.Second
-	DefaultRebroadcastInterval    = 10 * time.Second
+	DefaultRebroadcastInterval    = time.Minute
 	DefaultProviderSearchDelay    = 500 * time.Millisecond
 	DefaultProviderSearchInterval = 10 * time.Second
 	DefaultProviderSearchTimeout  = time.Minute
 	DefaultLatency                = 100 * time.Millisecond
 	DefaultRequestBuffer          = 256 << 20
+	DefaultBroadcastMaxPeers      = 64
+	DefaultBroadcastRandomPeers   = 3
 )
 
 // DefaultConfig returns a Config of the defaults above.
@@ -69,6 +110,8 @@ func DefaultConfig() Config {
 		ProviderSearchTimeout:  DefaultProviderSearchTimeout,
 		DefaultLatency:         DefaultLatency,
 		RequestBuffer:          DefaultRequestBuffer,
+		BroadcastMaxPeers:      DefaultBroadcastMaxPeers,
+		BroadcastRandomPeers:   DefaultBroadcastRandomPeers,
 	}
 }
 
@@ -116,7 +159,13 @@ type wantInfo struct {
 	// lastBroadcast is when want-haves for this CID last went to peers
 	// beyond the one asked for the block.
 	lastBroadcast time.Time
-	pidx          int // index in Policy.pending; -1 when not in it
+	// roundAsked counts the peers asked about it since lastBroadcast (the
+	// round's), the one asked for the block included: at most
+	// BroadcastMaxPeers.
+	roundAsked int
+	// searched is when content routing was last asked about it.
+	searched time.Time
+	pidx     int // index in Policy.pending; -1 when not in it
 }
 
 type peerInfo struct {
@@ -133,6 +182,22 @@ type peerInfo struct {
 	// other peer can be; penalty is the length of its last suspension.
 	suspendedUntil time.Time
 	penalty        time.Duration
+	// What the node knows of the peer (PeerInfo), for broadcast control.
+	proven, local, protected bool
+}
+
+// PeerInfo is what the node knows of a peer as it connects (and again
+// whenever that changes): the facts broadcast control chooses by.
+type PeerInfo struct {
+	// Latency is the connection's measured latency, or 0.
+	Latency time.Duration
+	// Proven: the peer has sent this node blocks or HAVEs before (the
+	// PeerRouter's fact, for all Sessions).
+	Proven bool
+	// Local: the peer is on a loopback or LAN address (the network's).
+	Local bool
+	// Protected: the application named the peer as one to always ask.
+	Protected bool
 }
 
 // Policy is a Session's decision logic over plain data: which peer to ask
@@ -147,13 +212,24 @@ type peerInfo struct {
 //   - The peer is chosen by expected delivery time: measured latency plus
 //     its queue of our wants times its per-block service time. Peers that
 //     said HAVE for the CID come first, then peers useful to this session,
-//     then other connected peers, spread evenly: asking an unknown peer for
-//     a block costs one DONT_HAVE, no more than a want-have.
-//   - Want-haves go out only while the session knows no useful peer and its
-//     want-blocks do not already reach every connected peer (one GetBlock
-//     among many peers), and in periodic rebroadcasts of stuck wants.
-//   - A DONT_HAVE or a timeout moves the want to the next peer; when every
-//     connected peer has declined, content routing is asked at once.
+//     then, while none is, the broadcast targets not asked want-have for
+//     it (proven peers first), spread evenly: asking an unknown peer for a
+//     block costs one DONT_HAVE, no more than a want-have. A HAVE moves a
+//     want from a peer not known to have it.
+//   - Broadcast control (Config.BroadcastAll and the rest): only the
+//     targets (proven, useful, named, local and a few random peers, capped)
+//     are asked about wants nobody is known to have; other peers are
+//     reached through content routing.
+//   - Want-haves go to the targets only while the session's want-blocks do
+//     not already reach every target (one GetBlock among many peers), for
+//     the few wants its useful peers all declined, and in rebroadcasts of
+//     stuck wants (once a minute, to targets that have not declined).
+//   - A DONT_HAVE or a timeout moves the want to the next peer; a DONT_HAVE
+//     stands until the peer reconnects. When every target has declined,
+//     content routing is asked at once, each search for the want searched
+//     least recently.
+//   - With fixed peers (Config.FixedPeers) only they are asked, as if each
+//     had said HAVE for everything: no broadcast, no provider search.
 type Policy struct {
 	cfg   Config
 	wants map[cid.Cid]*wantInfo
@@ -169,6 +245,14 @@ type Policy struct {
 	stCount int
 
 	lastSearch time.Time
+	// fixed is Config.FixedPeers as a set; nil when there are none.
+	fixed map[peer.ID]bool
+	// draw is the current random choice of BroadcastRandomPeers among
+	// the peers that are no target otherwise; nil when it must be chosen
+	// again (the peers or their facts changed, or a new round began).
+	draw map[peer.ID]bool
+	// round counts rebroadcast rounds: each draws a new sample.
+	round uint64
 	// wantDue is no later than the earliest time a want-level decision
 	// (rebroadcast, provider search, the end of a wait for HAVEs) falls
 	// due: exact after Tick, lowered by events in between (see note).
@@ -194,6 +278,12 @@ func (c Config) withDefaults() Config {
 	if c.RequestBuffer == 0 {
 		c.RequestBuffer = d.RequestBuffer
 	}
+	if c.BroadcastMaxPeers == 0 {
+		c.BroadcastMaxPeers = d.BroadcastMaxPeers
+	}
+	if c.BroadcastRandomPeers == 0 {
+		c.BroadcastRandomPeers = d.BroadcastRandomPeers
+	}
 	return c
 }
 
@@ -201,8 +291,22 @@ func (c Config) withDefaults() Config {
 // defaults).
 func NewPolicy(cfg Config) *Policy {
 	cfg = cfg.withDefaults()
-	return &Policy{cfg: cfg, wants: make(map[cid.Cid]*wantInfo), peers: make(map[peer.ID]*peerInfo)}
+	p := &Policy{cfg: cfg, wants: make(map[cid.Cid]*wantInfo), peers: make(map[peer.ID]*peerInfo)}
+	if len(cfg.FixedPeers) > 0 {
+		// Known from the start, so that wants go out at once (the
+		// WantManager holds them until the peer is connected).
+		p.fixed = make(map[peer.ID]bool, len(cfg.FixedPeers))
+		for _, id := range cfg.FixedPeers {
+			p.fixed[id] = true
+			p.peers[id] = &peerInfo{id: id}
+		}
+	}
+	return p
 }
+
+// ignored reports whether the Policy ignores peer id: it is not one of the
+// fixed peers, when there are some.
+func (p *Policy) ignored(id peer.ID) bool { return p.fixed != nil && !p.fixed[id] }
 
 func (p *Policy) take() Actions {
 	a := p.act
@@ -224,17 +328,62 @@ func (p *Policy) Assigned(c cid.Cid) peer.ID {
 	return ""
 }
 
-// PeerConnected adds a peer the session may ask.
-func (p *Policy) PeerConnected(now time.Time, id peer.ID, latency time.Duration) Actions {
-	if pi, ok := p.peers[id]; !ok {
-		p.peers[id] = &peerInfo{id: id, latency: latency}
+// PeerConnected adds a peer the session may ask, or updates what is known
+// of it (a peer connected again is connected).
+func (p *Policy) PeerConnected(now time.Time, id peer.ID, info PeerInfo) Actions {
+	if p.ignored(id) {
+		return Actions{}
+	}
+	pi, ok := p.peers[id]
+	if !ok {
+		pi = &peerInfo{id: id, latency: info.Latency}
+		p.peers[id] = pi
 	} else if pi.latency == 0 {
 		// Known already (named as a provider, or it answered first) but
 		// not yet timed: the connection's measurement is the best we have.
-		pi.latency = latency
+		pi.latency = info.Latency
+	}
+	wasTarget := ok && p.target(pi)
+	if !ok || pi.local != info.Local || pi.protected != info.Protected || (info.Proven && !pi.proven) {
+		pi.local, pi.protected = info.Local, info.Protected
+		pi.proven = pi.proven || info.Proven
+		p.draw = nil
+	}
+	if !wasTarget && p.target(pi) {
+		p.newTarget(now, pi)
 	}
 	p.schedule(now)
 	return p.take()
+}
+
+// newTarget asks pi, a peer that has just become a broadcast target (it
+// connected, or the node learnt more of it), about the wants that were
+// broadcast and that nobody is known to have: the peers asked then may
+// all lack them, and this one was not asked.
+func (p *Policy) newTarget(now time.Time, pi *peerInfo) {
+	if p.fixed != nil {
+		return
+	}
+	useful := false
+	for _, o := range p.peers {
+		if o.useful && !o.suspended {
+			useful = true
+			break
+		}
+	}
+	var order []peer.ID
+	for _, w := range p.queue {
+		if p.wants[w.c] != w || w.lastBroadcast.IsZero() || len(w.haves) > 0 || w.assigned == pi.id {
+			continue
+		}
+		if w.assigned == "" && !useful {
+			continue // schedule asks it want-block
+		}
+		if a := p.peers[w.assigned]; a != nil && a.useful {
+			continue // a serving peer works on it
+		}
+		p.broadcast(w, now, &order) // asks pi, if the round's cap allows
+	}
 }
 
 // PeerDisconnected forgets a peer; its wants move elsewhere.
@@ -253,6 +402,7 @@ func (p *Policy) PeerDisconnected(now time.Time, id peer.ID) Actions {
 	}
 	p.setServiceTime(pi, 0)
 	delete(p.peers, id)
+	p.draw = nil
 	p.schedule(now)
 	return p.take()
 }
@@ -271,6 +421,9 @@ func (p *Policy) Add(now time.Time, cids []cid.Cid) Actions {
 		p.note(now.Add(min(p.cfg.ProviderSearchDelay, p.cfg.RebroadcastInterval)))
 	}
 	p.schedule(now)
+	if len(cids) > 0 && p.blind() {
+		p.searchProviders(now)
+	}
 	return p.take()
 }
 
@@ -355,7 +508,7 @@ func (p *Policy) BlocksReceived(now time.Time, from peer.ID, cids []cid.Cid) Act
 		pi.lastBlock = now
 	}
 	if pi != nil {
-		pi.useful = true
+		p.setUseful(pi)
 		p.progress(pi, now)
 	}
 	p.schedule(now)
@@ -364,12 +517,16 @@ func (p *Policy) BlocksReceived(now time.Time, from peer.ID, cids []cid.Cid) Act
 
 // Presences records HAVEs and DONT_HAVEs from a peer.
 func (p *Policy) Presences(now time.Time, from peer.ID, haves, dontHaves []cid.Cid) Actions {
+	if p.ignored(from) {
+		return Actions{}
+	}
 	pi := p.peers[from]
 	if pi == nil {
 		// Not connected as far as we know (events can race); a presence
 		// proves it is reachable.
 		pi = &peerInfo{id: from}
 		p.peers[from] = pi
+		p.draw = nil
 	}
 	var rtt latencySample
 	for _, c := range haves {
@@ -379,7 +536,8 @@ func (p *Policy) Presences(now time.Time, from peer.ID, haves, dontHaves []cid.C
 		}
 		w.haves = addPeer(w.haves, from)
 		delete(w.dontHaves, from)
-		pi.useful = true
+		p.setUseful(pi)
+		p.moveToHolder(w, pi)
 	}
 	for _, c := range dontHaves {
 		w := p.answered(now, pi, c, &rtt)
@@ -452,18 +610,37 @@ func addPeer(set map[peer.ID]struct{}, id peer.ID) map[peer.ID]struct{} {
 // ProvidersFound records that content routing named these peers as
 // providers of c; they are treated as having said HAVE.
 func (p *Policy) ProvidersFound(now time.Time, c cid.Cid, provs []peer.ID) Actions {
+	if p.fixed != nil {
+		return Actions{}
+	}
 	w := p.wants[c]
 	for _, id := range provs {
 		if _, ok := p.peers[id]; !ok {
 			p.peers[id] = &peerInfo{id: id}
+			p.draw = nil
 		}
 		if w != nil {
 			w.haves = addPeer(w.haves, id)
 			delete(w.dontHaves, id)
+			p.moveToHolder(w, p.peers[id])
 		}
 	}
 	p.schedule(now)
 	return p.take()
+}
+
+// moveToHolder makes w pending again, cancelling its want-block, if it is
+// asked of a peer that has neither said HAVE for it nor served this
+// session (the first want-block of a lone want goes to a peer not known to
+// have it) while holder, another peer, has it (said HAVE, or was named by
+// content routing): schedule then asks a holder rather than wait for the
+// other peer to answer or time out.
+func (p *Policy) moveToHolder(w *wantInfo, holder *peerInfo) {
+	if a := p.peers[w.assigned]; a != nil && a != holder && !a.useful && !w.hasHave(a.id) {
+		p.unassign(w)
+		a.inflight--
+		p.act.add(&p.act.Cancels, a.id, w.c)
+	}
 }
 
 // Tick handles time passing: peer timeouts, rebroadcasts, provider search.
@@ -507,23 +684,28 @@ func (p *Policy) Tick(now time.Time) Actions {
 			}
 		}
 	}
-	var ids []peer.ID // sorted, once needed
+	newRound := true
+	var order []peer.ID // the broadcast targets, once needed
 	for _, w := range p.queue {
 		if w.assigned != "" || now.Sub(w.lastBroadcast) < p.cfg.RebroadcastInterval || now.Sub(w.added) < p.cfg.RebroadcastInterval {
 			continue
 		}
-		// Nobody is working on it: forget old refusals and ask everyone,
-		// in ID order, so that the output has one order.
-		w.lastBroadcast = now
-		clear(w.dontHaves)
-		if ids == nil {
-			ids = p.sortedPeers()
+		if p.fixed != nil {
+			w.lastBroadcast = now // nothing is broadcast; only the fixed peers are asked
+			continue
 		}
-		for _, id := range ids {
-			if !p.peers[id].suspended {
-				p.askHave(w, id, now)
-			}
+		// Nobody is working on it: a new round, with a new random draw.
+		// The targets that have not said DONT_HAVE for it are asked
+		// want-have again, silence forgiven; a refusal stands until the
+		// peer reconnects.
+		if newRound {
+			newRound = false
+			p.round++
+			p.draw = nil
 		}
+		clear(w.askedHave)
+		w.lastBroadcast = time.Time{}
+		p.broadcast(w, now, &order)
 	}
 	// Reassign what the timeouts freed before choosing a want to search
 	// for: a want a useful peer now works on needs no search.
@@ -587,6 +769,10 @@ func (p *Policy) nextWantDue(now time.Time) time.Time {
 		searchOpen = p.lastSearch.Add(p.cfg.ProviderSearchInterval)
 	}
 	searched := false
+	delay := p.cfg.ProviderSearchDelay
+	if p.blind() {
+		delay = 0
+	}
 	for _, w := range p.queue {
 		if p.wants[w.c] != w {
 			continue
@@ -599,7 +785,7 @@ func (p *Policy) nextWantDue(now time.Time) time.Time {
 		if !searched && len(w.haves) == 0 {
 			if pi := p.peers[w.assigned]; pi == nil || !pi.useful {
 				searched = true
-				earlier(later(searchOpen, w.added.Add(p.cfg.ProviderSearchDelay)))
+				earlier(later(searchOpen, w.added.Add(delay)))
 			}
 		}
 	}
@@ -669,14 +855,19 @@ func ewma(old, sample time.Duration) time.Duration {
 	return (3*old + sample) / 4
 }
 
-// searchProviders asks content routing about the oldest want that no peer
-// said HAVE for and no serving peer is working on, once the delay has passed
-// or every connected peer has declined it. One search per interval: the
-// providers of one block of a DAG usually have the rest.
+// searchProviders asks content routing about a want that no peer said
+// HAVE for and no serving peer is working on, once the delay has passed or
+// every broadcast target has declined it: of those, the one searched for
+// least recently (never, first; then the oldest), so that a Session
+// missing several blocks searches for each in turn. One search per
+// interval: the providers of one block of a DAG usually have the rest.
+// With fixed peers, never.
 func (p *Policy) searchProviders(now time.Time) {
-	if !p.lastSearch.IsZero() && now.Sub(p.lastSearch) < p.cfg.ProviderSearchInterval {
+	if p.fixed != nil || (!p.lastSearch.IsZero() && now.Sub(p.lastSearch) < p.cfg.ProviderSearchInterval) {
 		return
 	}
+	var best *wantInfo
+	blind := p.blind()
 	for _, w := range p.queue {
 		if p.wants[w.c] != w || len(w.haves) > 0 {
 			continue // no longer wanted (the queue is compacted lazily), or a peer has it
@@ -684,17 +875,45 @@ func (p *Policy) searchProviders(now time.Time) {
 		if pi := p.peers[w.assigned]; pi != nil && pi.useful {
 			continue // asked of a peer that has been serving this session
 		}
-		if now.Sub(w.added) >= p.cfg.ProviderSearchDelay || p.allDeclined(w) {
-			p.lastSearch = now
-			p.act.FindProvs = append(p.act.FindProvs, w.c)
-			return
+		if blind || now.Sub(w.added) >= p.cfg.ProviderSearchDelay || p.allDeclined(w) {
+			if best == nil || w.searched.Before(best.searched) {
+				best = w
+			}
+			if best.searched.IsZero() {
+				break // never searched, and the oldest such
+			}
 		}
+	}
+	if best != nil {
+		p.lastSearch = now
+		best.searched = now
+		p.act.FindProvs = append(p.act.FindProvs, best.c)
 	}
 }
 
+// blind reports whether broadcast control leaves the Session no peer to
+// ask but its random draw: none is useful, proven, named or (uncontrolled)
+// local, or there is no peer at all. Content routing is then the likeliest
+// way to a holder, and is asked at once rather than after
+// ProviderSearchDelay.
+func (p *Policy) blind() bool {
+	if p.fixed != nil || p.cfg.BroadcastAll {
+		return false
+	}
+	for _, pi := range p.peers {
+		if pi.useful || pi.proven || pi.protected || (pi.local && !p.cfg.BroadcastControlLocal) {
+			return false
+		}
+	}
+	return true
+}
+
+// allDeclined reports whether every peer that could be asked for w has
+// declined it: every broadcast target (every peer, without broadcast
+// control) not suspended has said DONT_HAVE.
 func (p *Policy) allDeclined(w *wantInfo) bool {
 	for id, pi := range p.peers {
-		if _, no := w.dontHaves[id]; !no && !pi.suspended {
+		if _, no := w.dontHaves[id]; !no && !pi.suspended && (p.target(pi) || w.hasHave(id)) {
 			return false
 		}
 	}
@@ -713,7 +932,8 @@ func (p *Policy) compact() {
 }
 
 // schedule asks a peer for every want that has none, and, while the session
-// is still discovering who has its data, asks the other peers want-have.
+// is still discovering who has its data, asks the broadcast targets
+// want-have.
 func (p *Policy) schedule(now time.Time) {
 	if p.pending.Len() == 0 || len(p.peers) == 0 {
 		return
@@ -737,15 +957,36 @@ func (p *Policy) schedule(now time.Time) {
 			break
 		}
 	}
-	var discovering, waiting []*wantInfo
+	// Wants the useful peers declined go to other targets with want-block
+	// only when there are enough of them, with those already probing
+	// peers that are not useful, to probe those peers that way (as a
+	// first wave does); a few are broadcast want-have instead, so that a
+	// want nobody has costs each peer one entry, not a want-block and its
+	// cancel, peer after peer.
+	probes := p.pending.Len()
+	for _, pi := range p.peers {
+		if !pi.useful {
+			probes += pi.inflight
+		}
+	}
+	spread := probes >= p.targets()
+	var discovering, stranded []*wantInfo
+	var waiting []*wantInfo
 	for p.pending.Len() > 0 {
 		w := p.pending.Pop()
-		pi := p.pick(now, w, useful)
-		if pi == nil || (probing && len(w.dontHaves) > 0) || (!w.hasHave(pi.id) && p.awaitingHaves(w, now)) {
+		pi := p.pick(now, w, useful, spread)
+		if pi == nil {
+			// Nobody left to ask want-block: the targets are asked
+			// want-have (once a round), and a HAVE brings it back.
+			waiting = append(waiting, w)
+			stranded = append(stranded, w)
+			continue
+		}
+		if (probing && len(w.dontHaves) > 0) || (!w.hasHave(pi.id) && p.awaitingHaves(w, now)) {
 			waiting = append(waiting, w)
 			continue
 		}
-		if !pi.useful {
+		if !pi.useful && !w.hasHave(pi.id) {
 			discovering = append(discovering, w)
 		}
 		w.assigned = pi.id
@@ -762,29 +1003,185 @@ func (p *Policy) schedule(now time.Time) {
 	for _, w := range waiting {
 		p.pending.Push(w)
 	}
-	// When the session's want-blocks cannot reach every peer (a single
+	if p.fixed != nil {
+		return // nothing is broadcast
+	}
+	// A want nobody is left to ask want-block (the useful peers declined
+	// it, or every target did or was asked want-have and is silent) goes
+	// as want-have to the targets not yet asked this round: those there
+	// were when it was stranded, and any that have joined since.
+	var order []peer.ID // the broadcast targets, once needed
+	for _, w := range stranded {
+		if len(w.haves) == 0 {
+			p.broadcast(w, now, &order)
+		}
+	}
+	// When the session's want-blocks cannot reach every target (a single
 	// GetBlock among many peers), ask the rest whether they have it, so that
 	// one round trip finds a holder instead of one per peer. With at least
-	// as many wants as peers, the want-blocks themselves probe the peers,
+	// as many wants as targets, the want-blocks themselves probe the peers,
 	// the nearest first: the farthest may get none this round, and wants
 	// the nearer ones decline walk on to them.
-	if useful || len(discovering) == 0 || len(p.wants) >= len(p.peers) {
+	if len(discovering) == 0 || useful || len(p.wants) >= p.targets() {
 		return
 	}
-	ids := p.sortedPeers()
 	for _, w := range discovering {
-		if !w.lastBroadcast.IsZero() {
-			continue
-		}
-		w.lastBroadcast = now
-		for _, id := range ids {
-			if pi := p.peers[id]; id != w.assigned && !pi.suspended {
-				if _, no := w.dontHaves[id]; !no {
-					p.askHave(w, id, now)
-				}
-			}
+		if w.lastBroadcast.IsZero() {
+			p.broadcast(w, now, &order)
 		}
 	}
+}
+
+// broadcast asks the broadcast targets whether they have w's block: those
+// not asked for it this round, not suspended and not having said DONT_HAVE
+// for it, in order (see targetOrder), want-have each, so that at most
+// BroadcastMaxPeers are asked about w in a round, the peer asked for the
+// block included. A round starts with the first broadcast of w (and again
+// at each rebroadcast); calling it again within the round asks only the
+// targets that have joined since.
+func (p *Policy) broadcast(w *wantInfo, now time.Time, order *[]peer.ID) {
+	if w.lastBroadcast.IsZero() {
+		w.lastBroadcast = now
+		w.roundAsked = 0
+		if w.assigned != "" {
+			w.roundAsked++ // the peer asked for the block counts
+		}
+	}
+	max := p.cfg.BroadcastMaxPeers
+	if *order == nil {
+		*order = p.targetOrder() // once per step: the targets do not change within it
+	}
+	for _, id := range *order {
+		if max >= 0 && w.roundAsked >= max {
+			return
+		}
+		pi := p.peers[id]
+		if id == w.assigned || pi.suspended {
+			continue
+		}
+		if _, no := w.dontHaves[id]; no {
+			continue
+		}
+		if _, asked := w.askedHave[id]; asked {
+			continue
+		}
+		w.roundAsked++
+		p.askHave(w, id, now)
+	}
+}
+
+// target reports whether pi is a broadcast target: asked want-have about
+// wants nobody is known to have and, while the session knows no useful
+// peer, want-block. See Config.BroadcastAll.
+func (p *Policy) target(pi *peerInfo) bool {
+	switch {
+	case p.fixed != nil:
+		return p.fixed[pi.id]
+	case p.cfg.BroadcastAll, pi.useful, pi.proven, pi.protected:
+		return true
+	case pi.local && !p.cfg.BroadcastControlLocal:
+		return true
+	}
+	return p.drawn()[pi.id]
+}
+
+// targets counts the broadcast targets (capped as broadcast caps them).
+func (p *Policy) targets() int {
+	n := 0
+	for _, pi := range p.peers {
+		if p.target(pi) {
+			n++
+		}
+	}
+	if p.cfg.BroadcastMaxPeers >= 0 {
+		n = min(n, p.cfg.BroadcastMaxPeers)
+	}
+	return n
+}
+
+// targetOrder lists the broadcast targets in the order broadcast takes
+// them: peers that have served (this session or the node), then those the
+// application named, then local peers, then the random draw; by ID within
+// each.
+func (p *Policy) targetOrder() []peer.ID {
+	rank := func(pi *peerInfo) int {
+		switch {
+		case pi.useful || pi.proven:
+			return 0
+		case pi.protected:
+			return 1
+		case pi.local && !p.cfg.BroadcastControlLocal:
+			return 2
+		}
+		return 3
+	}
+	var out []peer.ID
+	for _, id := range p.sortedPeers() {
+		if p.target(p.peers[id]) {
+			out = append(out, id)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b peer.ID) int { return rank(p.peers[a]) - rank(p.peers[b]) })
+	return out
+}
+
+// setUseful marks pi useful. The random draw excludes useful peers, so it
+// is drawn again: the draw must be a function of the peers and their facts
+// at every moment, whenever it happens to be computed, or the Actions of
+// one input would depend on the order of a map.
+func (p *Policy) setUseful(pi *peerInfo) {
+	if !pi.useful {
+		pi.useful = true
+		p.draw = nil
+	}
+}
+
+// drawn returns the random draw of BroadcastRandomPeers among the peers
+// that are no target otherwise, drawing it if needed: the peers whose hash
+// of (Seed, round, ID) is smallest, so that the same inputs draw the same
+// peers and each round draws others.
+func (p *Policy) drawn() map[peer.ID]bool {
+	if p.draw != nil {
+		return p.draw
+	}
+	p.draw = make(map[peer.ID]bool)
+	n := p.cfg.BroadcastRandomPeers
+	if n <= 0 || p.cfg.BroadcastAll {
+		return p.draw
+	}
+	type scored struct {
+		id peer.ID
+		h  uint64
+	}
+	var cands []scored
+	for id, pi := range p.peers {
+		if pi.useful || pi.proven || pi.protected || (pi.local && !p.cfg.BroadcastControlLocal) {
+			continue
+		}
+		h := fnv.New64a()
+		var b [16]byte
+		binary.LittleEndian.PutUint64(b[:8], p.cfg.Seed)
+		binary.LittleEndian.PutUint64(b[8:], p.round)
+		h.Write(b[:])
+		h.Write([]byte(id))
+		cands = append(cands, scored{id, h.Sum64()})
+	}
+	slices.SortFunc(cands, func(a, b scored) int {
+		if a.h != b.h {
+			if a.h < b.h {
+				return -1
+			}
+			return 1
+		}
+		if a.id < b.id {
+			return -1
+		}
+		return 1
+	})
+	for _, c := range cands[:min(n, len(cands))] {
+		p.draw[c.id] = true
+	}
+	return p.draw
 }
 
 // awaitingHaves reports whether w should wait for answers to its
@@ -817,9 +1214,13 @@ func (p *Policy) askHave(w *wantInfo, id peer.ID, now time.Time) {
 }
 
 // pick chooses the peer to ask for w's block: the one expected to deliver
-// soonest among those that said HAVE; failing that among the session's
-// useful peers; failing that (only while no peer is useful) among all.
-func (p *Policy) pick(now time.Time, w *wantInfo, useful bool) *peerInfo {
+// soonest among those that said HAVE (or, with fixed peers, among those);
+// failing that among the session's useful peers; failing that, only while
+// no peer is useful, among the broadcast targets not asked want-have for
+// it (those answer HAVE first), the peers that have served this node
+// before first. A peer that said DONT_HAVE for w is never chosen; a peer
+// that timed out only as a last resort, once it has sat out its penalty.
+func (p *Policy) pick(now time.Time, w *wantInfo, useful, spread bool) *peerInfo {
 	var best *peerInfo
 	var bestScore time.Duration
 	consider := func(pi *peerInfo) {
@@ -834,32 +1235,50 @@ func (p *Policy) pick(now time.Time, w *wantInfo, useful bool) *peerInfo {
 			best, bestScore = pi, s
 		}
 	}
-	for id := range w.haves {
-		if pi := p.peers[id]; pi != nil {
+	if p.fixed != nil {
+		for _, pi := range p.peers {
 			consider(pi)
+		}
+	} else {
+		for id := range w.haves {
+			if pi := p.peers[id]; pi != nil {
+				consider(pi)
+			}
 		}
 	}
 	if best != nil {
 		return best
 	}
-	for _, pi := range p.peers {
-		if pi.useful || !useful {
-			consider(pi)
-		}
-	}
-	if best == nil && useful {
-		// Every useful peer declined this CID: try the others.
+	if p.fixed == nil && useful {
 		for _, pi := range p.peers {
-			if !pi.useful {
+			if pi.useful {
 				consider(pi)
+			}
+		}
+		// Every useful peer declined it: unless there are enough such
+		// wants to spread over the other targets (spread), broadcast
+		// (schedule) asks those want-have, and the first HAVE brings it
+		// back here.
+	}
+	if p.fixed == nil && best == nil && (!useful || spread) {
+		for _, proven := range []bool{true, false} {
+			for _, pi := range p.peers {
+				if _, asked := w.askedHave[pi.id]; !asked && pi.proven == proven && p.target(pi) {
+					consider(pi)
+				}
+			}
+			if best != nil {
+				break
 			}
 		}
 	}
 	if best == nil {
 		// Last resort: a peer that timed out and has sat out its penalty
-		// (a server can stall for one peer and recover when asked anew).
+		// (a server can stall for one peer and recover when asked anew),
+		// among those that might be asked at all.
 		for _, pi := range p.peers {
-			if _, no := w.dontHaves[pi.id]; !no && pi.suspended && !now.Before(pi.suspendedUntil) {
+			if _, no := w.dontHaves[pi.id]; !no && pi.suspended && !now.Before(pi.suspendedUntil) &&
+				(p.fixed != nil || pi.useful || w.hasHave(pi.id) || p.target(pi)) {
 				if best == nil || pi.id < best.id {
 					best = pi
 				}

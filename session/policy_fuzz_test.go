@@ -45,8 +45,9 @@ import (
 //   - the same inputs produce the same Actions (the run is repeated);
 //   - no want is stuck: after the inputs, with only the clock running
 //     (Ticks at the Session's interval), every wanted CID is asked of some
-//     peer (want-block or resend) if any peer is known, and content routing
-//     is asked if none is.
+//     peer (want-block, want-have or resend) if any peer is known and not
+//     every known peer has said DONT_HAVE for it (a refusal stands until
+//     something changes), and content routing is asked otherwise.
 //
 // The Policy has no per-peer limit of its own (the WantManager's window
 // bounds outstanding wants per peer), so there is no cap to check here.
@@ -384,7 +385,7 @@ func (r *policyRun) apply(e policyEvent) {
 	isTick := false
 	switch e.kind {
 	case pConnect:
-		a = r.p.PeerConnected(r.now, r.peerOf[e.peer], fuzzLatencies[e.lat])
+		a = r.p.PeerConnected(r.now, r.peerOf[e.peer], PeerInfo{Latency: fuzzLatencies[e.lat], Local: e.peer%2 == 0})
 		r.known[r.peerOf[e.peer]] = true
 	case pDisconnect:
 		id := r.peerOf[e.peer]
@@ -682,7 +683,7 @@ func (r *policyRun) quiet() {
 		r.log = append(r.log, a)
 		r.last = a
 		r.check(a, nil, nil, true)
-		for _, m := range []map[peer.ID][]cid.Cid{a.WantBlocks, a.Resends} {
+		for _, m := range []map[peer.ID][]cid.Cid{a.WantBlocks, a.WantHaves, a.Resends} {
 			for _, cs := range m {
 				for _, c := range cs {
 					asked[c] = true
@@ -700,6 +701,15 @@ func (r *policyRun) quiet() {
 	for c := range r.wanted {
 		if !asked[c] {
 			w := p.wants[c]
+			declined := true
+			for id := range p.peers {
+				if _, no := w.dontHaves[id]; !no {
+					declined = false
+				}
+			}
+			if declined && searched {
+				continue // every peer said DONT_HAVE: only content routing can help
+			}
 			r.fatalf("%s (assigned to %q) was not asked of any of the %d peers in %v of ticks: stuck",
 				r.name(c), w.assigned, len(p.peers), horizon)
 		}

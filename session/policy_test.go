@@ -2,6 +2,7 @@ package session
 
 import (
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -39,7 +40,7 @@ func peers(n int) []peer.ID {
 func withPeers(ps []peer.ID) *Policy {
 	p := NewPolicy(DefaultConfig())
 	for _, id := range ps {
-		p.PeerConnected(t0, id, 50*time.Millisecond)
+		p.PeerConnected(t0, id, PeerInfo{Latency: 50 * time.Millisecond, Local: true})
 	}
 	return p
 }
@@ -83,22 +84,24 @@ func TestPolicySingleWantAmongManyPeersAsksTheRestWantHave(t *testing.T) {
 	p := withPeers(ps)
 	c := cids(t, 1)
 	a := p.Add(t0, c)
-	if count(a.WantBlocks) != 1 || count(a.WantHaves) != 99 {
-		t.Fatalf("%d want-blocks, %d want-haves; want 1 and 99", count(a.WantBlocks), count(a.WantHaves))
+	// At most BroadcastMaxPeers peers asked, the want-block's included.
+	if count(a.WantBlocks) != 1 || count(a.WantHaves) != DefaultBroadcastMaxPeers-1 {
+		t.Fatalf("%d want-blocks, %d want-haves; want 1 and %d", count(a.WantBlocks), count(a.WantHaves), DefaultBroadcastMaxPeers-1)
 	}
 	asked := p.Assigned(c[0])
 	holder := ps[42]
 	if asked == holder {
 		holder = ps[43]
 	}
-	// The peer asked for the block lacks it; another says HAVE.
-	p.Presences(t0.Add(50*time.Millisecond), holder, c, nil)
-	a = p.Presences(t0.Add(51*time.Millisecond), asked, nil, c)
+	// Another peer says HAVE before the asked one answers: the want moves
+	// to it, and the want-block is cancelled where it was (servers hold
+	// it until then).
+	a = p.Presences(t0.Add(50*time.Millisecond), holder, c, nil)
 	if got := a.WantBlocks[holder]; len(got) != 1 {
-		t.Fatalf("after DONT_HAVE from %s and HAVE from %s: want-blocks %v", asked, holder, a.WantBlocks)
+		t.Fatalf("after HAVE from %s: want-blocks %v", holder, a.WantBlocks)
 	}
 	if got := a.Cancels[asked]; len(got) != 1 {
-		t.Fatalf("the DONT_HAVE'd want-block was not cancelled at %s (servers hold it until cancelled)", asked)
+		t.Fatalf("the want-block was not cancelled at %s", asked)
 	}
 }
 
@@ -195,24 +198,36 @@ func TestPolicySearchesProvidersAfterDelayWithoutAnyHave(t *testing.T) {
 }
 
 func TestPolicyRebroadcastsStuckWants(t *testing.T) {
-	ps := peers(2)
+	// Three peers: a is asked for the block and declines, b declines the
+	// want-have, c never answers. At the rebroadcast only c is asked
+	// again: a refusal stands, silence is forgiven.
+	ps := peers(3)
 	p := withPeers(ps)
 	c := cids(t, 1)
-	p.Add(t0, c)
-	for _, id := range ps {
-		p.Presences(t0.Add(time.Millisecond), id, nil, c)
+	a := p.Add(t0, c)
+	if count(a.WantBlocks) != 1 || count(a.WantHaves) != 2 {
+		t.Fatalf("first step: %d want-blocks, %d want-haves; want 1 and 2", count(a.WantBlocks), count(a.WantHaves))
 	}
+	asked := p.Assigned(c[0])
+	var others []peer.ID
+	for _, id := range ps {
+		if id != asked {
+			others = append(others, id)
+		}
+	}
+	p.Presences(t0.Add(time.Millisecond), asked, nil, c)
+	p.Presences(t0.Add(time.Millisecond), others[0], nil, c)
 	cfg := DefaultConfig()
 	if a := p.Tick(t0.Add(cfg.RebroadcastInterval - time.Millisecond)); count(a.WantHaves)+count(a.WantBlocks) != 0 {
 		t.Fatal("rebroadcast before the interval")
 	}
 	at := t0.Add(cfg.RebroadcastInterval)
-	a := p.Tick(at)
-	if count(a.WantHaves) != 2 || count(a.WantBlocks) != 0 {
-		t.Fatalf("rebroadcast: %d want-haves, %d want-blocks; want both peers asked want-have, and the block asked of whoever says HAVE", count(a.WantHaves), count(a.WantBlocks))
+	a = p.Tick(at)
+	if count(a.WantHaves) != 1 || len(a.WantHaves[others[1]]) != 1 || count(a.WantBlocks) != 0 {
+		t.Fatalf("rebroadcast: want-haves %v, %d want-blocks; want only the silent %s asked want-have", a.WantHaves, count(a.WantBlocks), others[1])
 	}
-	a = p.Presences(at.Add(50*time.Millisecond), ps[1], c, nil)
-	if len(a.WantBlocks[ps[1]]) != 1 {
+	a = p.Presences(at.Add(50*time.Millisecond), others[1], c, nil)
+	if len(a.WantBlocks[others[1]]) != 1 {
 		t.Fatalf("after a HAVE the want was not asked of that peer: %v", a.WantBlocks)
 	}
 }
@@ -231,8 +246,8 @@ func TestPolicyDisconnectMovesWants(t *testing.T) {
 func TestPolicyPrefersFasterPeer(t *testing.T) {
 	ps := peers(2)
 	p := NewPolicy(DefaultConfig())
-	p.PeerConnected(t0, ps[0], 10*time.Millisecond)
-	p.PeerConnected(t0, ps[1], 500*time.Millisecond)
+	p.PeerConnected(t0, ps[0], PeerInfo{Latency: 10 * time.Millisecond, Local: true})
+	p.PeerConnected(t0, ps[1], PeerInfo{Latency: 500 * time.Millisecond, Local: true})
 	c := cids(t, 1)
 	if a := p.Add(t0, c); len(a.WantBlocks[ps[0]]) != 1 {
 		t.Fatalf("want went to %v, want the 10 ms peer", a.WantBlocks)
@@ -352,7 +367,7 @@ func TestPolicyForgetsDontHavesOfDepartedPeers(t *testing.T) {
 	if n := len(p.wants[c[0]].dontHaves); n != 0 {
 		t.Fatalf("want holds %d DONT_HAVEs after the peer left", n)
 	}
-	a := p.PeerConnected(t0.Add(70*time.Millisecond), ps[0], 50*time.Millisecond)
+	a := p.PeerConnected(t0.Add(70*time.Millisecond), ps[0], PeerInfo{Latency: 50 * time.Millisecond, Local: true})
 	if len(a.WantBlocks[ps[0]]) != 1 {
 		t.Fatalf("the returning peer was not asked: %v", a.WantBlocks)
 	}
@@ -361,14 +376,14 @@ func TestPolicyForgetsDontHavesOfDepartedPeers(t *testing.T) {
 // The zero Config is the defaults, field by field: a zero or negative
 // knob takes its default, any other is kept.
 func TestZeroConfigIsTheDefaults(t *testing.T) {
-	if got := NewPolicy(Config{}).cfg; got != DefaultConfig() {
+	if got := NewPolicy(Config{}).cfg; !reflect.DeepEqual(got, DefaultConfig()) {
 		t.Fatalf("zero Config became %+v, want the defaults %+v", got, DefaultConfig())
 	}
 	c := Config{PeerTimeout: 3 * time.Second, RebroadcastInterval: -1}
 	got := NewPolicy(c).cfg
 	want := DefaultConfig()
 	want.PeerTimeout = 3 * time.Second
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Config %+v became %+v, want %+v", c, got, want)
 	}
 }

@@ -196,7 +196,8 @@ type event struct {
 	blks      []blocks.Block
 	haves     []cid.Cid
 	dontHaves []cid.Cid
-	size      int // evTaken: bytes the reader took
+	size      int                 // evTaken: bytes the reader took
+	info      peerrouter.PeerInfo // evConnected
 }
 
 const (
@@ -354,7 +355,9 @@ func (k sink) Presences(from peer.ID, haves, dontHaves []cid.Cid) {
 }
 
 // PeerConnected implements peerrouter.Sink.
-func (k sink) PeerConnected(p peer.ID) { k.s.post(event{kind: evConnected, from: p}) }
+func (k sink) PeerConnected(p peer.ID, info peerrouter.PeerInfo) {
+	k.s.post(event{kind: evConnected, from: p, info: info})
+}
 
 // PeerDisconnected implements peerrouter.Sink.
 func (k sink) PeerDisconnected(p peer.ID) { k.s.post(event{kind: evDisconnected, from: p}) }
@@ -473,7 +476,9 @@ func (s *Session) handle(e event) {
 		if s.deps.Latency != nil {
 			lat = s.deps.Latency(e.from)
 		}
-		s.apply(s.policy.PeerConnected(now, e.from, lat))
+		s.apply(s.policy.PeerConnected(now, e.from, PeerInfo{
+			Latency: lat, Local: e.info.Local, Proven: e.info.Proven, Protected: e.info.Protected,
+		}))
 	case evDisconnected:
 		s.untagPeer(e.from)
 		s.apply(s.policy.PeerDisconnected(now, e.from))

@@ -82,7 +82,7 @@ type fakePeerRouter struct{ *fakeDeps }
 
 func (f fakePeerRouter) Attach(s peerrouter.Sink) {
 	for _, p := range f.peers {
-		s.PeerConnected(p)
+		s.PeerConnected(p, peerrouter.PeerInfo{Local: true})
 	}
 }
 

@@ -145,6 +145,15 @@ func (vn *VirtualNetwork) returnLocked(vp *VirtualPeer) {
 	}
 }
 
+// SetRemote makes p, while on, a peer on the public network rather than on
+// loopback: Local reports it as not local, to its peers and theirs to it.
+func (vn *VirtualNetwork) SetRemote(p peer.ID, on bool) {
+	vn.mu.Lock()
+	vp := vn.mustPeerLocked("SetRemote", p)
+	vn.mu.Unlock()
+	vp.remote.Store(on)
+}
+
 // SetUnresponsive makes p, while on, a peer that never answers: messages to
 // it are silently swallowed on arrival (counted in Traffic as Swallowed, not
 // in p's Stats), while its connections stay up and connection events are

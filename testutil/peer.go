@@ -44,6 +44,8 @@ type VirtualPeer struct {
 	down chan struct{}
 	// unresponsive makes deliveries to this peer swallow messages.
 	unresponsive atomic.Bool
+	// remote makes the peer not local to anyone (see Local).
+	remote atomic.Bool
 
 	// stopping is set at the start of Stop, so that link goroutines stop
 	// delivering to this peer at once.
@@ -253,6 +255,17 @@ func (vp *VirtualPeer) Latency(p peer.ID) time.Duration {
 		return 0
 	}
 	return vn.paramsLocked(vp.id, p).latency + vn.paramsLocked(p, vp.id).latency
+}
+
+// Local reports whether p is local to this peer: every peer of the
+// virtual network is, as on loopback, unless either was marked remote
+// (VirtualNetwork.SetRemote).
+func (vp *VirtualPeer) Local(p peer.ID) bool {
+	vn := vp.vn
+	vn.mu.Lock()
+	q := vn.peers[p]
+	vn.mu.Unlock()
+	return !vp.remote.Load() && (q == nil || !q.remote.Load())
 }
 
 // Stats returns the messages and framed bytes (length prefixes included)

@@ -257,10 +257,17 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) (retEr
 			closeDHT := func() {}
 			if len(bootInfos) > 0 {
 				var err error
-				if d, err = startDHT(ctx, h, dht.ModeClient, bootInfos, *dialTimeout, c.logger); err != nil {
+				d, err = startDHT(ctx, h, dht.ModeClient, bootInfos, *dialTimeout, c.logger)
+				switch {
+				case err == nil:
+					closeDHT = func() { d.Close() }
+				case len(routers) > 0 || len(infos) > 0:
+					// The other sources may do: a warning, not the end.
+					fmt.Fprintf(stderr, "bitswap get: warning: the DHT: %s (going on without it)\n", oneLine(err.Error()))
+					d = nil
+				default:
 					return nil, nil, err
 				}
-				closeDHT = func() { d.Close() }
 			}
 			rs, err := newRouters(routers, d, h.ID(), stderr)
 			if err != nil {

@@ -141,11 +141,33 @@ func newCARWriter(w io.Writer, root cid.Cid) (*carWriter, error) {
 	bw := bufio.NewWriterSize(w, 1<<20)
 	// Hide any WriterAt (os.Stdout has one) so the CAR is written as a
 	// stream.
-	sc, err := storage.NewWritable(struct{ io.Writer }{bw}, []cid.Cid{root}, car.WriteAsCarV1(true), car.StoreIdentityCIDs(false))
+	sc, err := storage.NewWritable(largeWritesDirect{bw, w}, []cid.Cid{root}, car.WriteAsCarV1(true), car.StoreIdentityCIDs(false))
 	if err != nil {
 		return nil, err
 	}
 	return &carWriter{bw: bw, sc: sc}, nil
+}
+
+// largeWritesDirect buffers small writes (a block's length and CID) and
+// writes large ones (its data) straight through, after what is buffered:
+// bufio copies a large write into its buffer whenever it holds anything,
+// which cost 0.27 s of CPU per GiB of 1 MiB blocks.
+type largeWritesDirect struct {
+	bw *bufio.Writer
+	w  io.Writer
+}
+
+// directWrite is the size from which a write skips the buffer.
+const directWrite = 64 << 10
+
+func (l largeWritesDirect) Write(p []byte) (int, error) {
+	if len(p) < directWrite {
+		return l.bw.Write(p)
+	}
+	if err := l.bw.Flush(); err != nil {
+		return 0, err
+	}
+	return l.w.Write(p)
 }
 
 func (w *carWriter) Put(ctx context.Context, blk blocks.Block) error {

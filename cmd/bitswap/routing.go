@@ -63,7 +63,7 @@ func startDHT(ctx context.Context, h host.Host, mode dht.ModeOpt, boot []peer.Ad
 			cctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			if err := h.Connect(cctx, ai); err != nil {
-				logger.Warn("bootstrap peer not reachable", "peer", ai.ID, "err", err)
+				logger.Info("bootstrap peer not reachable", "peer", ai.ID, "err", oneLine(err.Error()))
 				return
 			}
 			mu.Lock()
