@@ -89,7 +89,12 @@ func TestGetFromGateway(t *testing.T) {
 		if r.code != 0 {
 			t.Fatalf("exit %d: %s", r.code, r.stderr)
 		}
-		if m := summary.FindSubmatch(r.stderr); m == nil || string(m[1]) != "2" {
+		// The first want goes want-block to one source and want-have to
+		// the other; our Bitswap server answers a want-have of a block
+		// under 1 KiB (the root) with the block itself, as boxo's does,
+		// so the root may arrive twice.
+		both := regexp.MustCompile(`fetched \S+: \d+ blocks, \d+ bytes in [\d.]+ s \([\d.]+ MB/s\), [01] duplicate blocks, 2 peers\n$`)
+		if !both.Match(r.stderr) {
 			t.Fatalf("stderr %q", r.stderr)
 		}
 		checkCAR(t, out, d)
