@@ -125,7 +125,7 @@ type Network struct {
 	receiver  network.Receiver
 	endpoints map[peer.ID]*endpoint // connected endpoints
 	banned    map[peer.ID]time.Time
-	cooldown  map[string]time.Time // host:port → end of its cooldown
+	cooldown  map[string]cooldown // by host:port
 
 	requests, blocksN, haves, notFound, wrong, oversize  atomic.Uint64
 	throttled, serverErrs, cancelled, probes, probeFails atomic.Uint64
@@ -178,7 +178,7 @@ func New(opts ...Option) *Network {
 		cancel:    cancel,
 		endpoints: make(map[peer.ID]*endpoint),
 		banned:    make(map[peer.ID]time.Time),
-		cooldown:  make(map[string]time.Time),
+		cooldown:  make(map[string]cooldown),
 	}
 	n.tlsC, n.plainC = n.clients()
 	return n
@@ -759,7 +759,7 @@ func (n *Network) do(ctx context.Context, ep *endpoint, e message.Entry) (outcom
 	switch resp.StatusCode {
 	case http.StatusOK:
 		n.observeLatency(ep, lat)
-		n.clearCooldown(ep.host)
+		n.clearCooldown(ep.host, start)
 		if method == http.MethodHead {
 			n.haves.Add(1)
 			return gotHave, nil, nil
@@ -800,7 +800,7 @@ func (n *Network) do(ctx context.Context, ep *endpoint, e message.Entry) (outcom
 		http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
 		discard(resp.Body)
 		n.observeLatency(ep, lat)
-		n.clearCooldown(ep.host)
+		n.clearCooldown(ep.host, start)
 		n.notFound.Add(1)
 		return gotNotFound, nil, nil
 	case http.StatusTooManyRequests, http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
@@ -862,19 +862,28 @@ func (n *Network) observeLatency(ep *endpoint, d time.Duration) {
 	ep.latency = (ep.latency*4 + d) / 5
 }
 
+// cooldown is a host's pause: no request goes to it before until. set is
+// when the throttling answer came, so that only answers to requests sent
+// after it (not those already in flight) end the pause early.
+type cooldown struct{ until, set time.Time }
+
 func (n *Network) setCooldown(host string, d time.Duration) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	until := n.cfg.clock.Now().Add(d)
-	if until.After(n.cooldown[host]) {
-		n.cooldown[host] = until
+	now := n.cfg.clock.Now()
+	if until := now.Add(d); until.After(n.cooldown[host].until) {
+		n.cooldown[host] = cooldown{until: until, set: now}
 	}
 }
 
-func (n *Network) clearCooldown(host string) {
+// clearCooldown ends host's cooldown after a good answer to a request
+// sent at sent, if that was after the cooldown began.
+func (n *Network) clearCooldown(host string, sent time.Time) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	delete(n.cooldown, host)
+	if cd, ok := n.cooldown[host]; ok && sent.After(cd.set) {
+		delete(n.cooldown, host)
+	}
 }
 
 // waitCooldown waits for host's cooldown to end, reporting false if ctx
@@ -882,7 +891,8 @@ func (n *Network) clearCooldown(host string) {
 func (n *Network) waitCooldown(ctx context.Context, host string) bool {
 	for {
 		n.mu.Lock()
-		until, ok := n.cooldown[host]
+		cd, ok := n.cooldown[host]
+		until := cd.until
 		now := n.cfg.clock.Now()
 		if ok && !now.Before(until) {
 			delete(n.cooldown, host)

@@ -25,6 +25,7 @@ type HTTPEndpoint struct {
 
 	// Throttle returns (retryAfter, true) to answer r with 429 Too Many
 	// Requests and "Retry-After: <seconds>" (whole seconds, rounded up).
+	// It is called with the endpoint's lock held: one call at a time.
 	Throttle func(r *http.Request) (time.Duration, bool)
 
 	mu       sync.Mutex
@@ -106,6 +107,8 @@ func (e *HTTPEndpoint) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 func (e *HTTPEndpoint) throttledBy(r *http.Request) (time.Duration, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	if e.Throttle == nil {
 		return 0, false
 	}
