@@ -36,12 +36,13 @@ import (
 
 // Client asks one Routing V1 endpoint for providers.
 type Client struct {
-	base    string // without a trailing slash
-	hc      *http.Client
-	timeout time.Duration
-	max     int
-	all     bool
-	onError func(error)
+	base     string // without a trailing slash
+	hc       *http.Client
+	timeout  time.Duration
+	max      int
+	all      bool
+	gateways bool // GatewayHTTP records too
+	onError  func(error)
 }
 
 var _ routing.ContentDiscovery = (*Client)(nil)
@@ -58,6 +59,10 @@ const (
 
 // Bitswap is the protocol name the API gives Bitswap providers.
 const Bitswap = "transport-bitswap"
+
+// GatewayHTTP is the protocol name the API gives trustless-gateway
+// providers (their addresses are /https or /tls/http multiaddrs).
+const GatewayHTTP = "transport-ipfs-gateway-http"
 
 // Option configures a Client.
 type Option func(*Client)
@@ -76,6 +81,11 @@ func WithMaxProviders(n int) Option { return func(c *Client) { c.max = n } }
 // WithAnyProtocol returns providers of any transport. By default only
 // records that name transport-bitswap, or name no protocol, are returned.
 func WithAnyProtocol() Option { return func(c *Client) { c.all = true } }
+
+// WithGatewayProviders also returns providers whose records name
+// transport-ipfs-gateway-http (GatewayHTTP), for a node that can fetch
+// over HTTP (package httpnet, under a Router).
+func WithGatewayProviders() Option { return func(c *Client) { c.gateways = true } }
 
 // WithErrorHandler is called with the error of every query that failed
 // (FindProvidersAsync has no other way to say so); FindProviders returns
@@ -249,7 +259,8 @@ func (c *Client) addrInfo(r record) (peer.AddrInfo, bool) {
 	default:
 		return peer.AddrInfo{}, false
 	}
-	if !c.all && len(protos) > 0 && !slices.Contains(protos, Bitswap) {
+	if !c.all && len(protos) > 0 && !slices.Contains(protos, Bitswap) &&
+		!(c.gateways && slices.Contains(protos, GatewayHTTP)) {
 		return peer.AddrInfo{}, false
 	}
 	id, err := peer.Decode(r.ID)

@@ -175,3 +175,24 @@ func TestBadURLs(t *testing.T) {
 		}
 	}
 }
+
+func TestGatewayProvidersOnRequest(t *testing.T) {
+	p := ids(t, 2)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"Providers":[%s,{"Schema":"peer","ID":"%s","Protocols":["%s"],"Addrs":["/dns/gw.example/tcp/443/https"]}]}`,
+			peerRecord(p[0], Bitswap), p[1], GatewayHTTP)
+	}))
+	defer srv.Close()
+	c, err := New(srv.URL, WithGatewayProviders())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.FindProviders(context.Background(), someCID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[1].ID != p[1] || len(got[1].Addrs) != 1 || got[1].Addrs[0].String() != "/dns/gw.example/tcp/443/https" {
+		t.Fatalf("got %v", got)
+	}
+}

@@ -14,7 +14,9 @@
 // connection manager keeps and records the tags and protections it is
 // told of (Tags, Protections, TaggedPeers, ConnMgrCalls), and trims only
 // when told, as libp2p's basic connection manager would (TrimConnections).
-// ContentRouter
+// HTTPEndpoint
+// puts an HTTP handler (a trustless gateway) behind a simulated link of
+// its own, as an http.RoundTripper for httpnet.WithTransport. ContentRouter
 // is a fake content routing system for its peers, and NewSwarm, SwarmOf and
 // ConnectPairs build topologies. Nothing in it reads the wall clock or uses
 // real randomness, so runs under synctest are reproducible.

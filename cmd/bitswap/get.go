@@ -23,17 +23,31 @@ import (
 	bitswap "github.com/gobitswap/bitswap"
 	"github.com/gobitswap/bitswap/blockstore"
 	"github.com/gobitswap/bitswap/dag"
+	"github.com/gobitswap/bitswap/httpnet"
 	"github.com/gobitswap/bitswap/routinghttp"
 )
 
-const getHelp = `Usage: bitswap get [--peer MULTIADDR]... [--bootstrap MULTIADDR|public]... [--routing URL]... ROOT_CID [-o OUT.car] [--repo DIR] [--unixfs-out PATH] [--timeout D]
+const getHelp = `Usage: bitswap get [--peer MULTIADDR|URL]... [--bootstrap MULTIADDR|public]... [--routing URL]... ROOT_CID [-o OUT.car] [--repo DIR] [--unixfs-out PATH] [--timeout D]
 
 Connects to the --peer peers and fetches the whole DAG under ROOT_CID through one
-Bitswap session: every link known so far is asked for at once, so a DAG of
+session: every link known so far is asked for at once, so a DAG of
 depth d costs about d round trips. Links are read from dag-pb, raw,
 dag-cbor and dag-json blocks. Writes a CARv1 whose root is ROOT_CID to
 OUT.car, or to stdout (which then carries only the CAR), as the blocks
 arrive: memory stays bounded whatever the DAG's size.
+
+A --peer is a libp2p peer (a multiaddr ending in /p2p/<peer id>) or an HTTP
+trustless gateway: an https:// (or http://) URL, or an /http, /tls/http or
+/https multiaddr, with or without /p2p/<peer id>. A gateway is asked for each
+block with GET /ipfs/CID?format=raw (HEAD for want-haves) after a probe of
+/ipfs/bafkqaaa; every body is hashed and checked against its CID before it is
+used. Both kinds can be given together: one session asks each block of the
+source it expects to deliver it first, whatever its kind. A gateway that
+sends a body that does not match its CID has the block asked elsewhere;
+after 3 such bodies it is dropped (a warning on stderr) and nothing it sent
+is stored. From a public gateway:
+
+  bitswap get --peer https://trustless-gateway.link ROOT_CID -o out.car
 
 With --repo DIR the blocks are stored in that repo (the one bitswap serve
 uses) instead, and no CAR is written unless -o is given too. Blocks already
@@ -88,7 +102,7 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) (retEr
 	var c common
 	c.register(fs)
 	var peers multiFlag
-	fs.Var(&peers, "peer", "`MULTIADDR` of a peer, ending in /p2p/<peer id>; repeatable")
+	fs.Var(&peers, "peer", "`MULTIADDR` of a peer, ending in /p2p/<peer id>, or a gateway's https:// URL or /http, /tls/http multiaddr; repeatable")
 	out := fs.String("o", "", "write the CAR to `FILE` (default stdout, unless --repo or --unixfs-out is given)")
 	repoDir := fs.String("repo", "", "store the blocks in the repo `DIR` (Pebble, as bitswap serve uses) and resume from what it holds")
 	unixfsOut := fs.String("unixfs-out", "", "the root is a UnixFS file: write the file to `PATH` (\"-\": stdout)")
@@ -123,13 +137,20 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) (retEr
 	if err != nil {
 		return inputErrorf("malformed CID %q: %v", pos[0], err)
 	}
-	var infos []peer.AddrInfo
+	var infos []dialTarget
 	for _, p := range peers {
+		if ai, isHTTP, err := httpnet.AddrInfoFromString(p); isHTTP {
+			if err != nil {
+				return inputErrorf("bad --peer %q (want an http(s):// URL or an /http or /tls/http multiaddr): %v", p, err)
+			}
+			infos = append(infos, dialTarget{ai: ai, http: true, name: p})
+			continue
+		}
 		ai, err := peer.AddrInfoFromString(p)
 		if err != nil {
-			return inputErrorf("bad --peer %q (want a multiaddr ending in /p2p/<peer id>): %v", p, err)
+			return inputErrorf("bad --peer %q (want a multiaddr ending in /p2p/<peer id>, or a gateway URL): %v", p, err)
 		}
-		infos = append(infos, *ai)
+		infos = append(infos, dialTarget{ai: *ai, name: ai.ID.String()})
 	}
 	if *unixfsOut != "" {
 		if err := rootCodecIsFile(root); err != nil {
@@ -215,10 +236,12 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) (retEr
 		stored = &storeErrors{Blockstore: inner, dir: storeDir}
 		bs = stored
 	}
+	hn := httpnet.New(httpnet.WithLogger(c.logger))
 	spec := nodeSpec{
 		hostOpts: []libp2p.Option{libp2p.NoListenAddrs},
 		bs:       bs,
 		opts:     []bitswap.Option{bitswap.WithRequestBuffer(getRequestBuffer)},
+		http:     hn,
 	}
 	if *repoDir != "" {
 		key, err := loadIdentity(*repoDir)
@@ -260,7 +283,7 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) (retEr
 	}
 	defer func() { c.quietStop(); stop() }()
 	if len(infos) > 0 {
-		if err := connectAll(ctx, h, infos, *dialTimeout, c); err != nil && !routed {
+		if err := connectAll(ctx, h, hn, infos, *dialTimeout, c); err != nil && !routed {
 			return err
 		} else if err != nil {
 			fmt.Fprintf(stderr, "bitswap get: warning: %s (going on with content routing)\n", oneLine(err.Error()))
@@ -279,16 +302,20 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) (retEr
 		stderr:    stderr,
 	})
 	st, _ := bsw.Stat()
-	if routed {
+	if routed || hasHTTP(infos) {
 		for _, ps := range st.Peers {
 			p, err := peer.Decode(ps)
 			if err != nil {
 				continue
 			}
 			if l := bsw.LedgerForPeer(p); l.BlocksReceived > 0 {
-				fmt.Fprintf(stderr, "used %s: %d blocks, %d bytes\n", p, l.BlocksReceived, l.Recv)
+				fmt.Fprintf(stderr, "used %s%s: %d blocks, %d bytes\n", p, gatewayName(infos, p), l.BlocksReceived, l.Recv)
 			}
 		}
+	}
+	if hs := hn.HTTPStats(); hs.WrongBodies > 0 {
+		fmt.Fprintf(stderr, "bitswap get: warning: gateways sent %d bodies that did not match their CIDs (or were over 2 MiB); they were dropped and nothing of them was stored; %d gateways dropped\n",
+			hs.WrongBodies, hs.Dropped)
 	}
 	if *repoDir != "" {
 		// What this run stored stays in the repo, complete or not.
@@ -356,18 +383,47 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // CIDs in flight, it keeps a fetch of any size in bounded memory.
 const getRequestBuffer = 32 << 20
 
-// connectAll dials the peers in parallel. It fails only if none answers.
-func connectAll(ctx context.Context, h host.Host, infos []peer.AddrInfo, timeout time.Duration, c common) error {
+// dialTarget is one --peer: a libp2p peer or an HTTP gateway.
+type dialTarget struct {
+	ai   peer.AddrInfo
+	http bool
+	name string // as the user named it
+}
+
+// gatewayName is " (URL)" when p is a gateway the user named, else "".
+func gatewayName(ts []dialTarget, p peer.ID) string {
+	for _, t := range ts {
+		if t.http && t.ai.ID == p {
+			return " (" + t.name + ")"
+		}
+	}
+	return ""
+}
+
+func hasHTTP(ts []dialTarget) bool {
+	return slices.ContainsFunc(ts, func(t dialTarget) bool { return t.http })
+}
+
+// connectAll dials the peers in parallel: libp2p peers through the host,
+// gateways through the HTTP network (a probe). It fails only if none
+// answers.
+func connectAll(ctx context.Context, h host.Host, hn *httpnet.Network, infos []dialTarget, timeout time.Duration, c common) error {
 	errs := make([]error, len(infos))
 	var wg sync.WaitGroup
-	for i, ai := range infos {
+	for i, t := range infos {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			dctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
-			if err := h.Connect(dctx, ai); err != nil {
-				errs[i] = fmt.Errorf("cannot reach peer %s: %w", ai.ID, err)
+			if t.http {
+				if err := hn.Connect(dctx, t.ai); err != nil {
+					errs[i] = fmt.Errorf("cannot reach gateway %s: %w", t.name, err)
+				}
+				return
+			}
+			if err := h.Connect(dctx, t.ai); err != nil {
+				errs[i] = fmt.Errorf("cannot reach peer %s: %w", t.ai.ID, err)
 			}
 		}()
 	}

@@ -12,6 +12,7 @@ import (
 
 	bitswap "github.com/gobitswap/bitswap"
 	"github.com/gobitswap/bitswap/blockstore"
+	"github.com/gobitswap/bitswap/httpnet"
 	"github.com/gobitswap/bitswap/metrics"
 	"github.com/gobitswap/bitswap/network"
 )
@@ -32,6 +33,9 @@ type nodeSpec struct {
 	// (to join a DHT, say): it may add options, and a function that stop
 	// runs after Bitswap closes and before the host does.
 	withHost func(h host.Host) ([]bitswap.Option, func(), error)
+	// http, if set, is the HTTP network: Bitswap then runs on a Router
+	// over the host's network and it, so HTTP endpoints are peers too.
+	http *httpnet.Network
 }
 
 func (c *common) startNodeWith(ctx context.Context, spec nodeSpec, stderr io.Writer) (h host.Host, bsw *bitswap.Bitswap, stop func(), err error) {
@@ -57,7 +61,11 @@ func (c *common) startNodeWith(ctx context.Context, spec nodeSpec, stderr io.Wri
 		m = metrics.New()
 		opts = append(opts, m.Option())
 	}
-	bsw = bitswap.New(ctx, network.NewFromHost(h, network.WithLogger(c.logger)), spec.bs, opts...)
+	var net network.Network = network.NewFromHost(h, network.WithLogger(c.logger))
+	if spec.http != nil {
+		net = httpnet.NewRouter(net, spec.http)
+	}
+	bsw = bitswap.New(ctx, net, spec.bs, opts...)
 	stop = func() { bsw.Close(); closeExtra(); h.Close() }
 	if m != nil {
 		stopMetrics, err := serveMetrics(c.metrics, m, bsw, stderr)

@@ -166,7 +166,7 @@ func newRouters(urls []string, d *dht.IpfsDHT, self peer.ID, stderr io.Writer) (
 	}
 	for _, u := range urls {
 		u := u
-		c, err := routinghttp.New(u, routinghttp.WithTimeout(routerTimeout), routinghttp.WithErrorHandler(func(err error) {
+		c, err := routinghttp.New(u, routinghttp.WithTimeout(routerTimeout), routinghttp.WithGatewayProviders(), routinghttp.WithErrorHandler(func(err error) {
 			fmt.Fprintf(stderr, "bitswap get: warning: %s (going on without it)\n", oneLine(err.Error()))
 		}))
 		if err != nil {
