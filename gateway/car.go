@@ -91,10 +91,6 @@ func (h *Handler) serveCAR(w http.ResponseWriter, r *http.Request, root cid.Cid,
 	}
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
-	if err := writeCARHeader(w, root); err != nil {
-		return
-	}
-
 	how := followAll
 	switch scope {
 	case scopeBlock:
@@ -106,7 +102,11 @@ func (h *Handler) serveCAR(w http.ResponseWriter, r *http.Request, root cid.Cid,
 	if !f.dups {
 		wk.seen = make(map[uint64]struct{})
 	}
-	if err := wk.walk(ctx, root, how); err != nil {
+	err := writeCARHeader(w, rc, h.opts.WriteTimeout, root)
+	if err == nil {
+		err = wk.walk(ctx, root, how)
+	}
+	if err != nil {
 		h.cut.Add(1)
 		h.opts.Logger.Debug("gateway: CAR stream cut", "root", root, "err", err)
 		// The status is sent: the only way to tell the client is to end
@@ -293,7 +293,8 @@ func linksOf(blk blocks.Block, how follow) ([]cid.Cid, follow, error) {
 
 // writeCARHeader writes a CARv1 header naming root: varint length, then
 // the dag-cbor map {roots: [root], version: 1}.
-func writeCARHeader(w http.ResponseWriter, root cid.Cid) error {
+func writeCARHeader(w http.ResponseWriter, rc *http.ResponseController, timeout time.Duration, root cid.Cid) error {
+	_ = rc.SetWriteDeadline(time.Now().Add(timeout))
 	n, err := qp.BuildMap(basicnode.Prototype.Any, 2, func(ma datamodel.MapAssembler) {
 		qp.MapEntry(ma, "roots", qp.List(1, func(la datamodel.ListAssembler) {
 			qp.ListEntry(la, qp.Link(cidlink.Link{Cid: root}))

@@ -186,6 +186,7 @@ type byteBudget struct {
 	used    int64
 	peak    int64
 	waiters []*byteWaiter
+	onWait  func() // test hook: a reservation started waiting (under mu)
 }
 
 type byteWaiter struct {
@@ -208,6 +209,9 @@ func (b *byteBudget) reserve(ctx context.Context, n int64) (int64, error) {
 	}
 	w := &byteWaiter{n: n, ch: make(chan struct{})}
 	b.waiters = append(b.waiters, w)
+	if b.onWait != nil {
+		b.onWait()
+	}
 	b.mu.Unlock()
 	select {
 	case <-w.ch:
