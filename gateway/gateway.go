@@ -214,16 +214,25 @@ type format struct {
 
 const supported = "supported: application/vnd.ipld.raw (?format=raw) and application/vnd.ipld.car;version=1;order=dfs;dups=y|n (?format=car); this is a trustless gateway, it serves no deserialized responses\n"
 
+// textError answers code with a one-line text body. What was set for a
+// successful response goes: an error is not immutable, nor cached as one.
 func textError(w http.ResponseWriter, code int, msg string) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Del("Content-Length")
+	hd := w.Header()
+	for _, k := range []string{"Content-Length", "Etag", "Cache-Control", "Content-Disposition", "Content-Location", "X-Ipfs-Path", "X-Ipfs-Roots"} {
+		hd.Del(k)
+	}
+	hd.Set("Content-Type", "text/plain; charset=utf-8")
+	hd.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
 	fmt.Fprint(w, msg)
 }
 
 // ServeHTTP answers GET and HEAD of /ipfs/{cid}.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Every write of this response has a deadline, the headers' and an
+	// error's included (each block's write sets its own). It also replaces
+	// a deadline left on a kept-alive connection by its previous response.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(h.opts.WriteTimeout))
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		textError(w, http.StatusMethodNotAllowed, "only GET and HEAD are served\n")

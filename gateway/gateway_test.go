@@ -242,8 +242,15 @@ func TestStatusCodes(t *testing.T) {
 		if !strings.Contains(string(r.body), tc.bodyHas) {
 			t.Errorf("%s: body %q lacks %q", tc.name, r.body, tc.bodyHas)
 		}
-		if tc.code >= 400 && tc.method != "HEAD" && !strings.HasPrefix(r.hdr.Get("Content-Type"), "text/plain") {
-			t.Errorf("%s: error Content-Type %q", tc.name, r.hdr.Get("Content-Type"))
+		if tc.code >= 400 {
+			if tc.method != "HEAD" && !strings.HasPrefix(r.hdr.Get("Content-Type"), "text/plain") {
+				t.Errorf("%s: error Content-Type %q", tc.name, r.hdr.Get("Content-Type"))
+			}
+			for _, k := range []string{"Cache-Control", "Etag", "Content-Disposition"} {
+				if v := r.hdr.Get(k); v != "" {
+					t.Errorf("%s: an error with %s %q", tc.name, k, v)
+				}
+			}
 		}
 	}
 	if s := h.Stat(); s.NotFound != 5 {

@@ -127,8 +127,8 @@ func TestSlowReadersStayWithinBounds(t *testing.T) {
 	close(proceed)
 	for i, q := range append([]req{r2, r3, r4, r5}, rest...) {
 		<-q.done
-		if q.w.code != 200 || q.w.body.Len() != size || q.w.deadlines != 1 {
-			t.Fatalf("request %d: %d, %d bytes, %d deadlines set", i+2, q.w.code, q.w.body.Len(), q.w.deadlines)
+		if q.w.code != 200 || q.w.body.Len() != size || q.w.deadlines != 2 {
+			t.Fatalf("request %d: %d, %d bytes, %d deadlines set (want 2: the request, the block)", i+2, q.w.code, q.w.body.Len(), q.w.deadlines)
 		}
 	}
 	s = h.Stat()
@@ -156,7 +156,7 @@ func TestSlowCARReaderIsCut(t *testing.T) {
 		t.Fatalf("panic %v", p)
 	}
 	all := f.dfs(t, f.root, false)
-	if w.deadlines != len(all)+1 { // the header, then each block
+	if w.deadlines != len(all)+2 { // the request, the CAR header, then each block
 		t.Fatalf("%d deadlines set for %d blocks", w.deadlines, len(all))
 	}
 
