@@ -195,8 +195,8 @@ func (wk *walker) visit(ctx context.Context, c cid.Cid, how follow) error {
 	if len(links) == 0 {
 		return nil
 	}
-	if wk.pending+len(links) > limit {
-		return fmt.Errorf("more than %d links pending", limit)
+	if p := wk.h.opts.MaxCARPending; wk.pending+len(links) > p {
+		return fmt.Errorf("more than %d links pending", p)
 	}
 	wk.pending += len(links)
 	wk.stack = append(wk.stack, frame{links: links, how: next})

@@ -8,7 +8,8 @@
 // MaxConcurrent at once, MaxPerClient of one client's, handed out in turn
 // among waiting clients), the bytes of blocks read and not yet written
 // (MaxBytesInFlight), and each CAR walk's own state (the path from the root
-// and, for dups=n, the CIDs already written, both bounded by MaxCARBlocks).
+// and, for dups=n, the CIDs already written: bounded by MaxCARPending and
+// MaxCARBlocks).
 // It never writes to the blockstore, never deserializes (no UnixFS files,
 // directories or paths below the CID) and knows nothing of Bitswap or
 // libp2p: it serves whatever Blockstore it is given.
@@ -53,6 +54,7 @@ const (
 	DefaultQueueTimeout     = 5 * time.Second
 	DefaultMaxRequestBytes  = 8 << 10
 	DefaultMaxCARBlocks     = 1 << 20
+	DefaultMaxCARPending    = 1 << 16
 )
 
 // Options configures a Handler. The zero value of every field means its
@@ -91,6 +93,10 @@ type Options struct {
 	// the walk's state (DefaultMaxCARBlocks); a walk past it is cut, as
 	// a missing block is.
 	MaxCARBlocks int
+	// MaxCARPending bounds the links a CAR walk has found and not yet
+	// visited (DefaultMaxCARPending, about 4 MiB of CIDs); a walk past it
+	// is cut.
+	MaxCARPending int
 	// ClientKey names the client of a request, for MaxPerClient and the
 	// turns (default: the IP address of r.RemoteAddr). Behind a proxy,
 	// give one that reads the proxy's header.
@@ -124,6 +130,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxCARBlocks <= 0 {
 		o.MaxCARBlocks = DefaultMaxCARBlocks
+	}
+	if o.MaxCARPending <= 0 {
+		o.MaxCARPending = DefaultMaxCARPending
 	}
 	if o.ClientKey == nil {
 		o.ClientKey = remoteIP
