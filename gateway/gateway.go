@@ -191,6 +191,7 @@ func NewServer(addr string, h http.Handler) *http.Server {
 // Stat is a snapshot of a Handler's counters.
 type Stat struct {
 	Active        int   // requests holding a slot
+	PeakActive    int   // the most Active has been
 	Waiting       int   // requests waiting for one
 	Clients       int   // clients with requests active or waiting
 	BytesInFlight int64 // block bytes reserved and not yet written
@@ -206,7 +207,7 @@ type Stat struct {
 // Stat returns the Handler's counters.
 func (h *Handler) Stat() Stat {
 	var s Stat
-	s.Active, s.Waiting, s.Clients = h.lim.stat()
+	s.Active, s.PeakActive, s.Waiting, s.Clients = h.lim.stat()
 	s.BytesInFlight, s.PeakBytes = h.budget.stat()
 	s.Blocks, s.Bytes = h.blocks.Load(), h.bytes.Load()
 	s.NotFound, s.Rejected = h.notFound.Load(), h.rejected.Load()

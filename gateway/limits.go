@@ -20,6 +20,7 @@ type limiter struct {
 
 	mu      sync.Mutex
 	active  int
+	peak    int // the most active at once
 	waiting int
 	clients map[string]*clientState
 	ring    []*clientState // clients with waiters, in turn order
@@ -57,8 +58,7 @@ func (l *limiter) acquire(ctx context.Context, key string) error {
 		l.clients[key] = c
 	}
 	if l.active < l.maxActive && c.active < l.maxPerClient && len(c.waiters) == 0 {
-		l.active++
-		c.active++
+		l.take(c)
 		l.mu.Unlock()
 		return nil
 	}
@@ -131,8 +131,7 @@ func (l *limiter) dispatch() {
 			l.waiting--
 			w.granted = true
 			close(w.ch)
-			l.active++
-			c.active++
+			l.take(c)
 			// This client goes to the back of the turn order.
 			l.ring = append(l.ring[:i], l.ring[i+1:]...)
 			if len(c.waiters) > 0 {
@@ -147,6 +146,12 @@ func (l *limiter) dispatch() {
 			return
 		}
 	}
+}
+
+func (l *limiter) take(c *clientState) {
+	l.active++
+	c.active++
+	l.peak = max(l.peak, l.active)
 }
 
 func (l *limiter) dropFromRing(c *clientState) {
@@ -170,10 +175,10 @@ func (l *limiter) forget(c *clientState) {
 	}
 }
 
-func (l *limiter) stat() (active, waiting, clients int) {
+func (l *limiter) stat() (active, peak, waiting, clients int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.active, l.waiting, len(l.clients)
+	return l.active, l.peak, l.waiting, len(l.clients)
 }
 
 // byteBudget bounds the bytes of blocks read from the blockstore and not

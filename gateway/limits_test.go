@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -203,7 +207,7 @@ func TestLimiterTakesTurns(t *testing.T) {
 		t.Fatalf("grants %s, want %s", fmtOrder(order), want)
 	}
 	l.release("A")
-	if a, w, c := l.stat(); a != 0 || w != 0 || c != 0 {
+	if a, _, w, c := l.stat(); a != 0 || w != 0 || c != 0 {
 		t.Fatalf("active %d, waiting %d, clients %d", a, w, c)
 	}
 	// A waiter whose context ends leaves the queue.
@@ -219,7 +223,7 @@ func TestLimiterTakesTurns(t *testing.T) {
 		t.Fatalf("cancelled wait: %v", err)
 	}
 	l.release("A")
-	if a, w, c := l.stat(); a != 0 || w != 0 || c != 0 {
+	if a, _, w, c := l.stat(); a != 0 || w != 0 || c != 0 {
 		t.Fatalf("after a cancelled wait: active %d, waiting %d, clients %d", a, w, c)
 	}
 }
@@ -233,4 +237,66 @@ func fmtOrder(o []string) string {
 		s += k
 	}
 	return s
+}
+
+// logSignal passes each log record's message to a channel.
+type logSignal struct{ ch chan string }
+
+func (l logSignal) Enabled(context.Context, slog.Level) bool { return true }
+func (l logSignal) Handle(_ context.Context, r slog.Record) error {
+	l.ch <- r.Message
+	return nil
+}
+func (l logSignal) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l logSignal) WithGroup(string) slog.Handler      { return l }
+
+// Over real connections: 20 CAR requests of 24 MiB from 10 clients that
+// never read. At most MaxConcurrent are served at once, one per client;
+// each is cut when its write deadline passes, and its slot goes to the
+// next; the block bytes held never pass MaxBytesInFlight.
+func TestSlowReadersOverTCP(t *testing.T) {
+	data := make([]byte, 24<<20)
+	_, _ = mrand.New(mrand.NewSource(1)).Read(data)
+	file, err := testutil.BuildFileDAG(bytes.NewReader(data), 1<<20, 174)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs := blockstore.NewMemory()
+	if err := bs.PutMany(context.Background(), file.Blocks); err != nil {
+		t.Fatal(err)
+	}
+	logs := logSignal{make(chan string, 64)}
+	h := New(bs, Options{
+		MaxConcurrent: 4, MaxPerClient: 1, MaxBytesInFlight: 3 << 20,
+		WriteTimeout: 200 * time.Millisecond, QueueTimeout: time.Minute,
+		ClientKey: func(r *http.Request) string { return r.Header.Get("X-Client") },
+		Logger:    slog.New(logs),
+	})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	const n = 20
+	var conns []net.Conn
+	for i := range n {
+		c, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.(*net.TCPConn).SetReadBuffer(4096)
+		conns = append(conns, c)
+		fmt.Fprintf(c, "GET /ipfs/%s?format=car HTTP/1.1\r\nHost: x\r\nX-Client: c%d\r\n\r\n", file.Root, i%10)
+	}
+	for cut := 0; cut < n; {
+		if m := <-logs.ch; m == "gateway: CAR stream cut" {
+			cut++
+		}
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	srv.Close() // waits for the handlers to return
+	s := h.Stat()
+	if s.Cut != n || s.PeakActive != 4 || s.Active != 0 || s.Waiting != 0 || s.BytesInFlight != 0 || s.PeakBytes > 3<<20 {
+		t.Fatalf("%+v", s)
+	}
+	t.Logf("%d slow readers: peak %d served at once, peak %d KiB of blocks held, %d blocks written before the cuts", n, s.PeakActive, s.PeakBytes>>10, s.Blocks)
 }
