@@ -10,10 +10,12 @@ import (
 	"time"
 
 	boxobs "github.com/ipfs/boxo/bitswap"
+	bsclient "github.com/ipfs/boxo/bitswap/client"
 	"github.com/ipfs/boxo/bitswap/network/httpnet"
 	"github.com/ipfs/boxo/blockservice"
 	boxobstore "github.com/ipfs/boxo/blockstore"
 	"github.com/ipfs/boxo/ipld/merkledag"
+	cid "github.com/ipfs/go-cid"
 	ds "github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -90,5 +92,51 @@ func TestBoxoHTTPNetFetchesFromOurGateway(t *testing.T) {
 	}
 	if gs.Active != 0 || gs.BytesInFlight != 0 {
 		t.Fatalf("gateway still busy: %+v", gs)
+	}
+}
+
+// oneProvider is content routing that names one provider for every CID.
+type oneProvider struct{ ai peer.AddrInfo }
+
+func (o oneProvider) FindProvidersAsync(ctx context.Context, _ cid.Cid, _ int) <-chan peer.AddrInfo {
+	ch := make(chan peer.AddrInfo, 1)
+	ch <- o.ai
+	close(ch)
+	return ch
+}
+
+// The way Kubo learns of an HTTP provider: a provider record whose
+// address is /ip4/.../tcp/.../http. boxo's client, with no peer at all,
+// searches providers, httpnet probes our gateway and fetches the file.
+func TestBoxoHTTPNetFindsOurGatewayThroughAProviderRecord(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	bs := blockstore.NewMemory()
+	content := make([]byte, 2<<20)
+	_, _ = rand.Read(content)
+	root := importFile(t, bs, content, 64<<10)
+	gw := gateway.New(bs, gateway.Options{})
+	srv := httptest.NewServer(gw)
+	defer srv.Close()
+	host, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	priv, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+	gwID, _ := peer.IDFromPrivateKey(priv)
+	router := oneProvider{peer.AddrInfo{ID: gwID, Addrs: []ma.Multiaddr{ma.StringCast(fmt.Sprintf("/ip4/%s/tcp/%s/http", host, port))}}}
+
+	h, _ := newHost(t)
+	htnet := httpnet.New(h)
+	cbs := boxobstore.NewBlockstore(dssync.MutexWrap(ds.NewMapDatastore()))
+	client := boxobs.New(ctx, htnet, router, cbs, boxobs.WithServerEnabled(false),
+		boxobs.WithClientOption(bsclient.ProviderSearchDelay(10*time.Millisecond)))
+	defer client.Close()
+	start := time.Now()
+	readFile(t, ctx, merkledag.NewDAGService(blockservice.New(cbs, client)), root, content)
+	if !htnet.IsConnectedToPeer(ctx, gwID) {
+		t.Fatal("httpnet is not connected to the gateway it fetched from")
+	}
+	gs := gw.Stat()
+	t.Logf("found through a provider record, fetched 2 MiB (64 KiB chunks) in %v; our gateway wrote %d blocks", time.Since(start), gs.Blocks)
+	if gs.Blocks == 0 || gs.Rejected+gs.TimedOut != 0 {
+		t.Fatalf("gateway %+v", gs)
 	}
 }
