@@ -61,4 +61,10 @@ func TestServeHTTPGateway(t *testing.T) {
 		t.Fatalf("missing block: %d", res.StatusCode)
 	}
 	srv.stop(t)
+
+	// An address that cannot be listened on: exit 2, one line.
+	r := runBin(t, "serve", "--repo", filepath.Join(dir, "repo"), "--http", "127.0.0.1:notaport")
+	if r.code != 2 || bytes.Count(r.stderr, []byte("\n")) != 1 || !bytes.Contains(r.stderr, []byte("--http 127.0.0.1:notaport")) {
+		t.Fatalf("bad --http: exit %d, stderr %q", r.code, r.stderr)
+	}
 }
