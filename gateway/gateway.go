@@ -453,44 +453,19 @@ func matchesETag(inm, etag string) bool {
 func negotiate(r *http.Request) (format, int, string) {
 	q := r.URL.Query()
 	var f format
-	carParams := map[string]string{}
+	accept := r.Header.Get("Accept")
+	best, carParams := bestAccepted(accept)
 	switch fv := q.Get("format"); fv {
 	case "raw":
 		f.query = true
 	case "car":
 		f.query, f.car = true, true
 	case "":
-		accept := r.Header.Get("Accept")
-		if strings.TrimSpace(accept) == "" {
+		switch {
+		case strings.TrimSpace(accept) == "":
 			return f, http.StatusBadRequest, "no format asked for: send ?format=raw or ?format=car, or an Accept header; " + supported
-		}
-		best, bestQ := "", 0.0
-		for _, part := range strings.Split(accept, ",") {
-			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
-			if err != nil {
-				continue
-			}
-			qv := 1.0
-			if s, ok := params["q"]; ok {
-				if v, err := strconv.ParseFloat(s, 64); err == nil {
-					qv = v
-				}
-			}
-			if qv <= 0 || qv <= bestQ {
-				continue
-			}
-			switch mt {
-			case MediaRaw:
-				best, bestQ = mt, qv
-			case MediaCAR:
-				if carVariantOK(params["version"], params["order"], params["dups"]) {
-					best, bestQ, carParams = mt, qv, params
-				}
-			}
-		}
-		switch best {
-		case MediaRaw:
-		case MediaCAR:
+		case best == MediaRaw:
+		case best == MediaCAR:
 			f.car = true
 		default:
 			return f, http.StatusNotAcceptable, fmt.Sprintf("not acceptable: %q; %s", accept, supported)
@@ -501,7 +476,9 @@ func negotiate(r *http.Request) (format, int, string) {
 	if !f.car {
 		return f, 0, ""
 	}
-	// The query parameters take precedence over Accept's.
+	// The CAR's variant: Accept's parameters (of its preferred CAR entry
+	// we serve), each overridden by its query parameter (the spec's
+	// precedence).
 	version, order, dups := carParams["version"], carParams["order"], carParams["dups"]
 	if q.Has("car-version") {
 		version = q.Get("car-version")
@@ -517,6 +494,44 @@ func negotiate(r *http.Request) (format, int, string) {
 	}
 	f.dups = dups == "y"
 	return f, 0, ""
+}
+
+// bestAccepted returns the media type of accept's most preferred entry
+// that we serve ("" if none), and the parameters of its most preferred
+// CAR entry that we serve. Equal preferences go to the first listed.
+func bestAccepted(accept string) (best string, carParams map[string]string) {
+	bestQ, carQ := 0.0, 0.0
+	for _, part := range strings.Split(accept, ",") {
+		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil {
+			continue
+		}
+		qv := 1.0
+		if s, ok := params["q"]; ok {
+			if v, err := strconv.ParseFloat(s, 64); err == nil {
+				qv = v
+			}
+		}
+		if qv <= 0 {
+			continue
+		}
+		switch mt {
+		case MediaRaw:
+		case MediaCAR:
+			if !carVariantOK(params["version"], params["order"], params["dups"]) {
+				continue
+			}
+			if qv > carQ {
+				carQ, carParams = qv, params
+			}
+		default:
+			continue
+		}
+		if qv > bestQ {
+			best, bestQ = mt, qv
+		}
+	}
+	return best, carParams
 }
 
 // carVariantOK: we write CARv1 in depth-first order, with or without

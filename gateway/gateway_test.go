@@ -308,6 +308,8 @@ func TestCARScopes(t *testing.T) {
 		{"all by accept", "/ipfs/" + f.root.String(), []string{"Accept", "application/vnd.ipld.car; version=1; order=dfs"}, all, "application/vnd.ipld.car; version=1; order=dfs; dups=n", ""},
 		{"dups by accept", "/ipfs/" + f.root.String(), []string{"Accept", "application/vnd.ipld.car;version=1;order=dfs;dups=y"}, allDups, "application/vnd.ipld.car; version=1; order=dfs; dups=y", ""},
 		{"dups by query", "/ipfs/" + f.root.String() + "?format=car&car-dups=y&car-order=dfs&car-version=1", []string{"Accept", MediaCAR + ";dups=n"}, allDups, "application/vnd.ipld.car; version=1; order=dfs; dups=y", `W/"` + f.root.String() + `.car.all.dfs.y"`},
+		{"dups by accept with format=car", "/ipfs/" + f.root.String() + "?format=car", []string{"Accept", MediaCAR + ";version=1;dups=y"}, allDups, "application/vnd.ipld.car; version=1; order=dfs; dups=y", ""},
+		{"preferred CAR variant", "/ipfs/" + f.root.String(), []string{"Accept", MediaCAR + ";dups=n;q=0.5, " + MediaCAR + ";version=2, " + MediaCAR + ";dups=y;q=0.8"}, allDups, "application/vnd.ipld.car; version=1; order=dfs; dups=y", ""},
 		{"order unk", "/ipfs/" + f.root.String() + "?format=car&car-order=unk", nil, all, "", ""},
 		{"block", "/ipfs/" + f.root.String() + "?format=car&dag-scope=block", nil, all[:1], "", `W/"` + f.root.String() + `.car.block.dfs.n"`},
 		{"entity of dag-cbor is its block", "/ipfs/" + f.root.String() + "?format=car&dag-scope=entity", nil, all[:1], "", `W/"` + f.root.String() + `.car.entity.dfs.n"`},
