@@ -82,6 +82,60 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
+// pbNode builds a dag-pb block with the given UnixFS Data and named links.
+func pbNode(t *testing.T, unixfs []byte, names []string, links []cid.Cid) blocks.Block {
+	t.Helper()
+	n, err := qp.BuildMap(dagpb.Type.PBNode, 2, func(ma datamodel.MapAssembler) {
+		qp.MapEntry(ma, "Links", qp.List(int64(len(links)), func(la datamodel.ListAssembler) {
+			for i, c := range links {
+				qp.ListEntry(la, qp.Map(2, func(ma datamodel.MapAssembler) {
+					qp.MapEntry(ma, "Hash", qp.Link(cidlink.Link{Cid: c}))
+					qp.MapEntry(ma, "Name", qp.String(names[i]))
+				}))
+			}
+		}))
+		qp.MapEntry(ma, "Data", qp.Bytes(unixfs))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := dagpb.Encode(n, &buf); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := cid.Prefix{Version: 1, Codec: cid.DagProtobuf, MhType: mh.SHA2_256, MhLength: -1}.Sum(buf.Bytes())
+	b, _ := blocks.NewBlockWithCid(buf.Bytes(), c)
+	return b
+}
+
+// dag-scope=entity of a HAMT-sharded directory: its shards (links named
+// by the hex prefix alone), not the entries.
+func TestCAREntityOfShardedDirectory(t *testing.T) {
+	f := newFixture(t)
+	// UnixFS Data: Type HAMTShard (5), hashType murmur3 (0x22), fanout 256.
+	shardData := []byte{0x08, 0x05, 0x28, 0x22, 0x30, 0x80, 0x02}
+	child := pbNode(t, shardData, []string{"1Cfile"}, []cid.Cid{f.file})
+	root := pbNode(t, shardData, []string{"0A", "0Bsmall"}, []cid.Cid{child.Cid(), f.raw.Cid()})
+	for _, b := range []blocks.Block{child, root} {
+		f.blocks[b.Cid()] = b
+		if err := f.bs.Put(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := New(f.bs, Options{})
+	r := do(t, h, "GET", "/ipfs/"+root.Cid().String()+"?format=car&dag-scope=entity")
+	if r.code != 200 {
+		t.Fatalf("%d %s", r.code, r.body)
+	}
+	if _, got := readCAR(t, r.body); !slices.Equal(got, []cid.Cid{root.Cid(), child.Cid()}) {
+		t.Fatalf("entity of a sharded directory: %v, want its two shards", got)
+	}
+	r = do(t, h, "GET", "/ipfs/"+root.Cid().String()+"?format=car")
+	if _, got := readCAR(t, r.body); !slices.Equal(got, f.dfs(t, root.Cid(), false)) {
+		t.Fatalf("all of a sharded directory: %d blocks", len(got))
+	}
+}
+
 // dfs is the reference walk: depth first, links in order, every
 // occurrence (dups) or the first of each.
 func (f *fixture) dfs(t *testing.T, root cid.Cid, dups bool) []cid.Cid {
