@@ -176,9 +176,17 @@ func New(bs blockstore.Blockstore, opts Options) *Handler {
 // server needs (headers within 10 s, at most 16 KiB of them, idle
 // connections closed after a minute). Writes are bounded by h's own
 // per-block deadline, not by the server's WriteTimeout, so a long CAR
-// stream to a client that keeps reading is not cut.
+// stream to a client that keeps reading is not cut. It speaks HTTP/1.1,
+// HTTP/2 over TLS (ServeTLS), and HTTP/2 with prior knowledge over plain
+// TCP (h2c), so a client can multiplex its requests on one connection
+// even without TLS.
 func NewServer(addr string, h http.Handler) *http.Server {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetHTTP2(true)
+	p.SetUnencryptedHTTP2(true)
 	return &http.Server{
+		Protocols:         &p,
 		Addr:              addr,
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -452,6 +452,34 @@ func TestCARMissingBlockCutsStream(t *testing.T) {
 	if s := h.Stat(); s.Cut != 1 || s.Active != 0 || s.BytesInFlight != 0 {
 		t.Fatalf("stat %+v", s)
 	}
+
+	// Over HTTP/2 (h2c) the stream is reset: the body ends in an error too.
+	s2 := httptest.NewUnstartedServer(nil)
+	s2.Config = NewServer("", h)
+	s2.Start()
+	defer s2.Close()
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &p}
+	defer tr.CloseIdleConnections()
+	res, err = (&http.Client{Transport: tr}).Get(s2.URL + "/ipfs/" + f.root.String() + "?format=car")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, rerr = io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.ProtoMajor != 2 || res.StatusCode != 200 || rerr == nil {
+		t.Fatalf("h2: %s %d, read error %v", res.Proto, res.StatusCode, rerr)
+	}
+	br, _ = car.NewBlockReader(bytes.NewReader(body))
+	n := 0
+	for _, err := br.Next(); err == nil; _, err = br.Next() {
+		n++
+	}
+	if n > len(all)/2 {
+		t.Fatalf("h2: %d blocks before the cut, want at most %d", n, len(all)/2)
+	}
+	t.Logf("h2 body ended with %v after %d blocks", rerr, n)
 }
 
 func TestCARBlockLimitCutsStream(t *testing.T) {
@@ -467,5 +495,46 @@ func TestCARBlockLimitCutsStream(t *testing.T) {
 	}()
 	if s := h.Stat(); s.Cut != 1 || s.Blocks != 3 {
 		t.Fatalf("stat %+v", s)
+	}
+}
+
+// NewServer speaks HTTP/2 without TLS (prior knowledge) as well as
+// HTTP/1.1; both serve raw blocks and CARs.
+func TestServerHTTP2Cleartext(t *testing.T) {
+	f := newFixture(t)
+	h := New(f.bs, Options{})
+	srv := httptest.NewUnstartedServer(nil)
+	srv.Config = NewServer("", h)
+	srv.Start()
+	defer srv.Close()
+	for _, h2 := range []bool{false, true} {
+		var p http.Protocols
+		if h2 {
+			p.SetUnencryptedHTTP2(true)
+		} else {
+			p.SetHTTP1(true)
+		}
+		tr := &http.Transport{Protocols: &p}
+		c := &http.Client{Transport: tr}
+		for _, target := range []string{"/ipfs/" + f.raw.Cid().String() + "?format=raw", "/ipfs/" + f.root.String() + "?format=car"} {
+			res, err := c.Get(srv.URL + target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := io.ReadAll(res.Body)
+			res.Body.Close()
+			if err != nil || res.StatusCode != 200 || (res.ProtoMajor == 2) != h2 {
+				t.Fatalf("h2 %v %s: %s %d, %v", h2, target, res.Proto, res.StatusCode, err)
+			}
+			if strings.Contains(target, "raw") && !bytes.Equal(body, f.raw.RawData()) {
+				t.Fatalf("h2 %v: raw body differs", h2)
+			}
+			if strings.Contains(target, "car") {
+				if _, got := readCAR(t, body); !slices.Equal(got, f.dfs(t, f.root, false)) {
+					t.Fatalf("h2 %v: CAR of %d blocks", h2, len(got))
+				}
+			}
+		}
+		tr.CloseIdleConnections()
 	}
 }
