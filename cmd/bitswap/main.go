@@ -1,7 +1,7 @@
 // Command bitswap serves and fetches IPFS DAGs over Bitswap, with the
 // gobitswap library.
 //
-//	bitswap serve [--listen MULTIADDR] [--repo DIR] FILE.car...
+//	bitswap serve [--listen MULTIADDR] [--repo DIR] [--http ADDR] FILE.car...
 //	bitswap get --peer MULTIADDR [--peer ...] ROOT_CID [-o OUT.car] [--repo DIR] [--unixfs-out PATH] [--timeout D]
 //	bitswap demo [--size BYTES] [--peers N]
 //
@@ -39,10 +39,12 @@ const (
 const usage = `bitswap: serve and fetch IPFS DAGs over Bitswap (gobitswap)
 
 Usage:
-  bitswap serve [--listen MULTIADDR] [--repo DIR] [FILE.car...]
+  bitswap serve [--listen MULTIADDR] [--repo DIR] [--http ADDR] [FILE.car...]
       Import CAR files (v1 or v2) into the repo and serve everything in it
       until SIGINT/SIGTERM. Prints "listening: <multiaddr>/p2p/<peer id>"
       once per address and "root: <cid>" once per imported root on stdout.
+      --http ADDR also serves it as a Trustless Gateway (raw blocks, CARs)
+      and prints "http: http://<addr>".
   bitswap get --peer MULTIADDR [--peer ...] ROOT_CID [-o OUT.car] [--repo DIR]
              [--unixfs-out PATH] [--timeout D]
       Fetch the whole DAG under ROOT_CID (dag-pb, raw, dag-cbor, dag-json)

@@ -151,6 +151,7 @@ type serveProc struct {
 	cmd    *exec.Cmd
 	addrs  []string
 	roots  []string
+	http   string // the "http: <url>" line of serve --http
 	stderr *syncBuffer
 	lines  chan string
 	// announced gets the "announced: ..." lines of serve --dht.
@@ -187,8 +188,9 @@ func startServe(t *testing.T, wantRoots int, args ...string) *serveProc {
 		}
 		close(p.lines)
 	}()
+	wantHTTP := slices.Contains(args, "--http")
 	timeout := time.After(20 * time.Second)
-	for len(p.addrs) == 0 || len(p.roots) < wantRoots {
+	for len(p.addrs) == 0 || len(p.roots) < wantRoots || (wantHTTP && p.http == "") {
 		select {
 		case l, ok := <-p.lines:
 			if !ok {
@@ -200,6 +202,8 @@ func startServe(t *testing.T, wantRoots int, args ...string) *serveProc {
 				p.addrs = append(p.addrs, strings.TrimPrefix(l, "listening: "))
 			case strings.HasPrefix(l, "root: "):
 				p.roots = append(p.roots, strings.TrimPrefix(l, "root: "))
+			case strings.HasPrefix(l, "http: ") && p.http == "":
+				p.http = strings.TrimPrefix(l, "http: ")
 			default:
 				t.Fatalf("unexpected stdout line %q", l)
 			}

@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"sync"
 	"time"
@@ -16,9 +20,11 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	bitswap "github.com/gobitswap/bitswap"
+	"github.com/gobitswap/bitswap/blockstore"
+	"github.com/gobitswap/bitswap/gateway"
 )
 
-const serveHelp = `Usage: bitswap serve [--listen MULTIADDR] [--repo DIR] [--dht [--bootstrap MULTIADDR|public]... [--provide roots|all|none]] [FILE.car...]
+const serveHelp = `Usage: bitswap serve [--listen MULTIADDR] [--repo DIR] [--http ADDR] [--dht [--bootstrap MULTIADDR|public]... [--provide roots|all|none]] [FILE.car...]
 
 Imports the CAR files (v1 or v2; every block is checked against its CID)
 into the repo, then serves every block the repo holds over Bitswap until
@@ -37,6 +43,14 @@ no --bootstrap is a first DHT peer that others bootstrap from. On the
 public network, listen on a reachable address, e.g.
 --listen /ip4/0.0.0.0/tcp/4001.
 
+With --http ADDR (e.g. 127.0.0.1:8080) the node also serves the repo
+over HTTP as a Trustless Gateway (package gateway): GET and HEAD of
+/ipfs/<cid>?format=raw (a block) and ?format=car (a CARv1 of the DAG
+under it, dag-scope=block|entity|all, car-dups=y|n), and the probe
+/ipfs/bafkqaaa; it prints "http: http://<addr>" on stdout. Clients such
+as boxo's httpnet (Kubo) reach it through a /ip4/<ip>/tcp/<port>/http
+multiaddr.
+
 `
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -50,6 +64,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var boot multiFlag
 	fs.Var(&boot, "bootstrap", "DHT bootstrap peer `MULTIADDR` (ending in /p2p/<peer id>), or \"public\"; repeatable")
 	provide := fs.String("provide", "roots", "with --dht, announce `WHAT`: roots, all (every block) or none")
+	httpAddr := fs.String("http", "", "also serve the repo as a Trustless Gateway on http://`ADDR` (e.g. 127.0.0.1:8080)")
 	files, err := parseFlags(fs, args, stderr, serveHelp)
 	if err != nil {
 		return err
@@ -137,6 +152,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, a := range fullAddrs(h) {
 		fmt.Fprintf(stdout, "listening: %s\n", a)
 	}
+	if *httpAddr != "" {
+		stopHTTP, addr, err := serveGateway(*httpAddr, r.bs, c.logger)
+		if err != nil {
+			return err
+		}
+		defer stopHTTP()
+		fmt.Fprintf(stdout, "http: http://%s\n", addr)
+	}
 	for _, rc := range roots {
 		fmt.Fprintf(stdout, "root: %s\n", rc)
 	}
@@ -159,6 +182,32 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	<-ctx.Done()
 	c.logger.Info("shutting down")
 	return nil
+}
+
+// serveGateway serves bs as a Trustless Gateway on addr until stop is
+// called (which waits up to 5 s for requests under way).
+func serveGateway(addr string, bs blockstore.Blockstore, logger *slog.Logger) (stop func(), bound string, err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, "", inputErrorf("--http %s: %w", addr, err)
+	}
+	srv := gateway.NewServer("", gateway.New(bs, gateway.Options{Logger: logger}))
+	srv.ErrorLog = slog.NewLogLogger(logger.Handler(), slog.LevelDebug)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("http gateway", "err", err)
+		}
+	}()
+	return func() {
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if srv.Shutdown(c) != nil {
+			_ = srv.Close()
+		}
+		<-done
+	}, ln.Addr().String(), nil
 }
 
 // fullAddrs returns h's listen addresses, each ending in /p2p/<peer id>.
