@@ -183,8 +183,10 @@ type peerInfo struct {
 	suspendedUntil time.Time
 	penalty        time.Duration
 	// patience is how long a peer no other can stand in for is waited for
-	// now (it doubles while it stays silent; progress resets it).
-	patience time.Duration
+	// now (it doubles while it stays silent; progress resets it), and
+	// lastResend when its wants were last sent again.
+	patience   time.Duration
+	lastResend time.Time
 	// What the node knows of the peer (PeerInfo), for broadcast control.
 	proven, local, protected bool
 	// provider: content routing named it for a want of this session.
@@ -745,12 +747,16 @@ func (p *Policy) Tick(now time.Time) Actions {
 			// first time it is asked again at once (it has most likely
 			// lost our wants, or the blocks it sent: libp2p's resource
 			// manager resets streams past its limits), then waited for,
-			// twice as long each time, and asked again after the longest
-			// wait.
+			// twice as long each time, and asked again once a rebroadcast
+			// interval has passed.
 			if !p.alternative(pi) {
-				resend := pi.penalty == 0 || pi.patience >= p.cfg.RebroadcastInterval
-				if pi.penalty == 0 {
-					pi.penalty = p.timeout(pi)
+				// At most once a rebroadcast interval: a slow server
+				// falls silent between every pair of blocks, and resending
+				// what it is still working through would cost entries,
+				// and duplicates when a block was already on its way.
+				resend := pi.lastResend.IsZero() || now.Sub(pi.lastResend) >= p.cfg.RebroadcastInterval
+				if resend {
+					pi.lastResend = now
 				}
 				pi.patience = min(2*p.timeout(pi), p.cfg.RebroadcastInterval)
 				pi.lastProgress = now
