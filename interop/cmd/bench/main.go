@@ -54,6 +54,7 @@ func init() {
 	register("throughput", runThroughput, throughputDoc)
 	register("memory", runMemory, memoryDoc)
 	register("vtime", runVtime, vtimeDoc)
+	register("scale", runScale, scaleDoc)
 	register("attack", runAttack, attackDoc)
 	register("dag", runDAG, dagDoc)
 }
