@@ -1,12 +1,7 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 
 	"github.com/gobitswap/bitswap/interop/vtime"
 )
@@ -27,35 +22,9 @@ seed's uplink. Run as a ` + "`go test ./vtime`" + ` subprocess (synctest needs a
 // runScale runs the scale scenarios in a go test subprocess and turns
 // their JSON into rows.
 func runScale(cfg Config) ([]Row, error) {
-	gomod, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return nil, fmt.Errorf("scale: finding the interop module: %w", err)
-	}
-	dir := filepath.Dir(strings.TrimSpace(string(gomod)))
-	out, err := os.CreateTemp("", "scale-*.json")
-	if err != nil {
-		return nil, err
-	}
-	out.Close()
-	defer os.Remove(out.Name())
-	args := []string{"test", "-count=1", "-timeout=20m", "./vtime", "-run", "TestScaleScenarios$", "-args", "-vtime.scalejson=" + out.Name()}
-	if !cfg.Short {
-		args = append(args, "-vtime.full")
-	}
-	cfg.logf("scale: go %s", strings.Join(args, " "))
-	cmd := exec.Command("go", args...)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = cfg.Log, cfg.Log
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("scale: the scenarios failed: %w", err)
-	}
-	b, err := os.ReadFile(out.Name())
-	if err != nil {
-		return nil, err
-	}
 	var rs []vtime.ScaleResult
-	if err := json.Unmarshal(b, &rs); err != nil {
-		return nil, fmt.Errorf("scale: reading results: %w", err)
+	if err := vtimeTest(cfg, "scale", "TestScaleScenarios$", "-vtime.scalejson", &rs); err != nil {
+		return nil, err
 	}
 	return scaleRows(rs), nil
 }

@@ -33,37 +33,47 @@ subprocess, since synctest needs a *testing.T.`
 // runVtime runs the virtual-time suite in a go test subprocess and turns
 // its JSON into rows.
 func runVtime(cfg Config) ([]Row, error) {
+	var rs []vtime.Result
+	if err := vtimeTest(cfg, "vtime", "TestVirtualTimeSuite$", "-vtime.json", &rs); err != nil {
+		return nil, err
+	}
+	return vtimeRows(rs), nil
+}
+
+// vtimeTest runs one test of interop/vtime in a go test subprocess (synctest
+// needs a *testing.T), full size unless cfg.Short, with jsonFlag naming a
+// temporary file, and decodes that file into into.
+func vtimeTest(cfg Config, what, test, jsonFlag string, into any) error {
 	gomod, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
-		return nil, fmt.Errorf("vtime: finding the interop module: %w", err)
+		return fmt.Errorf("%s: finding the interop module: %w", what, err)
 	}
 	dir := filepath.Dir(strings.TrimSpace(string(gomod)))
-	out, err := os.CreateTemp("", "vtime-*.json")
+	out, err := os.CreateTemp("", what+"-*.json")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	out.Close()
 	defer os.Remove(out.Name())
-	args := []string{"test", "-count=1", "-timeout=20m", "./vtime", "-run", "TestVirtualTimeSuite$", "-args", "-vtime.json=" + out.Name()}
+	args := []string{"test", "-count=1", "-timeout=20m", "./vtime", "-run", test, "-args", jsonFlag + "=" + out.Name()}
 	if !cfg.Short {
 		args = append(args, "-vtime.full")
 	}
-	cfg.logf("vtime: go %s", strings.Join(args, " "))
+	cfg.logf("%s: go %s", what, strings.Join(args, " "))
 	cmd := exec.Command("go", args...)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = cfg.Log, cfg.Log
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("vtime: the suite failed: %w", err)
+		return fmt.Errorf("%s: the suite failed: %w", what, err)
 	}
 	b, err := os.ReadFile(out.Name())
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var rs []vtime.Result
-	if err := json.Unmarshal(b, &rs); err != nil {
-		return nil, fmt.Errorf("vtime: reading results: %w", err)
+	if err := json.Unmarshal(b, into); err != nil {
+		return fmt.Errorf("%s: reading results: %w", what, err)
 	}
-	return vtimeRows(rs), nil
+	return nil
 }
 
 // vtimeRows pairs ours and boxo per scenario: time, time over the bound,
