@@ -30,7 +30,7 @@ import (
 // over a BlocksBackend of an offline blockservice) on loopback. counted,
 // if set, counts the block requests it answers; each answer waits delay
 // first (a gateway further away).
-func boxoGateway(t *testing.T, bs boxobstore.Blockstore, counted *atomic.Int64, delay time.Duration) *httptest.Server {
+func boxoGateway(t testing.TB, bs boxobstore.Blockstore, counted *atomic.Int64, delay time.Duration) *httptest.Server {
 	t.Helper()
 	backend, err := gateway.NewBlocksBackend(blockservice.New(bs, nil))
 	if err != nil {
