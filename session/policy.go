@@ -1007,7 +1007,7 @@ func (p *Policy) blind() bool {
 		return false
 	}
 	for _, pi := range p.peers {
-		if pi.useful || pi.proven || pi.protected || pi.provider || (pi.local && !p.cfg.BroadcastControlLocal) {
+		if p.reason(pi) {
 			return false
 		}
 	}
@@ -1183,20 +1183,23 @@ func (p *Policy) target(pi *peerInfo) bool {
 	switch {
 	case p.fixed != nil:
 		return p.fixed[pi.id]
-	case p.cfg.BroadcastAll, pi.useful, pi.proven, pi.protected, pi.provider:
-		return true
-	case pi.local && !p.cfg.BroadcastControlLocal:
+	case p.cfg.BroadcastAll, p.reason(pi):
 		return true
 	}
 	return !pi.missed && p.drawn()[pi.id]
 }
 
+// reason reports whether broadcast control has a reason to ask pi other
+// than the random draw: it served this session or the node, the
+// application named it, content routing did, or it is local (and local
+// peers are not controlled).
+func (p *Policy) reason(pi *peerInfo) bool {
+	return pi.useful || pi.proven || pi.protected || pi.provider || (pi.local && !p.cfg.BroadcastControlLocal)
+}
+
 // guess reports whether pi is a target only by the random draw.
 func (p *Policy) guess(pi *peerInfo) bool {
-	if p.fixed != nil || p.cfg.BroadcastAll || pi.useful || pi.proven || pi.protected || pi.provider {
-		return false
-	}
-	if pi.local && !p.cfg.BroadcastControlLocal {
+	if p.fixed != nil || p.cfg.BroadcastAll || p.reason(pi) {
 		return false
 	}
 	return p.drawn()[pi.id]
@@ -1274,7 +1277,7 @@ func (p *Policy) drawn() map[peer.ID]bool {
 	for id, pi := range p.peers {
 		// A missed guess keeps its place in the draw (a new guess would
 		// cost more entries), but is no target.
-		if pi.useful || pi.proven || pi.protected || pi.provider || (pi.local && !p.cfg.BroadcastControlLocal) {
+		if p.reason(pi) {
 			continue
 		}
 		h := fnv.New64a()

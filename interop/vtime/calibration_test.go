@@ -122,7 +122,7 @@ func boxoOnOurNetwork(t *testing.T, content []blocks.Block) calibration {
 		if i < calSeeds {
 			have = content
 		}
-		n, err := newNode(ctx, Boxo, vn.NewPeer(), have)
+		n, err := newNode(ctx, Boxo, vn.NewPeer(), have, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -85,14 +85,7 @@ func runQuietInBubble(q quietRun) (r quietResult, err error) {
 	vn := testutil.NewVirtualNetwork(testutil.WithLatency(p.RTT/2), testutil.WithBandwidth(p.Bandwidth),
 		testutil.WithSendBuffer(p.SendBuffer))
 	var nodes []node
-	defer func() {
-		for _, n := range nodes {
-			n.close()
-		}
-		vn.Close()
-		cancel()
-		time.Sleep(time.Minute) // boxo's timers must fire for its goroutines to end
-	}()
+	defer func() { closeBubble(nodes, vn, cancel) }()
 	c := newContent(s)
 	held := c.all
 	if q.missing {
@@ -111,7 +104,7 @@ func runQuietInBubble(q quietRun) (r quietResult, err error) {
 	for i := range quiet {
 		vp := vps[i]
 		quiet[i] = vp.Self()
-		n, err := newNode(ctx, Ours, vp, nil)
+		n, err := newNode(ctx, Ours, vp, nil, nil)
 		if err != nil {
 			return r, err
 		}
@@ -120,12 +113,12 @@ func runQuietInBubble(q quietRun) (r quietResult, err error) {
 			vn.SetUnresponsive(vp.Self(), true)
 		}
 	}
-	seed, err := newNode(ctx, Ours, seedVP, held)
+	seed, err := newNode(ctx, Ours, seedVP, held, nil)
 	if err != nil {
 		return r, err
 	}
 	nodes = append(nodes, seed)
-	leech, err := newNode(ctx, q.impl, leechVP, nil)
+	leech, err := newNode(ctx, q.impl, leechVP, nil, nil)
 	if err != nil {
 		return r, err
 	}

@@ -16,6 +16,7 @@ import (
 	ds "github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/routing"
 
 	bitswap "github.com/gobitswap/bitswap"
 	"github.com/gobitswap/bitswap/blockstore"
@@ -58,24 +59,49 @@ func (n boxoNode) close()                                 { _ = n.b.Close() }
 func (n boxoNode) nativeBytes() uint64                    { return n.net.NativeBytes() }
 
 // newNode builds impl's Bitswap on vp, with content in its blockstore
-// before it starts.
-func newNode(ctx context.Context, impl Impl, vp *testutil.VirtualPeer, content []blocks.Block) (node, error) {
+// before it starts, and router, if set, as its content routing.
+func newNode(ctx context.Context, impl Impl, vp *testutil.VirtualPeer, content []blocks.Block, router *testutil.ContentRouter) (node, error) {
+	var cr routing.ContentDiscovery // nil unless router is: a nil *ContentRouter is not
+	if router != nil {
+		cr = router
+	}
 	switch impl {
 	case Ours:
 		bs := blockstore.NewMemory()
 		if err := bs.PutMany(ctx, content); err != nil {
 			return nil, err
 		}
-		return ourNode{b: bitswap.New(ctx, vp, bs)}, nil
-	case Boxo:
+		var opts []bitswap.Option
+		if cr != nil {
+			opts = append(opts, bitswap.WithContentRouting(cr))
+		}
+		return ourNode{b: bitswap.New(ctx, vp, bs, opts...)}, nil
+	case Boxo, BoxoBC:
 		bs := boxobstore.NewBlockstore(dssync.MutexWrap(ds.NewMapDatastore()))
 		if err := bs.PutMany(ctx, content); err != nil {
 			return nil, err
 		}
+		var opts []boxobs.Option
+		if impl == BoxoBC {
+			opts = boxoBroadcastControl
+		}
 		net := NewBoxoNetwork(vp)
-		return boxoNode{b: boxobs.New(ctx, net, nil, bs), bs: bs, net: net}, nil
+		return boxoNode{b: boxobs.New(ctx, net, cr, bs, opts...), bs: bs, net: net}, nil
 	}
 	return nil, fmt.Errorf("vtime: unknown implementation %q", impl)
+}
+
+// closeBubble ends a run: every node, then the network and the context,
+// then a virtual minute, so that boxo's timers (rebroadcast, provider
+// search, DONT_HAVE timeouts) fire and its goroutines exit before the
+// bubble ends.
+func closeBubble(nodes []node, vn *testutil.VirtualNetwork, cancel context.CancelFunc) {
+	for _, n := range nodes {
+		n.close()
+	}
+	vn.Close()
+	cancel()
+	time.Sleep(time.Minute)
 }
 
 // Run runs one scenario with one implementation in its own synctest bubble.
@@ -133,16 +159,7 @@ func run(s Scenario, impl Impl, r *Result) (err error) {
 	vn := testutil.NewVirtualNetwork(testutil.WithLatency(p.RTT/2), testutil.WithBandwidth(p.Bandwidth),
 		testutil.WithSendBuffer(p.SendBuffer))
 	var nodes []node
-	defer func() {
-		for _, n := range nodes {
-			n.close()
-		}
-		vn.Close()
-		cancel()
-		// boxo's timers (rebroadcast, provider search, DONT_HAVE timeouts)
-		// must fire for its goroutines to exit before the bubble ends.
-		time.Sleep(time.Minute)
-	}()
+	defer func() { closeBubble(nodes, vn, cancel) }()
 
 	c := newContent(s)
 	seedVPs := make([]*testutil.VirtualPeer, s.Seeds)
@@ -169,7 +186,7 @@ func run(s Scenario, impl Impl, r *Result) (err error) {
 				vn.SetLink(sp.Self(), lp.Self(), s.seedRTT(i)/2, p.Bandwidth)
 			}
 		}
-		n, err := newNode(ctx, impl, sp, c.seedBlocks(i))
+		n, err := newNode(ctx, impl, sp, c.seedBlocks(i), nil)
 		if err != nil {
 			return err
 		}
@@ -177,7 +194,7 @@ func run(s Scenario, impl Impl, r *Result) (err error) {
 	}
 	leeches := make([]node, s.Leeches)
 	for i, lp := range leechVPs {
-		n, err := newNode(ctx, impl, lp, nil)
+		n, err := newNode(ctx, impl, lp, nil, nil)
 		if err != nil {
 			return err
 		}

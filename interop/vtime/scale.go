@@ -12,15 +12,9 @@ import (
 
 	boxobs "github.com/ipfs/boxo/bitswap"
 	boxoclient "github.com/ipfs/boxo/bitswap/client"
-	boxobstore "github.com/ipfs/boxo/blockstore"
-	blocks "github.com/ipfs/go-block-format"
 	cid "github.com/ipfs/go-cid"
-	ds "github.com/ipfs/go-datastore"
-	dssync "github.com/ipfs/go-datastore/sync"
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	bitswap "github.com/gobitswap/bitswap"
-	"github.com/gobitswap/bitswap/blockstore"
 	"github.com/gobitswap/bitswap/message"
 	"github.com/gobitswap/bitswap/testutil"
 )
@@ -163,53 +157,21 @@ func RunScale(t *testing.T, s ScaleScenario, impl Impl) ScaleResult {
 	return r
 }
 
-// scaleNode builds impl's Bitswap on vp as a leech or holder, with router
-// as its content routing if set.
-func scaleNode(ctx context.Context, impl Impl, vp *testutil.VirtualPeer, content []blocks.Block, router *testutil.ContentRouter) (node, error) {
-	if impl == Ours {
-		bs := blockstore.NewMemory()
-		if err := bs.PutMany(ctx, content); err != nil {
-			return nil, err
-		}
-		var opts []bitswap.Option
-		if router != nil {
-			opts = append(opts, bitswap.WithContentRouting(router))
-		}
-		return ourNode{b: bitswap.New(ctx, vp, bs, opts...)}, nil
-	}
-	bs := boxobstore.NewBlockstore(dssync.MutexWrap(ds.NewMapDatastore()))
-	if err := bs.PutMany(ctx, content); err != nil {
-		return nil, err
-	}
-	var opts []boxobs.Option
-	if impl == BoxoBC {
-		opts = append(opts,
-			boxobs.WithClientOption(boxoclient.BroadcastControlEnable(true)),
-			boxobs.WithClientOption(boxoclient.BroadcastControlMaxPeers(-1)),
-			boxobs.WithClientOption(boxoclient.BroadcastControlLocalPeers(true)),
-			boxobs.WithClientOption(boxoclient.BroadcastControlPeeredPeers(true)),
-			boxobs.WithClientOption(boxoclient.BroadcastControlMaxRandomPeers(0)),
-			boxobs.WithClientOption(boxoclient.BroadcastControlSendToPendingPeers(false)))
-	}
-	net := NewBoxoNetwork(vp)
-	if router != nil {
-		return boxoNode{b: boxobs.New(ctx, net, router, bs, opts...), bs: bs, net: net}, nil
-	}
-	return boxoNode{b: boxobs.New(ctx, net, nil, bs, opts...), bs: bs, net: net}, nil
+// boxoBroadcastControl is BoxoBC's configuration (see BoxoBC).
+var boxoBroadcastControl = []boxobs.Option{
+	boxobs.WithClientOption(boxoclient.BroadcastControlEnable(true)),
+	boxobs.WithClientOption(boxoclient.BroadcastControlMaxPeers(-1)),
+	boxobs.WithClientOption(boxoclient.BroadcastControlLocalPeers(true)),
+	boxobs.WithClientOption(boxoclient.BroadcastControlPeeredPeers(true)),
+	boxobs.WithClientOption(boxoclient.BroadcastControlMaxRandomPeers(0)),
+	boxobs.WithClientOption(boxoclient.BroadcastControlSendToPendingPeers(false)),
 }
 
 func runScale(s ScaleScenario, impl Impl, r *ScaleResult) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	vn := testutil.NewVirtualNetwork(testutil.WithLatency(s.RTT/2), testutil.WithBandwidth(s.Bandwidth))
 	var nodes []node
-	defer func() {
-		for _, n := range nodes {
-			n.close()
-		}
-		vn.Close()
-		cancel()
-		time.Sleep(time.Minute) // boxo's timers must fire for its goroutines to exit
-	}()
+	defer func() { closeBubble(nodes, vn, cancel) }()
 
 	content := testutil.RandomBlocks(int64(s.Blocks), s.Blocks, s.BlockSize)
 	keys := make([]cid.Cid, len(content))
@@ -226,7 +188,7 @@ func runScale(s ScaleScenario, impl Impl, r *ScaleResult) error {
 		}
 		// Holders are boxo nodes for boxo's runs and ours for ours: the
 		// server side is part of what is compared.
-		n, err := scaleNode(ctx, impl, holders[i], content, nil)
+		n, err := newNode(ctx, impl, holders[i], content, nil)
 		if err != nil {
 			return err
 		}
@@ -247,7 +209,7 @@ func runScale(s ScaleScenario, impl Impl, r *ScaleResult) error {
 			vp.Start(nopReceiver{})
 			continue
 		}
-		n, err := scaleNode(ctx, Ours, vp, nil, nil)
+		n, err := newNode(ctx, Ours, vp, nil, nil)
 		if err != nil {
 			return err
 		}
@@ -260,7 +222,7 @@ func runScale(s ScaleScenario, impl Impl, r *ScaleResult) error {
 		// The public network: no peer is local to the leech (the virtual
 		// network's peers are, as on loopback, unless marked remote).
 		vn.SetRemote(leechVPs[i].Self(), true)
-		n, err := scaleNode(ctx, impl, leechVPs[i], nil, router.ForPeer(leechVPs[i].Self()))
+		n, err := newNode(ctx, impl, leechVPs[i], nil, router.ForPeer(leechVPs[i].Self()))
 		if err != nil {
 			return err
 		}
