@@ -11,15 +11,26 @@ import (
 	"github.com/gobitswap/bitswap/testutil"
 )
 
-// table is content routing that knows, for each CID, who provides it.
-type table map[cid.Cid][]peer.ID
+// table is content routing that knows, for each CID, who provides it, and
+// answers once answer is closed (a router takes time to answer).
+type table struct {
+	provs  map[cid.Cid][]peer.ID
+	answer <-chan struct{}
+}
 
 func (t table) FindProvidersAsync(ctx context.Context, c cid.Cid, _ int) <-chan peer.AddrInfo {
-	out := make(chan peer.AddrInfo, len(t[c]))
-	for _, p := range t[c] {
-		out <- peer.AddrInfo{ID: p}
-	}
-	close(out)
+	out := make(chan peer.AddrInfo, len(t.provs[c]))
+	go func() {
+		defer close(out)
+		select {
+		case <-t.answer:
+		case <-ctx.Done():
+			return
+		}
+		for _, p := range t.provs[c] {
+			out <- peer.AddrInfo{ID: p}
+		}
+	}()
 	return out
 }
 
@@ -45,7 +56,8 @@ func Example() {
 	names := map[peer.ID]string{good: "good"}
 
 	handed := make(chan peer.ID, 4)
-	f := providers.New(table{c: {me, ignored, down, good}}, network{self: me, down: down},
+	answer := make(chan struct{})
+	f := providers.New(table{map[cid.Cid][]peer.ID{c: {me, ignored, down, good}}, answer}, network{self: me, down: down},
 		func(p peer.ID, _ cid.Cid) { handed <- p },
 		providers.Config{Ignore: []peer.ID{ignored}})
 	defer f.Close()
@@ -53,6 +65,7 @@ func Example() {
 	session1, session2 := context.Background(), context.Background()
 	fmt.Println("first ask:", f.Find(session1, c))
 	fmt.Println("second ask:", f.Find(session2, c))
+	close(answer) // the router answers the one query both asks wait on
 	fmt.Println("handed on:", names[<-handed])
 	f.Close() // ends the query, and waits for it
 	st := f.Stat()
