@@ -81,7 +81,8 @@ func (c *common) startNodeWith(ctx context.Context, spec nodeSpec, stderr io.Wri
 
 // newHost starts a libp2p host with opts and resource limits that let boxo
 // and Kubo servers, which open a stream per message, send as fast as they
-// can (network.ResourceManager says why).
+// can (network.ResourceManager says why), and libp2p's security transports
+// with TLS's writes batched (network.BatchedTLS says why).
 func (c *common) newHost(opts ...libp2p.Option) (host.Host, error) {
 	rm, err := network.ResourceManager()
 	if err != nil {
@@ -92,7 +93,7 @@ func (c *common) newHost(opts ...libp2p.Option) (host.Host, error) {
 		_ = rm.Close()
 		return nil, fmt.Errorf("building the connection manager: %w", err)
 	}
-	h, err := libp2p.New(append(opts, libp2p.ResourceManager(rm), libp2p.ConnectionManager(cm))...)
+	h, err := libp2p.New(append(opts, network.Security(), libp2p.ResourceManager(rm), libp2p.ConnectionManager(cm))...)
 	if err != nil {
 		_ = rm.Close()
 		_ = cm.Close()
