@@ -966,9 +966,14 @@ func (r *receiver) ReceiveError(from peer.ID, err error) {
 	r.logger.Debug("bitswap: bad inbound stream", "peer", from, "err", err)
 }
 
+// namer is implemented by networks that know which peers the application
+// chose (httpnet: every endpoint).
+type namer interface{ Named(p peer.ID) bool }
+
 func (r *receiver) PeerConnected(p peer.ID) {
 	r.wm.PeerConnected(p)
-	r.peerRouter.PeerConnected(p, r.net.Local(p))
+	n, ok := r.net.(namer)
+	r.peerRouter.PeerConnectedNamed(p, r.net.Local(p), ok && n.Named(p))
 }
 
 func (r *receiver) PeerDisconnected(p peer.ID) {

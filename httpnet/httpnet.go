@@ -503,6 +503,16 @@ func (n *Network) Latency(p peer.ID) time.Duration {
 	return 0
 }
 
+// Named reports whether p is a connected endpoint: the application (or its
+// content routing) chose every endpoint this network reaches, so Bitswap
+// asks it as it asks peers the application names (bitswap's
+// WithBroadcastPeers), not as a random guess.
+func (n *Network) Named(p peer.ID) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.endpoints[p] != nil
+}
+
 // Local reports whether p is a connected endpoint whose host is a
 // loopback, private (LAN) or link-local IP address, or "localhost". A
 // host name is not resolved: a gateway named by DNS is not local.

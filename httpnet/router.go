@@ -102,6 +102,9 @@ func (r *Router) Latency(p peer.ID) time.Duration { return r.pick(p).Latency(p) 
 // Local asks p's network.
 func (r *Router) Local(p peer.ID) bool { return r.pick(p).Local(p) }
 
+// Named reports whether p is an HTTP endpoint (see Network.Named).
+func (r *Router) Named(p peer.ID) bool { return r.http.Named(p) }
+
 // Stats adds the two networks' counters.
 func (r *Router) Stats() network.Stats {
 	a, b := r.bs.Stats(), r.http.Stats()

@@ -189,8 +189,10 @@ type peerInfo struct {
 	lastResend time.Time
 	// What the node knows of the peer (PeerInfo), for broadcast control.
 	proven, local, protected bool
-	// provider: content routing named it for a want of this session.
+	// provider: content routing named it for a want of this session, at
+	// foundAt.
 	provider bool
+	foundAt  time.Time
 	// missed: drawn at random (no other reason to ask it), it declined a
 	// want of this session, so it is no target any more: a guess that
 	// proved wrong, which would otherwise be asked every other want.
@@ -230,7 +232,11 @@ type PeerInfo struct {
 //   - Broadcast control (Config.BroadcastAll and the rest): only the
 //     targets (proven, useful, named, local and a few random peers, capped)
 //     are asked about wants nobody is known to have; other peers are
-//     reached through content routing.
+//     reached through content routing. A random guess is a probe: asked
+//     one want-block at a time until it answers.
+//   - Providers content routing names are presumed to hold every want no
+//     peer is known to have; the wants wait 10 ms for the search's other
+//     providers (providerGather), then spread over them by load.
 //   - Want-haves go to the targets only while the session's want-blocks do
 //     not already reach every target (one GetBlock among many peers), for
 //     the few wants its useful peers all declined, and in rebroadcasts of
@@ -640,7 +646,9 @@ func (p *Policy) ProvidersFound(now time.Time, c cid.Cid, provs []peer.ID) Actio
 		}
 		if !pi.provider {
 			pi.provider = true
+			pi.foundAt = now
 			p.draw = nil // the draw is of peers with no other reason to be asked
+			p.note(now.Add(providerGather))
 		}
 		if w != nil {
 			w.haves = addPeer(w.haves, id)
@@ -665,6 +673,20 @@ func (p *Policy) ProvidersFound(now time.Time, c cid.Cid, provs []peer.ID) Actio
 	p.spreadOverProviders()
 	p.schedule(now)
 	return p.take()
+}
+
+// providerGather is how long the wants presumed of a provider just found
+// wait for the other providers of the same search, before they are spread
+// over all of them. Content routing names providers one by one, often
+// within microseconds of each other (one DHT answer, or dials completing
+// together), and wants handed to the first alone and moved on as each of
+// the others arrives cost a cancel and a want-block each move.
+const providerGather = 10 * time.Millisecond
+
+// gathering reports whether pi is a provider found within providerGather
+// that has not answered yet (see providerGather).
+func (p *Policy) gathering(pi *peerInfo, now time.Time) bool {
+	return pi.provider && !pi.answered && !pi.useful && now.Before(pi.foundAt.Add(providerGather))
 }
 
 // presumedOnly reports whether no peer is known to have w's block but by
@@ -894,6 +916,11 @@ func (p *Policy) nextWantDue(now time.Time) time.Time {
 			}
 		}
 	}
+	for _, pi := range p.peers {
+		if pi.provider && !pi.answered && !pi.useful {
+			earlier(pi.foundAt.Add(providerGather)) // the end of its gathering
+		}
+	}
 	for i := range p.pending.Len() {
 		w := p.pending.At(i)
 		for id, t := range w.askedHave {
@@ -1080,7 +1107,13 @@ func (p *Policy) schedule(now time.Time) {
 	var waiting []*wantInfo
 	for p.pending.Len() > 0 {
 		w := p.pending.Pop()
-		pi := p.pick(now, w, useful, spread)
+		pi, held := p.pick(now, w, useful, spread)
+		if pi == nil && held {
+			// Only guesses could take it, and each is busy with its probe:
+			// it waits for their answers (or content routing's), unasked.
+			waiting = append(waiting, w)
+			continue
+		}
 		if pi == nil {
 			// Nobody left to ask want-block: the targets are asked
 			// want-have (once a round), and a HAVE brings it back.
@@ -1095,16 +1128,7 @@ func (p *Policy) schedule(now time.Time) {
 		if !pi.useful && !w.hasHave(pi.id) {
 			discovering = append(discovering, w)
 		}
-		w.assigned = pi.id
-		w.sentAt = now
-		w.alone = pi.inflight == 0
-		if pi.inflight == 0 {
-			pi.lastProgress = now // the timeout runs from the first want
-		}
-		pi.suspended = false // a last resort gets another chance
-		pi.inflight++
-		delete(w.askedHave, pi.id)
-		p.act.add(&p.act.WantBlocks, pi.id, w.c)
+		p.assign(w, pi, now)
 	}
 	for _, w := range waiting {
 		p.pending.Push(w)
@@ -1136,6 +1160,23 @@ func (p *Policy) schedule(now time.Time) {
 			p.broadcast(w, now, &order)
 		}
 	}
+}
+
+// assign asks pi for w's block (w is pending no more).
+func (p *Policy) assign(w *wantInfo, pi *peerInfo, now time.Time) {
+	if w.pidx >= 0 {
+		p.pending.Remove(w.pidx)
+	}
+	w.assigned = pi.id
+	w.sentAt = now
+	w.alone = pi.inflight == 0
+	if pi.inflight == 0 {
+		pi.lastProgress = now // the timeout runs from the first want
+	}
+	pi.suspended = false // a last resort gets another chance
+	pi.inflight++
+	delete(w.askedHave, pi.id)
+	p.act.add(&p.act.WantBlocks, pi.id, w.c)
 }
 
 // broadcast asks the broadcast targets whether they have w's block: those
@@ -1342,8 +1383,10 @@ func (p *Policy) askHave(w *wantInfo, id peer.ID, now time.Time) {
 // it (those answer HAVE first), the peers that have served this node
 // before first. A peer that said DONT_HAVE for w is never chosen; a peer
 // that timed out only as a last resort, once it has sat out its penalty.
-func (p *Policy) pick(now time.Time, w *wantInfo, useful, spread bool) *peerInfo {
-	var best *peerInfo
+// held reports that nobody was chosen only because the providers that
+// could be are being gathered (see providerGather), or the guesses that
+// could be are each busy with a want already.
+func (p *Policy) pick(now time.Time, w *wantInfo, useful, spread bool) (best *peerInfo, held bool) {
 	var bestScore time.Duration
 	consider := func(pi *peerInfo) {
 		if pi.suspended {
@@ -1364,12 +1407,19 @@ func (p *Policy) pick(now time.Time, w *wantInfo, useful, spread bool) *peerInfo
 	} else {
 		for id := range w.haves {
 			if pi := p.peers[id]; pi != nil {
+				if p.gathering(pi, now) {
+					held = true
+					continue
+				}
 				consider(pi)
 			}
 		}
 	}
 	if best != nil {
-		return best
+		return best, false
+	}
+	if held {
+		return nil, true // it waits for the providers being gathered
 	}
 	if p.fixed == nil && useful {
 		for _, pi := range p.peers {
@@ -1386,6 +1436,15 @@ func (p *Policy) pick(now time.Time, w *wantInfo, useful, spread bool) *peerInfo
 		for _, proven := range []bool{true, false} {
 			for _, pi := range p.peers {
 				if _, asked := w.askedHave[pi.id]; !asked && pi.proven == proven && p.target(pi) {
+					// A guess (a target by the random draw alone) is a
+					// probe: one want at a time until it answers. On the
+					// public network it almost never has the data, and
+					// every want asked of it costs an entry and its
+					// cancel; one is enough to find out.
+					if pi.inflight > 0 && p.guess(pi) {
+						held = held || !pi.suspended
+						continue
+					}
 					consider(pi)
 				}
 			}
@@ -1407,7 +1466,10 @@ func (p *Policy) pick(now time.Time, w *wantInfo, useful, spread bool) *peerInfo
 			}
 		}
 	}
-	return best
+	if best != nil {
+		held = false
+	}
+	return best, held
 }
 
 // score is the expected time until pi delivers one more block: a round trip

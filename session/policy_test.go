@@ -177,7 +177,9 @@ func TestPolicySearchesProvidersAtOnceWhenEveryPeerDeclined(t *testing.T) {
 		t.Fatalf("FindProvs = %v after every connected peer said DONT_HAVE", a.FindProvs)
 	}
 	prov := peer.ID("provider")
-	a = p.ProvidersFound(now.Add(time.Millisecond), c[0], []peer.ID{prov})
+	p.ProvidersFound(now.Add(time.Millisecond), c[0], []peer.ID{prov})
+	// The want waits 10 ms for other providers of the search, then goes.
+	a = p.Tick(now.Add(11 * time.Millisecond))
 	if len(a.WantBlocks[prov]) != 1 {
 		t.Fatalf("the provider was not asked for the block: %v", a.WantBlocks)
 	}

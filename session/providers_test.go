@@ -59,9 +59,10 @@ func TestSessionAsksTheProviderLayerAndHearsProvidersFromThePeerRouter(t *testin
 		}
 
 		sink{s}.ProviderFound("p", c)
+		time.Sleep(providerGather) // the wait for the search's other providers
 		synctest.Wait()
-		if lines := strings.Join(f.lines(), "\n"); lines != "500ms want-block p 1" {
-			t.Errorf("after the provider was found the Session asked:\n%s\nwant: 500ms want-block p 1", lines)
+		if lines := strings.Join(f.lines(), "\n"); lines != "510ms want-block p 1" {
+			t.Errorf("after the provider was found the Session asked:\n%s\nwant: 510ms want-block p 1", lines)
 		}
 		s.Close()
 		if ctxs[0].Err() == nil {

@@ -237,10 +237,17 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) (retEr
 		bs = stored
 	}
 	hn := httpnet.New(httpnet.WithLogger(c.logger))
+	// The --peer peers are the user's choice: always broadcast targets,
+	// never mere random guesses (which broadcast control asks one block at
+	// a time until they answer).
+	named := make([]peer.ID, 0, len(infos))
+	for _, t := range infos {
+		named = append(named, t.ai.ID)
+	}
 	spec := nodeSpec{
 		hostOpts: []libp2p.Option{libp2p.NoListenAddrs},
 		bs:       bs,
-		opts:     []bitswap.Option{bitswap.WithRequestBuffer(getRequestBuffer)},
+		opts:     []bitswap.Option{bitswap.WithRequestBuffer(getRequestBuffer), bitswap.WithBroadcastPeers(named...)},
 		http:     hn,
 	}
 	if *repoDir != "" {
