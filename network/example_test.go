@@ -121,3 +121,26 @@ func ExampleWithProtocolPrefix() {
 	fmt.Println("received:", string((<-inbox).Blocks[0].RawData()))
 	// Output: received: members only
 }
+
+// Two hosts built with Security connect over TLS 1.3 (libp2p's /tls/1.0.0,
+// as any libp2p peer speaks it); their large writes go to the socket in
+// one system call each.
+func ExampleSecurity() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), network.Security())
+	if err != nil {
+		panic(err)
+	}
+	defer a.Close()
+	b, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), network.Security())
+	if err != nil {
+		panic(err)
+	}
+	defer b.Close()
+	if err := a.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.Addrs()}); err != nil {
+		panic(err)
+	}
+	fmt.Println("security:", a.Network().ConnsToPeer(b.ID())[0].ConnState().Security)
+	// Output: security: /tls/1.0.0
+}
