@@ -34,8 +34,8 @@ fetching process over its whole life, cancels included (the mean over the quiet 
 got). The fetch rows: the wall clock of the fetching process (exec to exit) and the fetch's own time (ours: its
 summary line; boxo: FetchGraph, after connecting), and each side's end-to-end and fetch times over its own with no
 quiet peer (paired within a repeat). End to end includes dialling the quiet peers (TCP, security and muxer
-handshakes, identify), which costs both implementations the same; the goal "as fast as with none" is held to
-the fetch's own time. "A want nobody has": the seed's repository lacks the file's first leaf
+handshakes, identify) and closing those connections, which the notes show apart ("outside the fetch"); the goal
+"as fast as with none" is held to the fetch's own time, and ours end to end to boxo's. "A want nobody has": the seed's repository lacks the file's first leaf
 (the same DAG, imported from a CAR without it), and the fetch runs against ` + quietWindowEnv + ` (default 25 s:
 our get's --timeout, boxo's FetchGraph context) and ends there without it, which is the expected outcome (our
 get exits 3 naming the block; boxo's FetchGraph fails with its deadline), repeated at most 3 times: the entries
