@@ -60,6 +60,9 @@ func TestBenchShort(t *testing.T) {
 		if s.Name == "dag" {
 			checkDAGRows(t, s.Rows)
 		}
+		if s.Name == "quiet" {
+			checkQuietRows(t, s.Rows)
+		}
 		for _, r := range s.Rows {
 			if !r.Ours.ok() {
 				t.Errorf("suite %s, %s: no figure for ours", s.Name, r.Case)
@@ -174,5 +177,31 @@ func checkDAGRows(t *testing.T, rows []Row) {
 		if per[label] != n {
 			t.Errorf("dag suite: %d rows for %q, want %d (rows: %v)", per[label], label, n, per)
 		}
+	}
+}
+
+// checkQuietRows checks that the quiet suite ran both cases with every
+// setting of the quiet peers: each metric's rows, by how many settings
+// have it.
+func checkQuietRows(t *testing.T, rows []Row) {
+	t.Helper()
+	got := map[string]int{}
+	for _, r := range rows {
+		_, metric, ok := strings.Cut(r.Case, ": ")
+		if !ok {
+			t.Errorf("quiet row %q: no metric", r.Case)
+			continue
+		}
+		got[metric]++
+	}
+	want := map[string]int{qE2E: 3, qSelf: 3, qOverNone: 2, qOverNoneSelf: 2, qEntries: 2, qMost: 2, qReasks: 1,
+		qMissMean: 2, qMissMost: 2, qMissReasks: 1}
+	for m, n := range want {
+		if got[m] != n {
+			t.Errorf("quiet suite: %d rows of %q, want %d (rows: %v)", got[m], m, n, got)
+		}
+	}
+	if len(rows) != 20 {
+		t.Errorf("quiet suite: %d rows, want 20", len(rows))
 	}
 }

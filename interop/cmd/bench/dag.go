@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -281,6 +282,19 @@ func (s *dagServer) stop() (*syscall.Rusage, uint64, error) {
 	return ru, peak, nil
 }
 
+// importCAR imports car into the repository repo (created if need be)
+// through `bitswap serve`, which must then serve root.
+func (e *dagEnv) importCAR(repo string, root cid.Cid, car string) error {
+	srv, err := e.startServer(ours, repo, root, car)
+	if err != nil {
+		return fmt.Errorf("importing the CAR: %w", err)
+	}
+	if _, _, err := srv.stop(); err != nil {
+		return fmt.Errorf("importing the CAR: %w", err)
+	}
+	return nil
+}
+
 // output is where a fetch puts the DAG.
 type output int
 
@@ -301,6 +315,7 @@ type dagRun struct {
 	written int64
 	blocks  int
 	bytes   int64
+	start   time.Time // when the fetching process was started
 }
 
 var summaryRE = regexp.MustCompile(`fetched (\S+): (\d+) blocks, (\d+) bytes in ([0-9.]+) s`)
@@ -380,7 +395,36 @@ func (w *hwmWatcher) finish() uint64 {
 // fetching process of client, into out, and checks what it fetched
 // against info.
 func (e *dagEnv) fetch(server, client impl, repo string, info dagInfo, out output) (dagRun, error) {
+	return e.fetchWith(server, client, repo, info, out, fetchOpts{})
+}
+
+// fetchOpts are what the quiet suite adds to a fetch.
+type fetchOpts struct {
+	// peers are more peers for the client to connect to, with the server
+	// and all at once, before it fetches: our get has them as more --peer
+	// flags, boxo's client connects to them before FetchGraph.
+	peers []string
+	// timeout bounds the fetch itself (0: e.timeout): get's --timeout,
+	// boxo's FetchGraph call.
+	timeout time.Duration
+	// missing is a block of the DAG the server lacks (cid.Undef: none), of
+	// missingBytes bytes: the fetch is expected to end at its timeout with
+	// every other block and without this one, and that is no failure.
+	missing      cid.Cid
+	missingBytes int64
+}
+
+// fetchWith is fetch with the quiet suite's options.
+func (e *dagEnv) fetchWith(server, client impl, repo string, info dagInfo, out output, o fetchOpts) (dagRun, error) {
 	var r dagRun
+	timeout := e.timeout
+	if o.timeout > 0 {
+		timeout = o.timeout
+	}
+	wantBlocks, wantBytes := info.blocks, info.bytes
+	if o.missing.Defined() {
+		wantBlocks, wantBytes = info.blocks-1, info.bytes-o.missingBytes
+	}
 	srv, err := e.startServer(server, repo, info.root, "")
 	if err != nil {
 		return r, err
@@ -400,7 +444,10 @@ func (e *dagEnv) fetch(server, client impl, repo string, info dagInfo, out outpu
 	}
 	defer os.RemoveAll(dest) // never /dev/null: see below
 	if client == ours {
-		args := []string{"get", "--peer", srv.addr, "--timeout", e.timeout.String()}
+		args := []string{"get", "--peer", srv.addr, "--timeout", timeout.String()}
+		for _, p := range o.peers {
+			args = append(args, "--peer", p)
+		}
 		switch out {
 		case toFile:
 			args = append(args, "-o", dest)
@@ -412,7 +459,11 @@ func (e *dagEnv) fetch(server, client impl, repo string, info dagInfo, out outpu
 		cmd = exec.Command(e.bin, append(args, info.root.String())...)
 		cmd.Env = append(os.Environ(), "GOBITSWAP_REPO="+filepath.Join(e.work, "unused-repo"))
 	} else {
-		spec := childSpec{Role: "dag-client", Impl: boxo, Addr: srv.addr, Root: info.root.String(), Timeout: e.timeout}
+		spec := childSpec{Role: "dag-client", Impl: boxo, Addr: srv.addr, Root: info.root.String(), Timeout: e.timeout,
+			Peers: o.peers, FetchTimeout: o.timeout, Partial: o.missing.Defined()}
+		if o.timeout > e.timeout {
+			spec.Timeout = o.timeout + time.Minute
+		}
 		switch out {
 		case toFile:
 			spec.Out = dest
@@ -432,11 +483,12 @@ func (e *dagEnv) fetch(server, client impl, repo string, info dagInfo, out outpu
 	}
 	cmd.Stderr = stderr
 	start := time.Now()
+	r.start = start
 	if err := cmd.Start(); err != nil {
 		return r, err
 	}
 	hwm := watchHWM(cmd.Process.Pid)
-	guard := time.AfterFunc(e.timeout+time.Minute, func() { _ = cmd.Process.Kill() })
+	guard := time.AfterFunc(max(e.timeout, timeout)+time.Minute, func() { _ = cmd.Process.Kill() })
 	werr := cmd.Wait()
 	r.wall = time.Since(start)
 	guard.Stop()
@@ -450,6 +502,22 @@ func (e *dagEnv) fetch(server, client impl, repo string, info dagInfo, out outpu
 	sru, speak, serr := srv.stop()
 	srv = nil
 	r.srvCPU, r.srvRSS = ruCPU(sru), speak
+	if o.missing.Defined() && client == ours {
+		// Our get fails at its timeout (exit 3), naming what it lacks:
+		// here exactly the missing block. It prints no summary.
+		var ee *exec.ExitError
+		if !errors.As(werr, &ee) || ee.ExitCode() != 3 {
+			return r, fmt.Errorf("ours client after %.1f s: %v, want exit status 3 at its timeout; stderr: %s", r.wall.Seconds(), werr, stderr)
+		}
+		if msg := stderr.String(); !strings.Contains(msg, "1 blocks missing") || !strings.Contains(msg, o.missing.String()) {
+			return r, fmt.Errorf("ours client: its error does not name the one missing block %s: %s", o.missing, msg)
+		}
+		if serr != nil {
+			return r, serr
+		}
+		r.blocks, r.bytes = wantBlocks, wantBytes // as far as it says
+		return r, nil
+	}
 	if werr != nil {
 		return r, fmt.Errorf("%s client after %.1f s: %w; stderr: %s", client, r.wall.Seconds(), werr, stderr)
 	}
@@ -472,13 +540,16 @@ func (e *dagEnv) fetch(server, client impl, repo string, info dagInfo, out outpu
 		}
 		r.blocks, r.bytes = res.Blocks, res.Bytes
 		r.self = time.Duration(res.Seconds * float64(time.Second))
+		if o.missing.Defined() && !strings.Contains(res.Error, context.DeadlineExceeded.Error()) {
+			return r, fmt.Errorf("boxo client: FetchGraph ended with %q, want its timeout", res.Error)
+		}
 	}
-	if r.blocks != info.blocks || r.bytes != info.bytes {
-		return r, fmt.Errorf("%s client fetched %d blocks (%d bytes), want %d (%d bytes)", client, r.blocks, r.bytes, info.blocks, info.bytes)
+	if r.blocks != wantBlocks || r.bytes != wantBytes {
+		return r, fmt.Errorf("%s client fetched %d blocks (%d bytes), want %d (%d bytes)", client, r.blocks, r.bytes, wantBlocks, wantBytes)
 	}
 	if out == toFile {
-		if st, err := os.Stat(dest); err != nil || st.Size() < info.bytes {
-			return r, fmt.Errorf("%s client's CAR: %v, want at least %d bytes", client, err, info.bytes)
+		if st, err := os.Stat(dest); err != nil || st.Size() < wantBytes {
+			return r, fmt.Errorf("%s client's CAR: %v, want at least %d bytes", client, err, wantBytes)
 		}
 	}
 	return r, nil
@@ -628,12 +699,8 @@ func (e *dagEnv) runCase(c dagCase, pairings, disk bool) ([]Row, []string, error
 	cfg.logf("dag: %s: %s blocks, %s of block data, root %s, built in %.1f s", c.label, countName(info.blocks), sizeName(info.bytes), info.root, time.Since(t0).Seconds())
 	repo := filepath.Join(e.work, c.key+"-repo")
 	t0 = time.Now()
-	srv, err := e.startServer(ours, repo, info.root, carPath)
-	if err != nil {
-		return nil, nil, fmt.Errorf("importing the CAR: %w", err)
-	}
-	if _, _, err := srv.stop(); err != nil {
-		return nil, nil, fmt.Errorf("importing the CAR: %w", err)
+	if err := e.importCAR(repo, info.root, carPath); err != nil {
+		return nil, nil, err
 	}
 	os.Remove(carPath)
 	cfg.logf("dag: %s: imported into %s in %.1f s", c.label, repo, time.Since(t0).Seconds())

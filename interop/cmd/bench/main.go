@@ -57,6 +57,7 @@ func init() {
 	register("scale", runScale, scaleDoc)
 	register("attack", runAttack, attackDoc)
 	register("dag", runDAG, dagDoc)
+	register("quiet", runQuiet, quietDoc)
 }
 
 // suiteDocs maps a suite's name to its doc, for the markdown report.

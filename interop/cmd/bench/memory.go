@@ -50,6 +50,15 @@ type childSpec struct {
 	// The dag suite's boxo children (dag_children.go).
 	Root string `json:"root,omitempty"` // dag-client: the DAG's root
 	Out  string `json:"out,omitempty"`  // dag-client: write the CARv1 here ("" with Dir: into pebble)
+	// dag-client, for the quiet suite: more peers to connect to before
+	// fetching, a bound on FetchGraph alone (0: Timeout bounds the whole
+	// run), and whether a FetchGraph that fails is a result, not a failure.
+	Peers        []string      `json:"peers,omitempty"`
+	FetchTimeout time.Duration `json:"fetch_timeout,omitempty"`
+	Partial      bool          `json:"partial,omitempty"`
+	// The quiet suite's quiet-peers child (quiet_peers.go): N hosts that
+	// are "silent" or answer "donthave".
+	Mode string `json:"mode,omitempty"`
 }
 
 // memResult is what a client child prints on stdout.
@@ -83,6 +92,8 @@ func runChild(spec string) int {
 			err = childDAGServer(s)
 		case "dag-client":
 			err = childDAGClient(s)
+		case "quiet-peers":
+			err = childQuietPeers(s)
 		default:
 			err = fmt.Errorf("unknown role %q", s.Role)
 		}

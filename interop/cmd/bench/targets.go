@@ -83,6 +83,11 @@ func targets(results []SuiteResult, short bool) []target {
 		}
 	}
 	for _, s := range results {
+		if s.Name == "quiet" && len(s.Rows) > 0 {
+			out = append(out, quietTargets(s.Rows)...)
+		}
+	}
+	for _, s := range results {
 		if s.Name == "vtime" && len(s.Rows) > 0 {
 			p := vtime.DefaultParams()
 			if short {
