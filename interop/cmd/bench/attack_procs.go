@@ -46,6 +46,28 @@ func (t *tailBuffer) String() string {
 }
 
 // childCmd is a command running this program as the child spec says.
+// startChild starts a child of spec with its stdin and stdout piped and
+// its stderr kept (the last of it) in stderr.
+func startChild(spec childSpec, stderr *tailBuffer) (*exec.Cmd, io.WriteCloser, io.ReadCloser, error) {
+	cmd, err := childCmd(spec)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cmd.Stderr = stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, nil, err
+	}
+	return cmd, stdin, stdout, nil
+}
+
 func childCmd(spec childSpec) (*exec.Cmd, error) {
 	exe, err := os.Executable()
 	if err != nil {
@@ -107,22 +129,12 @@ type serverProc struct {
 // startServer starts an attack-server child of which over the repository
 // in dir and waits for it to be ready.
 func startServer(which impl, dir, profile string) (*serverProc, error) {
-	cmd, err := childCmd(childSpec{Role: "attack-server", Impl: which, Dir: dir, Profile: profile})
+	p := &serverProc{stderr: &tailBuffer{}, lines: make(chan string, 64), exited: make(chan struct{})}
+	cmd, stdin, stdout, err := startChild(childSpec{Role: "attack-server", Impl: which, Dir: dir, Profile: profile}, p.stderr)
 	if err != nil {
 		return nil, err
 	}
-	p := &serverProc{cmd: cmd, stderr: &tailBuffer{}, lines: make(chan string, 64), exited: make(chan struct{})}
-	cmd.Stderr = p.stderr
-	if p.stdin, err = cmd.StdinPipe(); err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
+	p.cmd, p.stdin = cmd, stdin
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		sc.Buffer(make([]byte, 64<<10), 16<<20)

@@ -139,6 +139,25 @@ type dagEnv struct {
 	seq     int // names fresh outputs
 }
 
+// newDAGEnv makes a work directory (the caller removes it) and builds the
+// command into it.
+func newDAGEnv(cfg Config, suite string) (*dagEnv, error) {
+	work, err := os.MkdirTemp("", "gobitswap-bench-"+suite+"-*")
+	if err != nil {
+		return nil, err
+	}
+	bin, err := buildCommand(cfg, work)
+	if err != nil {
+		_ = os.RemoveAll(work)
+		return nil, err
+	}
+	e := &dagEnv{cfg: cfg, bin: bin, work: work, timeout: 5 * time.Minute}
+	if cfg.Short {
+		e.timeout = time.Minute
+	}
+	return e, nil
+}
+
 // buildCommand builds this tree's bitswap command into dir, or returns
 // bitswapBinEnv's.
 func buildCommand(cfg Config, dir string) (string, error) {
@@ -652,19 +671,12 @@ func runDAG(cfg Config) ([]Row, error) {
 			want[strings.TrimSpace(k)] = true
 		}
 	}
-	work, err := os.MkdirTemp("", "gobitswap-bench-dag-*")
+	e, err := newDAGEnv(cfg, "dag")
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(work)
-	bin, err := buildCommand(cfg, work)
-	if err != nil {
-		return nil, err
-	}
-	e := &dagEnv{cfg: cfg, bin: bin, work: work, timeout: 5 * time.Minute}
-	if cfg.Short {
-		e.timeout = time.Minute
-	}
+	defer os.RemoveAll(e.work)
+	work := e.work
 	cfg.logf("dag: scale %g, %d repeats, work in %s", scale, cfg.Repeat, work)
 	var rows []Row
 	var failed []string

@@ -458,19 +458,12 @@ func runQuiet(cfg Config) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	work, err := os.MkdirTemp("", "gobitswap-bench-quiet-*")
+	e, err := newDAGEnv(cfg, "quiet")
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(work)
-	bin, err := buildCommand(cfg, work)
-	if err != nil {
-		return nil, err
-	}
-	e := &dagEnv{cfg: cfg, bin: bin, work: work, timeout: 5 * time.Minute}
-	if cfg.Short {
-		e.timeout = time.Minute
-	}
+	defer os.RemoveAll(e.work)
+	work := e.work
 	carPath := filepath.Join(work, "quiet.car")
 	info, err := buildUnixFS(carPath, 27, p.size, 256<<10)
 	if err != nil {

@@ -407,22 +407,12 @@ type quietProc struct {
 // startQuietPeers starts a quiet-peers child of n hosts in mode and waits
 // for their addresses.
 func startQuietPeers(n int, mode string) (*quietProc, error) {
-	cmd, err := childCmd(childSpec{Role: "quiet-peers", N: n, Mode: mode})
+	q := &quietProc{stderr: &tailBuffer{}, rest: make(chan []byte, 1)}
+	cmd, stdin, stdout, err := startChild(childSpec{Role: "quiet-peers", N: n, Mode: mode}, q.stderr)
 	if err != nil {
 		return nil, err
 	}
-	q := &quietProc{cmd: cmd, stderr: &tailBuffer{}, rest: make(chan []byte, 1)}
-	cmd.Stderr = q.stderr
-	if q.stdin, err = cmd.StdinPipe(); err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
+	q.cmd, q.stdin = cmd, stdin
 	ready := make(chan error, 1)
 	go func() {
 		br := bufio.NewReader(stdout)
