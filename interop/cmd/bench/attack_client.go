@@ -98,6 +98,17 @@ func (x *hostile) note() string {
 // handle reads the client's messages from one stream.
 func (x *hostile) handle(s network.Stream) {
 	from := s.Conn().RemotePeer()
+	readMessages(s, func(msg *message.Message, err error) {
+		if err == nil {
+			x.onMessage(from, msg)
+		}
+	})
+}
+
+// readMessages decodes the length-prefixed messages of s until it ends or
+// a frame is over the limit (then s is reset), handing each to f with its
+// decoding error.
+func readMessages(s network.Stream, f func(*message.Message, error)) {
 	br := bufio.NewReader(s)
 	for {
 		size, err := binary.ReadUvarint(br)
@@ -110,9 +121,7 @@ func (x *hostile) handle(s network.Stream) {
 			_ = s.Reset()
 			return
 		}
-		if msg, err := message.Unmarshal(body); err == nil {
-			x.onMessage(from, msg)
-		}
+		f(message.Unmarshal(body))
 	}
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -221,27 +220,15 @@ func (qp *quietPeers) result() quietResult {
 // handle reads one inbound stream to its end.
 func (qh *quietHost) handle(s network.Stream) {
 	from, proto := s.Conn().RemotePeer(), s.Protocol()
-	br := bufio.NewReader(s)
-	for {
-		size, err := binary.ReadUvarint(br)
-		if err != nil || size > message.MaxMessageSize {
-			_ = s.Reset()
-			return
-		}
-		body := make([]byte, size)
-		if _, err := io.ReadFull(br, body); err != nil {
-			_ = s.Reset()
-			return
-		}
-		msg, err := message.Unmarshal(body)
+	readMessages(s, func(msg *message.Message, err error) {
 		if err != nil {
 			qh.qp.mu.Lock()
 			qh.qp.bad++
 			qh.qp.mu.Unlock()
-			continue
+			return
 		}
 		qh.onMessage(from, proto, msg)
-	}
+	})
 }
 
 func (qh *quietHost) counts(c string) *quietCounts {
