@@ -973,7 +973,7 @@ type namer interface{ Named(p peer.ID) bool }
 func (r *receiver) PeerConnected(p peer.ID) {
 	r.wm.PeerConnected(p)
 	n, ok := r.net.(namer)
-	r.peerRouter.PeerConnectedNamed(p, r.net.Local(p), ok && n.Named(p))
+	r.peerRouter.PeerConnected(p, r.net.Local(p), ok && n.Named(p))
 }
 
 func (r *receiver) PeerDisconnected(p peer.ID) {

@@ -37,6 +37,10 @@ func TestProbeConnects(t *testing.T) {
 	if n.Local(PeerIDFromURL(&httpURL)) {
 		t.Fatal("an unknown endpoint is local")
 	}
+	// Every connected endpoint was chosen by the application: named.
+	if !n.Named(id) || n.Named(PeerIDFromURL(&httpURL)) {
+		t.Fatalf("named: connected %v, unknown %v", n.Named(id), n.Named(PeerIDFromURL(&httpURL)))
+	}
 	if v, err := n.Version(context.Background(), id); err != nil || v != message.V120 {
 		t.Fatalf("version %v %v", v, err)
 	}

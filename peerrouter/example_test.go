@@ -71,7 +71,7 @@ func Example() {
 	blks := testutil.RandomBlocks(1, 2, 10)
 	c0, c1 := blks[0].Cid(), blks[1].Cid()
 
-	r.PeerConnected(p, false)
+	r.PeerConnected(p, false, false)
 	a, b := printingSession{"a"}, printingSession{"b"}
 	br.Register(1, a)
 	r.Attach(a) // a hears of p, connected before it started

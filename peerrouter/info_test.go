@@ -47,8 +47,8 @@ func TestPeerInfoLocalProtectedProven(t *testing.T) {
 	wanted, unwanted := blks[0].Cid(), blks[1].Cid()
 	x.Interest(1, []cid.Cid{wanted})
 
-	r.PeerConnected(p1, true)
-	r.PeerConnected(p2, false)
+	r.PeerConnected(p1, true, false)
+	r.PeerConnected(p2, false, false)
 	if info, _ := r.Info(p1); info != (peerrouter.PeerInfo{Local: true}) {
 		t.Fatalf("p1: %+v, want local only", info)
 	}
@@ -80,8 +80,26 @@ func TestPeerInfoLocalProtectedProven(t *testing.T) {
 	if _, connected := r.Info(p1); connected {
 		t.Fatal("p1 still known after its disconnect")
 	}
-	r.PeerConnected(p1, false)
+	r.PeerConnected(p1, false, false)
 	if info, _ := r.Info(p1); info.Proven {
 		t.Fatal("p1 proven again after a reconnect: what it proved went with its connection")
+	}
+}
+
+// A peer the network says the application chose (an HTTP endpoint) is
+// Protected, as the peers of WithProtected are; it stays so only while
+// connected as such.
+func TestPeerInfoNamedByTheNetworkIsProtected(t *testing.T) {
+	x := newIndex()
+	p1 := peers["p1"]
+	r := peerrouter.New(x)
+	r.PeerConnected(p1, false, true)
+	if info, _ := r.Info(p1); info != (peerrouter.PeerInfo{Protected: true}) {
+		t.Fatalf("named p1: %+v, want protected only", info)
+	}
+	r.PeerDisconnected(p1)
+	r.PeerConnected(p1, false, false)
+	if info, _ := r.Info(p1); info.Protected {
+		t.Fatal("p1 still protected after reconnecting unnamed")
 	}
 }

@@ -116,13 +116,10 @@ func (r *PeerRouter) sortedPeers() []peer.ID {
 }
 
 // PeerConnected records p, connected on a local address or not, and tells
-// every Session.
-func (r *PeerRouter) PeerConnected(p peer.ID, local bool) { r.PeerConnectedNamed(p, local, false) }
-
-// PeerConnectedNamed is PeerConnected for a peer the network knows the
-// application chose (named: an HTTP endpoint it was told to reach), which
-// is Protected as the peers of WithProtected are.
-func (r *PeerRouter) PeerConnectedNamed(p peer.ID, local, named bool) {
+// every Session. named: the network knows the application chose p (an
+// HTTP endpoint it was told to reach), and p is Protected as the peers of
+// WithProtected are.
+func (r *PeerRouter) PeerConnected(p peer.ID, local, named bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.peers[p]; ok {

@@ -102,7 +102,7 @@ func apply(t *testing.T, r *peerrouter.PeerRouter, events []string) {
 		}
 		switch e[0] {
 		case '+':
-			r.PeerConnected(p, false)
+			r.PeerConnected(p, false, false)
 		case '-':
 			r.PeerDisconnected(p)
 		default:
@@ -415,8 +415,8 @@ func TestConcurrentUse(t *testing.T) {
 		wg.Go(func() {
 			p := testutil.PeerID(100 + w)
 			for range rounds {
-				r.PeerConnected(p, false)
-				r.PeerConnected(p, false)
+				r.PeerConnected(p, false, false)
+				r.PeerConnected(p, false, false)
 				r.PeerDisconnected(p)
 			}
 		})
