@@ -2,7 +2,8 @@
 // negotiation (/ipfs/bitswap/1.2.0, 1.1.0, 1.0.0 and /ipfs/bitswap, each
 // under an optional prefix: WithProtocolPrefix), the inbound stream read
 // loops, one reusable outbound sender per peer, send timeouts and
-// connection events.
+// connection events, and the libp2p host settings Bitswap's traffic needs
+// (ResourceManager's stream limits, Security's batched TLS writes).
 //
 // It never interprets a message: wantlists, blocks and presences are handed
 // to a Receiver as decoded message.Message values, and what to send is
