@@ -107,33 +107,15 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
-	if o.MaxConcurrent <= 0 {
-		o.MaxConcurrent = DefaultMaxConcurrent
-	}
-	if o.MaxPerClient <= 0 {
-		o.MaxPerClient = DefaultMaxPerClient
-	}
-	if o.MaxWaiting <= 0 {
-		o.MaxWaiting = DefaultMaxWaiting
-	}
-	if o.QueueTimeout <= 0 {
-		o.QueueTimeout = DefaultQueueTimeout
-	}
-	if o.MaxBytesInFlight <= 0 {
-		o.MaxBytesInFlight = DefaultMaxBytesInFlight
-	}
-	if o.WriteTimeout <= 0 {
-		o.WriteTimeout = DefaultWriteTimeout
-	}
-	if o.MaxRequestBytes <= 0 {
-		o.MaxRequestBytes = DefaultMaxRequestBytes
-	}
-	if o.MaxCARBlocks <= 0 {
-		o.MaxCARBlocks = DefaultMaxCARBlocks
-	}
-	if o.MaxCARPending <= 0 {
-		o.MaxCARPending = DefaultMaxCARPending
-	}
+	fill(&o.MaxConcurrent, DefaultMaxConcurrent)
+	fill(&o.MaxPerClient, DefaultMaxPerClient)
+	fill(&o.MaxWaiting, DefaultMaxWaiting)
+	fill(&o.QueueTimeout, DefaultQueueTimeout)
+	fill(&o.MaxBytesInFlight, DefaultMaxBytesInFlight)
+	fill(&o.WriteTimeout, DefaultWriteTimeout)
+	fill(&o.MaxRequestBytes, DefaultMaxRequestBytes)
+	fill(&o.MaxCARBlocks, DefaultMaxCARBlocks)
+	fill(&o.MaxCARPending, DefaultMaxCARPending)
 	if o.ClientKey == nil {
 		o.ClientKey = remoteIP
 	}
@@ -141,6 +123,13 @@ func (o Options) withDefaults() Options {
 		o.Logger = slog.Default()
 	}
 	return o
+}
+
+// fill sets *v to def when it is zero or negative.
+func fill[T int | int64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
 }
 
 func remoteIP(r *http.Request) string {

@@ -82,8 +82,7 @@ func runQuietInBubble(q quietRun) (r quietResult, err error) {
 	s := quietDAG
 	p := s.Params
 	ctx, cancel := context.WithCancel(context.Background())
-	vn := testutil.NewVirtualNetwork(testutil.WithLatency(p.RTT/2), testutil.WithBandwidth(p.Bandwidth),
-		testutil.WithSendBuffer(p.SendBuffer))
+	vn := p.network()
 	var nodes []node
 	defer func() { closeBubble(nodes, vn, cancel) }()
 	c := newContent(s)
@@ -236,8 +235,7 @@ func TestQuietRemotePeersBroadcastControl(t *testing.T) {
 			p := s.Params
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			vn := testutil.NewVirtualNetwork(testutil.WithLatency(p.RTT/2), testutil.WithBandwidth(p.Bandwidth),
-				testutil.WithSendBuffer(p.SendBuffer))
+			vn := p.network()
 			defer vn.Close()
 			cr := testutil.NewContentRouter(vn, 100*time.Millisecond)
 			c := newContent(s)

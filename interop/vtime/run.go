@@ -156,8 +156,7 @@ func RunInBubble(s Scenario, impl Impl) Result {
 func run(s Scenario, impl Impl, r *Result) (err error) {
 	p := s.Params
 	ctx, cancel := context.WithCancel(context.Background())
-	vn := testutil.NewVirtualNetwork(testutil.WithLatency(p.RTT/2), testutil.WithBandwidth(p.Bandwidth),
-		testutil.WithSendBuffer(p.SendBuffer))
+	vn := p.network()
 	var nodes []node
 	defer func() { closeBubble(nodes, vn, cancel) }()
 

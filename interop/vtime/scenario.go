@@ -51,6 +51,12 @@ type Params struct {
 	SendBuffer int
 }
 
+// network is a virtual network with p's links.
+func (p Params) network() *testutil.VirtualNetwork {
+	return testutil.NewVirtualNetwork(testutil.WithLatency(p.RTT/2), testutil.WithBandwidth(p.Bandwidth),
+		testutil.WithSendBuffer(p.SendBuffer))
+}
+
 // DefaultParams are the issue's: 50 ms RTT, 100 Mbit/s, 1,000 × 256 KiB.
 func DefaultParams() Params {
 	return Params{
