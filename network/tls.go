@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"sync"
+	"sync/atomic"
 
 	pool "github.com/libp2p/go-buffer-pool"
 	"github.com/libp2p/go-libp2p"
@@ -98,19 +99,32 @@ const (
 // flushes what TLS wrote in one go.
 type batchedConn struct {
 	sec.SecureConn
-	raw *batchingConn
+	raw     *batchingConn
+	writing atomic.Int32 // batched Writes in flight
 }
 
 func (c *batchedConn) Write(b []byte) (int, error) {
 	if len(b) <= minBatched {
 		return c.SecureConn.Write(b)
 	}
+	c.writing.Add(1)
+	defer c.writing.Add(-1)
 	c.raw.begin(len(b) + (len(b)/tlsRecord+1)*tlsOverhead)
 	n, err := c.SecureConn.Write(b)
 	if ferr := c.raw.flush(); err == nil {
 		err = ferr
 	}
 	return n, err
+}
+
+// Close breaks a Write in flight rather than wait behind it, as crypto/tls
+// does for its own: TLS's close alert would otherwise queue behind a flush
+// blocked on a peer that stopped reading, until TLS's 5 s alert deadline.
+func (c *batchedConn) Close() error {
+	if c.writing.Load() > 0 {
+		_ = c.raw.Conn.Close()
+	}
+	return c.SecureConn.Close()
 }
 
 // batchingConn is the raw conn beneath TLS. mu is held across every write

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/gobitswap/bitswap/network"
@@ -247,4 +248,29 @@ func TestSecurityOptionInteroperatesWithDefaultHosts(t *testing.T) {
 			t.Errorf("%s → %s: security %s, want %s", pair[0], pair[1], sec, libp2ptls.ID)
 		}
 	}
+}
+
+// Closing a conn whose batched write is stuck on a peer that stopped
+// reading breaks the write at once, as crypto/tls does for a Write in
+// flight; it does not wait out TLS's 5 s deadline for its close alert.
+// (Without that, Close waits on the conn's mutex, which synctest does not
+// count as durably blocked: the test then hangs until go test's timeout.)
+func TestBatchedTLSCloseBreaksAStuckWrite(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		client, _, _ := securePair(t, plainServer(t))
+		done := make(chan error, 1)
+		go func() {
+			_, err := client.Write(make([]byte, 64<<10)) // one batch, its flush stuck: nobody reads
+			done <- err
+		}()
+		synctest.Wait()
+		start := time.Now()
+		_ = client.Close()
+		if took := time.Since(start); took != 0 {
+			t.Errorf("Close took %v with a write stuck, want at once", took)
+		}
+		if err := <-done; err == nil {
+			t.Error("the stuck write succeeded")
+		}
+	})
 }
