@@ -1128,7 +1128,16 @@ func (p *Policy) schedule(now time.Time) {
 		if !pi.useful && !w.hasHave(pi.id) {
 			discovering = append(discovering, w)
 		}
-		p.assign(w, pi, now)
+		w.assigned = pi.id
+		w.sentAt = now
+		w.alone = pi.inflight == 0
+		if pi.inflight == 0 {
+			pi.lastProgress = now // the timeout runs from the first want
+		}
+		pi.suspended = false // a last resort gets another chance
+		pi.inflight++
+		delete(w.askedHave, pi.id)
+		p.act.add(&p.act.WantBlocks, pi.id, w.c)
 	}
 	for _, w := range waiting {
 		p.pending.Push(w)
@@ -1160,23 +1169,6 @@ func (p *Policy) schedule(now time.Time) {
 			p.broadcast(w, now, &order)
 		}
 	}
-}
-
-// assign asks pi for w's block (w is pending no more).
-func (p *Policy) assign(w *wantInfo, pi *peerInfo, now time.Time) {
-	if w.pidx >= 0 {
-		p.pending.Remove(w.pidx)
-	}
-	w.assigned = pi.id
-	w.sentAt = now
-	w.alone = pi.inflight == 0
-	if pi.inflight == 0 {
-		pi.lastProgress = now // the timeout runs from the first want
-	}
-	pi.suspended = false // a last resort gets another chance
-	pi.inflight++
-	delete(w.askedHave, pi.id)
-	p.act.add(&p.act.WantBlocks, pi.id, w.c)
 }
 
 // broadcast asks the broadcast targets whether they have w's block: those
@@ -1441,8 +1433,8 @@ func (p *Policy) pick(now time.Time, w *wantInfo, useful, spread bool) (best *pe
 					// public network it almost never has the data, and
 					// every want asked of it costs an entry and its
 					// cancel; one is enough to find out.
-					if pi.inflight > 0 && p.guess(pi) {
-						held = held || !pi.suspended
+					if pi.inflight > 0 && !pi.suspended && p.guess(pi) {
+						held = true
 						continue
 					}
 					consider(pi)
