@@ -81,9 +81,9 @@ func TestSessionsWantingOneBlockShareOneProviderQuery(t *testing.T) {
 			t.Errorf("Stat().Providers %+v, want 1 started, 4 joined, 1 connected", p)
 		}
 		// No peer to ask first, so content routing at once: the router's
-		// 100 ms, 10 ms for the search's other providers to arrive (the
-		// Policy's gather), then a round trip for the block.
-		want := 100*time.Millisecond + 10*time.Millisecond + 2*oneWay
+		// 100 ms, then a round trip for the block (the provider is local:
+		// no wait for the search's other providers).
+		want := 100*time.Millisecond + 2*oneWay
 		for i, d := range took {
 			if d != want {
 				t.Errorf("session %d got the block after %v, want %v", i, d, want)

@@ -298,11 +298,13 @@ func (r *BlockRouter) ReceiveBlocks(ctx context.Context, from peer.ID, blks []bl
 		}
 		r.mu.Unlock()
 	}
-	for _, d := range per {
-		d.sink.ReceiveBlocks(from, d.blks)
-	}
+	// The notifier first, as boxo tells its notifier before its sessions:
+	// once a request has its blocks, the notifier has heard of them.
 	if len(received) > 0 {
 		r.received(from, received)
+	}
+	for _, d := range per {
+		d.sink.ReceiveBlocks(from, d.blks)
 	}
 	if len(store) > 0 && r.notify != nil {
 		r.notify.NotifyNewBlocks(ctx, store...)

@@ -684,9 +684,15 @@ func (p *Policy) ProvidersFound(now time.Time, c cid.Cid, provs []peer.ID) Actio
 const providerGather = 10 * time.Millisecond
 
 // gathering reports whether pi is a provider found within providerGather
-// that has not answered yet (see providerGather).
+// that has not answered yet (see providerGather) and is asked only as a
+// provider: a peer the Session would ask anyway (proven, named, or local)
+// is not held back, whichever of its connection and its naming as a
+// provider the Session heard of first.
 func (p *Policy) gathering(pi *peerInfo, now time.Time) bool {
-	return pi.provider && !pi.answered && !pi.useful && now.Before(pi.foundAt.Add(providerGather))
+	if !pi.provider || pi.answered || pi.useful || !now.Before(pi.foundAt.Add(providerGather)) {
+		return false
+	}
+	return !(pi.proven || pi.protected || (pi.local && !p.cfg.BroadcastControlLocal))
 }
 
 // presumedOnly reports whether no peer is known to have w's block but by
