@@ -65,7 +65,10 @@ func (c *common) startNodeWith(ctx context.Context, spec nodeSpec, stderr io.Wri
 	if spec.http != nil {
 		net = httpnet.NewRouter(net, spec.http)
 	}
-	bsw = bitswap.New(ctx, net, spec.bs, opts...)
+	// The node lives until stop, not until ctx: closed on the signal, it
+	// could end a fetch's requests before the fetch's own context saw the
+	// signal, and the fetch would name the wrong cause.
+	bsw = bitswap.New(context.WithoutCancel(ctx), net, spec.bs, opts...)
 	stop = func() { bsw.Close(); closeExtra(); h.Close() }
 	if m != nil {
 		stopMetrics, err := serveMetrics(c.metrics, m, bsw, stderr)
