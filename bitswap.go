@@ -456,6 +456,11 @@ type Observer struct {
 	// to p, how many more of p's wants wait for a slot in its want window
 	// (WithPeerWantWindow): the depth of p's send queue as it is served.
 	WantsWaiting func(p peer.ID, n int)
+	// ProviderUnreachable is told of each provider content routing found
+	// for c that could not be connected to (after a FindPeer retry, when
+	// there is peer routing), and why: the dial's error. An application
+	// can say so to its user; Bitswap goes on with the other providers.
+	ProviderUnreachable func(p peer.ID, c cid.Cid, err error)
 }
 
 // WithObserver adds an Observer. Unlike the other options, each call adds
@@ -656,6 +661,17 @@ func New(ctx context.Context, net network.Network, bs blockstore.Blockstore, opt
 	if cfg.routing != nil {
 		pc := cfg.providers
 		pc.Tracer, pc.Logger = b.spans, cfg.logger
+		for _, o := range cfg.observers {
+			if f := o.ProviderUnreachable; f != nil {
+				prev := pc.Unreachable
+				pc.Unreachable = func(p peer.ID, c cid.Cid, err error) {
+					if prev != nil {
+						prev(p, c, err)
+					}
+					f(p, c, err)
+				}
+			}
+		}
 		b.providers = providers.New(cfg.routing, net, b.peerRouter.ProviderFound, pc)
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())

@@ -84,6 +84,11 @@ type Config struct {
 	// Logger hears, at debug level, of providers that could not be
 	// connected to; nil: slog.Default().
 	Logger *slog.Logger
+	// Unreachable, if set, is told of each provider that could not be
+	// connected to (after the FindPeer retry, if any), with the CID of the
+	// query that found it and why. It runs in the query's goroutines and
+	// must return quickly.
+	Unreachable func(p peer.ID, c cid.Cid, err error)
 }
 
 // Dialer connects to peers: the library's network.Network is one.
@@ -168,6 +173,8 @@ type Finder struct {
 	tracer  trace.Tracer
 	logger  *slog.Logger
 
+	unreachable func(peer.ID, cid.Cid, error) // nil: nobody told
+
 	ctx    context.Context // ends with Close; every query runs under it
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the queries' goroutines
@@ -183,7 +190,7 @@ type Finder struct {
 // provider and query, and must not block for long.
 func New(r routing.ContentDiscovery, d Dialer, found func(p peer.ID, c cid.Cid), cfg Config) *Finder {
 	f := &Finder{router: r, dialer: d, found: found, peers: cfg.PeerRouting,
-		tracer: cfg.Tracer, logger: cfg.Logger, ignore: make(map[peer.ID]struct{})}
+		tracer: cfg.Tracer, logger: cfg.Logger, unreachable: cfg.Unreachable, ignore: make(map[peer.ID]struct{})}
 	if f.found == nil {
 		f.found = func(peer.ID, cid.Cid) {}
 	}
@@ -366,6 +373,9 @@ read:
 				if ctx.Err() == nil {
 					f.count(func(s *Stat) { s.ConnectFailed++ })
 					f.logger.Debug("bitswap: provider not reachable", "err", err)
+					if f.unreachable != nil {
+						f.unreachable(ai.ID, q.c, err)
+					}
 				}
 				return
 			}

@@ -2,6 +2,7 @@ package providers_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -232,11 +233,18 @@ func TestStaleProviderIsFoundByFindPeerAndConnected(t *testing.T) {
 				r.set(cs[0], ai(1, stale))
 				d := &dialer{self: self, only: map[peer.ID]ma.Multiaddr{p(1): fresh}}
 				got := &found{cids: cs}
+				var mu sync.Mutex
+				var told []string // what Config.Unreachable heard
+				cfg := providers.Config{Unreachable: func(q peer.ID, c cid.Cid, err error) {
+					mu.Lock()
+					defer mu.Unlock()
+					told = append(told, fmt.Sprintf("%v %v %v", q == p(1), c == cs[0], err != nil))
+				}}
 				var f *providers.Finder
 				if tt.findPeer != nil {
-					f = providers.New(peerRouter{r, tt.findPeer}, d, got.hand, providers.Config{})
+					f = providers.New(peerRouter{r, tt.findPeer}, d, got.hand, cfg)
 				} else {
-					f = providers.New(r, d, got.hand, providers.Config{})
+					f = providers.New(r, d, got.hand, cfg)
 				}
 				defer f.Close()
 				f.Find(t.Context(), cs[0])
@@ -252,6 +260,13 @@ func TestStaleProviderIsFoundByFindPeerAndConnected(t *testing.T) {
 				if st.FindPeers != tt.wantStat.FindPeers || st.Rescued != tt.wantStat.Rescued ||
 					st.Connected != tt.wantStat.Connected || st.ConnectFailed != tt.wantStat.ConnectFailed {
 					t.Errorf("Stat %+v, want %+v", st, tt.wantStat)
+				}
+				// Told once for each provider given up on, naming it and
+				// its CID, with the dial's error.
+				mu.Lock()
+				defer mu.Unlock()
+				if want := slices.Repeat([]string{"true true true"}, int(tt.wantStat.ConnectFailed)); !slices.Equal(told, want) {
+					t.Errorf("Unreachable heard %q, want %q", told, want)
 				}
 			})
 		})

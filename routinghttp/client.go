@@ -1,9 +1,10 @@
 // Package routinghttp finds providers through the Delegated Routing V1 HTTP
 // API (ipfs/specs, routing/http-routing-v1): GET
-// /routing/v1/providers/{cid}, answered in JSON or NDJSON, as Kubo's
+// /routing/v1/providers/{cid}, and a peer's addresses with GET
+// /routing/v1/peers/{peer-id}, answered in JSON or NDJSON, as Kubo's
 // gateway (Gateway.ExposeRoutingAPI), someguy and cid.contact serve it.
-// A Client is a routing.ContentDiscovery, so it plugs into
-// bitswap.WithContentRouting.
+// A Client is a routing.ContentDiscovery and a routing.PeerRouting, so it
+// plugs into bitswap.WithContentRouting and bitswap.WithPeerRouting.
 //
 // It owns its HTTP requests and nothing else: it never dials the providers
 // it returns.
@@ -45,7 +46,10 @@ type Client struct {
 	onError  func(error)
 }
 
-var _ routing.ContentDiscovery = (*Client)(nil)
+var (
+	_ routing.ContentDiscovery = (*Client)(nil)
+	_ routing.PeerRouting      = (*Client)(nil)
+)
 
 // Defaults.
 const (
@@ -170,36 +174,64 @@ func (c *Client) query(ctx context.Context, k cid.Cid, max int, yield func(peer.
 	if max <= 0 {
 		return nil
 	}
+	n := 0
+	return c.get(ctx, "/routing/v1/providers/"+k.String(), "providers of "+k.String(), func(r record) bool {
+		ai, ok := c.addrInfo(r, true)
+		if !ok {
+			return true
+		}
+		n++
+		return yield(ai) && n < max
+	})
+}
+
+// FindPeer asks the endpoint for p's addresses (GET /routing/v1/peers/{id},
+// the ID as a libp2p-key CID, as the spec asks). Without an answer naming
+// p with an address, it returns an error wrapping routing.ErrNotFound. A
+// Client is so a routing.PeerRouting: the provider queries' retry for a
+// provider whose addresses failed (or that came without any).
+func (c *Client) FindPeer(ctx context.Context, p peer.ID) (peer.AddrInfo, error) {
+	out := peer.AddrInfo{ID: p}
+	err := c.get(ctx, "/routing/v1/peers/"+peer.ToCid(p).String(), "peer "+p.String(), func(r record) bool {
+		if ai, ok := c.addrInfo(r, false); ok && ai.ID == p {
+			out.Addrs = append(out.Addrs, ai.Addrs...)
+		}
+		return true
+	})
+	if err != nil {
+		return out, err
+	}
+	if len(out.Addrs) == 0 {
+		return out, fmt.Errorf("routing %s: peer %s: %w", c.base, p, routing.ErrNotFound)
+	}
+	return out, nil
+}
+
+// get asks the endpoint for path and gives each record of the answer
+// (JSON or NDJSON, read up to MaxResponseBytes) to yield until it returns
+// false. what names the query in errors. Not found is no records, not an
+// error.
+func (c *Client) get(ctx context.Context, path, what string, yield func(record) bool) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	u := c.base + "/routing/v1/providers/" + k.String()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Accept", "application/x-ndjson, application/json;q=0.9")
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("routing %s: providers of %s: %w", c.base, k, err)
+		return fmt.Errorf("routing %s: %s: %w", c.base, what, err)
 	}
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
-		return nil // the spec's "no providers"
+		return nil // the spec's "none"
 	case resp.StatusCode != http.StatusOK:
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-		return fmt.Errorf("routing %s: providers of %s: HTTP %s", c.base, k, resp.Status)
+		return fmt.Errorf("routing %s: %s: HTTP %s", c.base, what, resp.Status)
 	}
 	body := io.LimitReader(resp.Body, MaxResponseBytes)
-	n := 0
-	emit := func(r record) bool {
-		ai, ok := c.addrInfo(r)
-		if !ok {
-			return true
-		}
-		n++
-		return yield(ai) && n < max
-	}
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if mt == "application/x-ndjson" {
 		sc := bufio.NewScanner(body)
@@ -213,44 +245,46 @@ func (c *Client) query(ctx context.Context, k cid.Cid, max int, yield func(peer.
 			if json.Unmarshal([]byte(line), &r) != nil {
 				continue // a bogus record costs only itself
 			}
-			if !emit(r) {
+			if !yield(r) {
 				return nil
 			}
 		}
 		if err := sc.Err(); err != nil && ctx.Err() == nil {
-			return fmt.Errorf("routing %s: providers of %s: reading the answer: %w", c.base, k, err)
+			return fmt.Errorf("routing %s: %s: reading the answer: %w", c.base, what, err)
 		}
-		return ctxErr(ctx, c.base, k)
+		return ctxErr(ctx, c.base, what)
 	}
-	var doc struct{ Providers []json.RawMessage }
+	// Providers answer under "Providers", peers under "Peers".
+	var doc struct{ Providers, Peers []json.RawMessage }
 	if err := json.NewDecoder(body).Decode(&doc); err != nil {
 		if ctx.Err() != nil {
-			return ctxErr(ctx, c.base, k)
+			return ctxErr(ctx, c.base, what)
 		}
-		return fmt.Errorf("routing %s: providers of %s: not a JSON answer: %w", c.base, k, err)
+		return fmt.Errorf("routing %s: %s: not a JSON answer: %w", c.base, what, err)
 	}
-	for _, raw := range doc.Providers {
+	for _, raw := range append(doc.Providers, doc.Peers...) {
 		var r record
 		if json.Unmarshal(raw, &r) != nil {
 			continue
 		}
-		if !emit(r) {
+		if !yield(r) {
 			return nil
 		}
 	}
 	return nil
 }
 
-func ctxErr(ctx context.Context, base string, k cid.Cid) error {
+func ctxErr(ctx context.Context, base, what string) error {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("routing %s: providers of %s: no complete answer in time", base, k)
+		return fmt.Errorf("routing %s: %s: no complete answer in time", base, what)
 	}
 	return nil
 }
 
-// addrInfo turns a record into a provider, or says it is not one we use:
-// another schema, another transport, an ID that does not parse.
-func (c *Client) addrInfo(r record) (peer.AddrInfo, bool) {
+// addrInfo turns a record into a peer, or says it is not one we use:
+// another schema, an ID that does not parse, or (for a provider, when
+// transport is set) another transport.
+func (c *Client) addrInfo(r record, transport bool) (peer.AddrInfo, bool) {
 	protos := r.Protocols
 	switch r.Schema {
 	case "peer":
@@ -259,7 +293,7 @@ func (c *Client) addrInfo(r record) (peer.AddrInfo, bool) {
 	default:
 		return peer.AddrInfo{}, false
 	}
-	if !c.all && len(protos) > 0 && !slices.Contains(protos, Bitswap) &&
+	if transport && !c.all && len(protos) > 0 && !slices.Contains(protos, Bitswap) &&
 		!(c.gateways && slices.Contains(protos, GatewayHTTP)) {
 		return peer.AddrInfo{}, false
 	}

@@ -2,6 +2,7 @@ package routinghttp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/routing"
 	"github.com/libp2p/go-libp2p/core/test"
 )
 
@@ -194,5 +196,66 @@ func TestGatewayProvidersOnRequest(t *testing.T) {
 	}
 	if len(got) != 2 || got[1].ID != p[1] || len(got[1].Addrs) != 1 || got[1].Addrs[0].String() != "/dns/gw.example/tcp/443/https" {
 		t.Fatalf("got %v", got)
+	}
+}
+
+// FindPeer asks /routing/v1/peers/{id} with the ID as a libp2p-key CID, and
+// keeps the addresses of the records naming that peer, whatever their
+// transport, in JSON or NDJSON; no such record, a 404 included, is
+// routing.ErrNotFound, and a failing endpoint an error naming it.
+func TestFindPeerAsksThePeersEndpoint(t *testing.T) {
+	p := ids(t, 2)
+	for _, ndjson := range []bool{false, true} {
+		var path string
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			path = r.URL.Path
+			recs := []string{peerRecord(p[1]), `{"Schema":"peer","ID":"bogus"}`, peerRecord(p[0], "transport-ipfs-gateway-http")}
+			if ndjson {
+				w.Header().Set("Content-Type", "application/x-ndjson")
+				fmt.Fprint(w, strings.Join(recs, "\n"))
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"Peers":[%s]}`, strings.Join(recs, ","))
+		}))
+		c, err := New(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ai, err := c.FindPeer(context.Background(), p[0])
+		srv.Close()
+		if err != nil {
+			t.Fatalf("ndjson %v: %v", ndjson, err)
+		}
+		if want := "/routing/v1/peers/" + peer.ToCid(p[0]).String(); path != want {
+			t.Errorf("asked %s, want %s", path, want)
+		}
+		if ai.ID != p[0] || len(ai.Addrs) != 1 || ai.Addrs[0].String() != "/ip4/127.0.0.1/tcp/4001" {
+			t.Errorf("ndjson %v: got %v, want %s at /ip4/127.0.0.1/tcp/4001", ndjson, ai, p[0])
+		}
+	}
+
+	for _, tc := range []struct {
+		name   string
+		handle http.HandlerFunc
+		want   func(error) bool
+	}{
+		{"404", http.NotFound, func(err error) bool { return errors.Is(err, routing.ErrNotFound) }},
+		{"another peer only", func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, `{"Peers":[%s]}`, peerRecord(p[1]))
+		}, func(err error) bool { return errors.Is(err, routing.ErrNotFound) }},
+		{"HTTP 500", func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "down", http.StatusInternalServerError)
+		}, func(err error) bool {
+			return err != nil && !errors.Is(err, routing.ErrNotFound) && strings.Contains(err.Error(), "peer "+p[0].String()+": HTTP 500")
+		}},
+	} {
+		srv := httptest.NewServer(tc.handle)
+		c, _ := New(srv.URL)
+		_, err := c.FindPeer(context.Background(), p[0])
+		srv.Close()
+		if !tc.want(err) {
+			t.Errorf("%s: err %v", tc.name, err)
+		}
 	}
 }

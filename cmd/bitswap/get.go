@@ -17,6 +17,7 @@ import (
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p-kad-dht/dual"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -260,7 +261,7 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) (retEr
 	routed := len(boot) > 0 || len(routers) > 0
 	if routed {
 		spec.withHost = func(h host.Host) ([]bitswap.Option, func(), error) {
-			var d *dht.IpfsDHT
+			var d *dual.DHT
 			closeDHT := func() {}
 			if len(bootInfos) > 0 {
 				var err error
@@ -281,7 +282,8 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) (retEr
 				closeDHT()
 				return nil, nil, err
 			}
-			return []bitswap.Option{bitswap.WithContentRouting(rs)}, closeDHT, nil
+			return []bitswap.Option{bitswap.WithContentRouting(rs),
+				bitswap.WithObserver(bitswap.Observer{ProviderUnreachable: rs.warnUnreachable})}, closeDHT, nil
 		}
 	}
 	h, bsw, stop, err := c.startNodeWith(ctx, spec, stderr)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,9 +11,11 @@ import (
 
 	cid "github.com/ipfs/go-cid"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p-kad-dht/dual"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/routing"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/gobitswap/bitswap/blockstore"
 	"github.com/gobitswap/bitswap/routinghttp"
@@ -48,8 +51,19 @@ func bootstrapPeers(vals []string) ([]peer.AddrInfo, error) {
 // that do not answer are skipped with a warning) and waits, at most
 // timeout, until its routing table has a peer. It fails only if no
 // bootstrap peer answers.
-func startDHT(ctx context.Context, h host.Host, mode dht.ModeOpt, boot []peer.AddrInfo, timeout time.Duration, logger *slog.Logger) (*dht.IpfsDHT, error) {
-	d, err := dht.New(h, dht.Mode(mode), dht.BootstrapPeers(boot...))
+//
+// It runs two DHTs, as Kubo does (go-libp2p-kad-dht's dual): the Amino
+// DHT among peers with public addresses (/ipfs/kad/1.0.0), and a LAN DHT
+// among peers on private networks (/ipfs/lan/kad/1.0.0). A Kubo DHT server
+// gives only public addresses on the first, so a provider on a LAN, in a
+// container network or on this machine is found with its addresses only
+// on the second. The LAN DHT keeps loopback addresses, as Kubo's
+// Routing.LoopbackAddressesOnLanDHT does, so that nodes on one machine
+// find each other too.
+func startDHT(ctx context.Context, h host.Host, mode dht.ModeOpt, boot []peer.AddrInfo, timeout time.Duration, logger *slog.Logger) (*dual.DHT, error) {
+	d, err := dual.New(h,
+		dual.DHTOption(dht.Mode(mode), dht.BootstrapPeers(boot...)),
+		dual.LanDHTOption(dht.AddressFilter(func(addrs []ma.Multiaddr) []ma.Multiaddr { return addrs })))
 	if err != nil {
 		return nil, fmt.Errorf("starting the DHT: %w", err)
 	}
@@ -83,7 +97,7 @@ func startDHT(ctx context.Context, h host.Host, mode dht.ModeOpt, boot []peer.Ad
 	// A connected peer joins the routing table once identify says it
 	// speaks the DHT protocol, a moment after the connection.
 	deadline := time.Now().Add(timeout)
-	for d.RoutingTable().Size() == 0 && len(boot) > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+	for d.WAN.RoutingTable().Size()+d.LAN.RoutingTable().Size() == 0 && len(boot) > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return d, nil
@@ -102,8 +116,9 @@ type routers struct {
 	self   peer.ID
 	stderr io.Writer
 
-	mu   sync.Mutex
-	seen map[peer.ID]bool // providers reported on stderr
+	mu          sync.Mutex
+	seen        map[peer.ID]bool // providers reported on stderr
+	unreachable map[peer.ID]bool // providers warned of as unreachable
 }
 
 func (rs *routers) FindProvidersAsync(ctx context.Context, k cid.Cid, count int) <-chan peer.AddrInfo {
@@ -143,6 +158,67 @@ func (rs *routers) FindProvidersAsync(ctx context.Context, k cid.Cid, count int)
 	return out
 }
 
+// FindPeer asks every router that can (the DHT, Routing V1's
+// /routing/v1/peers) for p's addresses at once; the first answer with
+// addresses wins. This is the provider queries' retry for a provider whose
+// record came without usable addresses: a Kubo DHT server answers with its
+// public addresses only, a delegated router often with none.
+func (rs *routers) FindPeer(ctx context.Context, p peer.ID) (peer.AddrInfo, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type answer struct {
+		ai  peer.AddrInfo
+		err error
+	}
+	answers := make(chan answer, len(rs.all))
+	n := 0
+	for _, nr := range rs.all {
+		pr, ok := nr.r.(routing.PeerRouting)
+		if !ok {
+			continue
+		}
+		n++
+		go func() {
+			ai, err := pr.FindPeer(ctx, p)
+			if err != nil {
+				err = fmt.Errorf("%s: %w", nr.name, err)
+			}
+			answers <- answer{ai, err}
+		}()
+	}
+	var errs []error
+	for range n {
+		a := <-answers
+		if a.err == nil && len(a.ai.Addrs) > 0 {
+			return a.ai, nil
+		}
+		if a.err != nil {
+			errs = append(errs, a.err)
+		}
+	}
+	if len(errs) == 0 {
+		return peer.AddrInfo{}, fmt.Errorf("finding %s: %w", p, routing.ErrNotFound)
+	}
+	return peer.AddrInfo{}, fmt.Errorf("finding %s: %w", p, errors.Join(errs...))
+}
+
+// warnUnreachable says once per provider, in one line, that it could not
+// be connected to (a Bitswap Observer's ProviderUnreachable): without it
+// a provider record with no usable address looked like a stalled fetch.
+func (rs *routers) warnUnreachable(p peer.ID, k cid.Cid, err error) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.unreachable == nil {
+		rs.unreachable = make(map[peer.ID]bool)
+	}
+	if rs.unreachable[p] {
+		return
+	}
+	rs.unreachable[p] = true
+	// err names p and k ("connecting to <p>, a provider of <k>: ...").
+	fmt.Fprintf(rs.stderr, "bitswap get: warning: %s (going on without it)\n", oneLine(err.Error()))
+}
+
 func (rs *routers) report(p peer.ID, via string, k cid.Cid) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
@@ -159,7 +235,7 @@ func (rs *routers) report(p peer.ID, via string, k cid.Cid) {
 // newRouters builds get's content routing from --routing URLs and a DHT,
 // if any. A router that fails warns once per failure on stderr, in one
 // line, and the others go on.
-func newRouters(urls []string, d *dht.IpfsDHT, self peer.ID, stderr io.Writer) (*routers, error) {
+func newRouters(urls []string, d *dual.DHT, self peer.ID, stderr io.Writer) (*routers, error) {
 	rs := &routers{self: self, stderr: stderr}
 	if d != nil {
 		rs.all = append(rs.all, namedRouter{"dht", d})
@@ -185,7 +261,7 @@ const reprovideInterval = 22 * time.Hour
 // reprovideInterval until ctx ends: the roots, or with all every block in
 // bs. After each round it calls done with the count announced (the first
 // round prints it). A round that fails is retried a minute later.
-func provideLoop(ctx context.Context, d *dht.IpfsDHT, roots []cid.Cid, all bool, bs blockstore.Blockstore, logger *slog.Logger, done func(n int, took time.Duration)) {
+func provideLoop(ctx context.Context, d routing.ContentRouting, roots []cid.Cid, all bool, bs blockstore.Blockstore, logger *slog.Logger, done func(n int, took time.Duration)) {
 	for {
 		start := time.Now()
 		n, err := provideRound(ctx, d, roots, all, bs)
@@ -212,7 +288,7 @@ func provideLoop(ctx context.Context, d *dht.IpfsDHT, roots []cid.Cid, all bool,
 // provideWorkers is how many announcements serve makes at once.
 const provideWorkers = 8
 
-func provideRound(ctx context.Context, d *dht.IpfsDHT, roots []cid.Cid, all bool, bs blockstore.Blockstore) (int, error) {
+func provideRound(ctx context.Context, d routing.ContentRouting, roots []cid.Cid, all bool, bs blockstore.Blockstore) (int, error) {
 	keys := make(chan cid.Cid)
 	var feedErr error
 	go func() {

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -93,13 +94,18 @@ func TestGetFindsProvidersThroughRoutingV1(t *testing.T) {
 	var asked []string
 	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		asked = append(asked, r.URL.Path)
-		if r.URL.Path != "/routing/v1/providers/"+d.root.String() {
-			http.NotFound(w, r) // the spec's "none": the root's providers have the rest
-			return
-		}
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"Providers":[{"Schema":"peer","ID":"%s","Addrs":["/ip4/127.0.0.1/tcp/1"],"Protocols":["transport-bitswap"]},{"Schema":"peer","ID":"garbage"},{"Schema":"peer","ID":"%s","Addrs":["%s"],"Protocols":["transport-bitswap"]}]}`,
-			unreachable, provider, maddr)
+		switch r.URL.Path {
+		case "/routing/v1/providers/" + d.root.String():
+			// The provider without addresses, as a Kubo DHT server names a
+			// peer it knows only at private ones: get asks for them.
+			fmt.Fprintf(w, `{"Providers":[{"Schema":"peer","ID":"%s","Addrs":["/ip4/127.0.0.1/tcp/1"],"Protocols":["transport-bitswap"]},{"Schema":"peer","ID":"garbage"},{"Schema":"peer","ID":"%s","Protocols":["transport-bitswap"]}]}`,
+				unreachable, provider)
+		case "/routing/v1/peers/" + peer.ToCid(provider).String():
+			fmt.Fprintf(w, `{"Peers":[{"Schema":"peer","ID":"%s","Addrs":["%s"]}]}`, provider, maddr)
+		default:
+			http.NotFound(w, r) // the spec's "none": the root's providers have the rest
+		}
 	}))
 	defer good.Close()
 	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -138,6 +144,24 @@ func TestGetFindsProvidersThroughRoutingV1(t *testing.T) {
 			t.Errorf("a warning of more than one line: %q", l)
 		}
 	}
+
+	// Only a provider that cannot be reached (refused, and unknown to
+	// /routing/v1/peers): one warning line naming it, then the usual
+	// error at --timeout.
+	lone := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/routing/v1/providers/"+d.root.String() {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"Providers":[{"Schema":"peer","ID":"%s","Addrs":["/ip4/127.0.0.1/tcp/1"]}]}`, unreachable)
+	}))
+	defer lone.Close()
+	r = runBin(t, "get", "--routing", lone.URL, "--timeout", "3s", d.root.String(), "-o", filepath.Join(dir, "none.car"))
+	last := oneLineErr(t, r, exitNetwork, "1 blocks missing (timed out after 3s)",
+		regexp.MustCompile(`^provider `+unreachable.String()+` \(via `),
+		regexp.MustCompile(`^bitswap get: warning: connecting to `+unreachable.String()+`, a provider of `+d.root.String()+`: .*\(going on without it\)$`))
+	t.Logf("%s", last)
 
 	// Only routers that fail: a bounded wait, then the usual one-line
 	// error for blocks missing at --timeout.

@@ -16,6 +16,7 @@ import (
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p-kad-dht/dual"
 	"github.com/libp2p/go-libp2p/core/host"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -128,7 +129,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		roots = rs
 	}
 
-	var d *dht.IpfsDHT
+	var d *dual.DHT
 	spec := nodeSpec{
 		hostOpts: []libp2p.Option{libp2p.ListenAddrStrings(listen...), libp2p.Identity(key)},
 		bs:       r.bs,
