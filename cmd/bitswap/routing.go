@@ -206,30 +206,27 @@ func (rs *routers) FindPeer(ctx context.Context, p peer.ID) (peer.AddrInfo, erro
 // be connected to (a Bitswap Observer's ProviderUnreachable): without it
 // a provider record with no usable address looked like a stalled fetch.
 func (rs *routers) warnUnreachable(p peer.ID, k cid.Cid, err error) {
-	rs.mu.Lock()
-	defer rs.mu.Unlock()
-	if rs.unreachable == nil {
-		rs.unreachable = make(map[peer.ID]bool)
-	}
-	if rs.unreachable[p] {
-		return
-	}
-	rs.unreachable[p] = true
 	// err names p and k ("connecting to <p>, a provider of <k>: ...").
-	fmt.Fprintf(rs.stderr, "bitswap get: warning: %s (going on without it)\n", oneLine(err.Error()))
+	rs.once(&rs.unreachable, p, "bitswap get: warning: %s (going on without it)\n", oneLine(err.Error()))
 }
 
+// report names a provider found on stderr, once per provider.
 func (rs *routers) report(p peer.ID, via string, k cid.Cid) {
+	rs.once(&rs.seen, p, "provider %s (via %s, for %s)\n", p, via, k)
+}
+
+// once prints the line to stderr unless *said already holds p, and adds p.
+func (rs *routers) once(said *map[peer.ID]bool, p peer.ID, format string, args ...any) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	if rs.seen == nil {
-		rs.seen = make(map[peer.ID]bool)
+	if *said == nil {
+		*said = make(map[peer.ID]bool)
 	}
-	if rs.seen[p] {
+	if (*said)[p] {
 		return
 	}
-	rs.seen[p] = true
-	fmt.Fprintf(rs.stderr, "provider %s (via %s, for %s)\n", p, via, k)
+	(*said)[p] = true
+	fmt.Fprintf(rs.stderr, format, args...)
 }
 
 // newRouters builds get's content routing from --routing URLs and a DHT,
