@@ -861,7 +861,9 @@ func (b *Bitswap) WantlistForPeer(p peer.ID) []cid.Cid {
 // Stat is a snapshot of Bitswap's counters. The first fields have the names
 // and meaning of boxo's bitswap.Stat.
 type Stat struct {
-	// Wantlist is what our Sessions currently want.
+	// Wantlist is what the client asks of peers now (boxo's meaning): a
+	// want every peer has declined (DONT_HAVE) is in no peer's wantlist,
+	// so not here, though its Session still waits for it.
 	Wantlist []cid.Cid
 	// Peers are the connected Bitswap peers.
 	Peers            []string

@@ -33,7 +33,7 @@
 //     the server sent (blocks, HAVEs, DONT_HAVEs), boxo's buckets.
 //   - send_times: histogram of the seconds each server message took to
 //     write, with boxo's buckets and finer ones below a second.
-//   - wantlist_total: gauge of the CIDs our Sessions want (the same value
+//   - wantlist_total: gauge of the CIDs asked of peers (the same value
 //     as wantlist_size, kept for the command's users).
 //
 // Our own histograms:
@@ -202,7 +202,7 @@ func (m *Metrics) wantsWaiting(_ peer.ID, n int) { m.sendQueue.Observe(float64(n
 //	unwanted_blocks_received_total                    blocks no Session wanted (dropped)
 //	recv_dup_blocks_bytes                             the duplicates again, as boxo's histogram (count, sum)
 //	wants_sent_total, cancels_sent_total              want and cancel entries sent
-//	wantlist_size, wantlist_total (gauges)            CIDs our Sessions want
+//	wantlist_size, wantlist_total (gauges)            CIDs asked of peers now
 //	wants_queued (gauge)                              wants waiting for a slot in a peer's window
 //	sessions, peers (gauges)                          Sessions running, connected Bitswap peers
 //	provider_queries_started_total, provider_queries_joined_total
@@ -290,8 +290,8 @@ func statMetrics(ns string) []statMetric {
 	// Client: wants out.
 	counter("wants_sent_total", "Want entries sent.", func(s *bitswap.Stat) uint64 { return s.Wants.WantsSent })
 	counter("cancels_sent_total", "Cancel entries sent.", func(s *bitswap.Stat) uint64 { return s.Wants.CancelsSent })
-	gauge("wantlist_size", "CIDs our sessions want now.", func(s *bitswap.Stat) int { return len(s.Wantlist) })
-	gauge("wantlist_total", "CIDs our sessions want now (boxo's name for wantlist_size).", func(s *bitswap.Stat) int { return len(s.Wantlist) })
+	gauge("wantlist_size", "CIDs asked of peers now.", func(s *bitswap.Stat) int { return len(s.Wantlist) })
+	gauge("wantlist_total", "CIDs asked of peers now (boxo's name for wantlist_size).", func(s *bitswap.Stat) int { return len(s.Wantlist) })
 	gauge("wants_queued", "Wants waiting for a slot in a peer's window.", func(s *bitswap.Stat) int { return s.Wants.Queued })
 	gauge("peers_protected", "Peers protected in the connection manager: those holding a want-block of ours.", func(s *bitswap.Stat) int { return s.Wants.Protected })
 	gauge("sessions", "Sessions running.", func(s *bitswap.Stat) int { return s.Sessions })

@@ -505,6 +505,14 @@ func fetchDAG(ctx context.Context, bsw *bitswap.Bitswap, root cid.Cid, cfg fetch
 		})
 	}
 	defer stopProgress()
+	stopStall := func() {}
+	if !cfg.progress {
+		stopStall = watchStall(cfg.stderr, stallAfter(cfg.timeout), nBlocks.Load, func() int {
+			st, _ := bsw.Stat()
+			return len(st.Peers)
+		})
+	}
+	defer stopStall()
 	isRoot := true
 	visit := func(blk blocks.Block) error {
 		// Bitswap has stored blk (or failed to) before handing it over.
@@ -555,6 +563,7 @@ func fetchDAG(ctx context.Context, bsw *bitswap.Bitswap, root cid.Cid, cfg fetch
 	}
 	err := dag.Walk(ctx, sess, root, visit, dag.WithLinks(links))
 	stopProgress()
+	stopStall()
 	res.blocks, res.bytes, res.took = int(nBlocks.Load()), nBytes.Load(), time.Since(start)
 	if err == nil {
 		err = cfg.store.err() // the last blocks' storing

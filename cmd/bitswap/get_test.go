@@ -737,3 +737,22 @@ func TestGetRepoOnAFullDisk(t *testing.T) {
 	}
 	t.Logf("resumed: %s", bytes.TrimSpace(r.stderr))
 }
+
+// A fetch that stalls (the server lacks a leaf and says DONT_HAVE) says so
+// in one line a quarter of --timeout in (at most 30 s), naming what it
+// still wants, instead of staying silent until --timeout; then it fails
+// as usual, naming the block.
+func TestGetSaysWhenItStalls(t *testing.T) {
+	dir := t.TempDir()
+	d := fileDAG(t, randomBytes(10, 64<<10), 16<<10, 174)
+	partial := testDAG{root: d.root, blocks: d.blocks[1:]}
+	p := filepath.Join(dir, "partial.car")
+	writeCAR(t, p, partial, false)
+	srv := startServe(t, 1, p)
+	defer srv.stop(t)
+	missing := d.blocks[0].Cid().String()
+
+	r := runBin(t, "get", "--peer", srv.addrs[0], "--timeout", "8s", d.root.String(), "-o", filepath.Join(dir, "out.car"))
+	oneLineErr(t, r, exitNetwork, "1 blocks missing (timed out after 8s): "+missing,
+		regexp.MustCompile(`^bitswap get: warning: no block for 2s from 1 peers, and the DAG is not complete \(waiting until --timeout\)$`))
+}

@@ -149,3 +149,59 @@ func eta(rest int64, rate float64) string {
 	}
 	return (d + time.Second - 1).Truncate(time.Second).String() // 0.4 s is 1s, not 0s
 }
+
+// stallWarning is how long get goes without a block before it says so,
+// once per stall, when stderr shows no progress line: a fetch whose
+// sources have nothing more to give (every peer said DONT_HAVE, the only
+// gateway sent a wrong body, the providers found cannot be reached) would
+// otherwise be silent until --timeout (10 minutes by default). At most a
+// quarter of --timeout; none under minStallWarning.
+const (
+	stallWarning    = 30 * time.Second
+	minStallWarning = 2 * time.Second
+)
+
+// stallAfter returns when a fetch of timeout warns of a stall (0: never).
+func stallAfter(timeout time.Duration) time.Duration {
+	d := min(stallWarning, timeout/4)
+	if d < minStallWarning {
+		return 0
+	}
+	return d
+}
+
+// watchStall prints a one-line warning to stderr each time count (the
+// blocks fetched so far) stays the same for after, with the number of
+// peers connected; stop ends it. (The blocks still missing are named at
+// --timeout: only the walk knows them.)
+func watchStall(stderr io.Writer, after time.Duration, count func() int64, peers func() int) (stop func()) {
+	if after <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(after / 8)
+		defer t.Stop()
+		last, since, warned := count(), time.Now(), false
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-t.C:
+				if n := count(); n != last {
+					last, since, warned = n, now, false
+					continue
+				}
+				if !warned && now.Sub(since) >= after {
+					warned = true
+					fmt.Fprintf(stderr, "bitswap get: warning: no block for %v from %d peers, and the DAG is not complete (waiting until --timeout)\n", after, peers())
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done); wg.Wait() }) }
+}
