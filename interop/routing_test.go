@@ -5,11 +5,14 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,20 +28,30 @@ import (
 
 // staticRouter is the provider index behind boxo's Routing V1 server in
 // these tests (an indexer such as cid.contact in real life): it names one
-// provider for one CID.
+// provider for one CID, without its addresses when bare is set (as
+// delegated routers often do), and answers FindPeers for it with them.
 type staticRouter struct {
 	c    cid.Cid
 	prov peer.AddrInfo
+	bare bool
+}
+
+func (r staticRouter) record() *types.PeerRecord {
+	id := r.prov.ID
+	rec := &types.PeerRecord{Schema: types.SchemaPeer, ID: &id, Protocols: []string{"transport-bitswap"}}
+	for _, a := range r.prov.Addrs {
+		rec.Addrs = append(rec.Addrs, types.Multiaddr{Multiaddr: a})
+	}
+	return rec
 }
 
 func (r staticRouter) FindProviders(_ context.Context, c cid.Cid, _ int) (iter.ResultIter[types.Record], error) {
 	if !c.Equals(r.c) {
 		return iter.ToResultIter(iter.FromSlice([]types.Record{})), nil
 	}
-	id := r.prov.ID
-	rec := &types.PeerRecord{Schema: types.SchemaPeer, ID: &id, Protocols: []string{"transport-bitswap"}}
-	for _, a := range r.prov.Addrs {
-		rec.Addrs = append(rec.Addrs, types.Multiaddr{Multiaddr: a})
+	rec := r.record()
+	if r.bare {
+		rec.Addrs = nil
 	}
 	return iter.ToResultIter(iter.FromSlice([]types.Record{rec})), nil
 }
@@ -47,8 +60,11 @@ func (staticRouter) ProvideBitswap(context.Context, *server.BitswapWriteProvideR
 	return 0, routing.ErrNotSupported
 }
 
-func (staticRouter) FindPeers(context.Context, peer.ID, int) (iter.ResultIter[*types.PeerRecord], error) {
-	return nil, routing.ErrNotSupported
+func (r staticRouter) FindPeers(_ context.Context, p peer.ID, _ int) (iter.ResultIter[*types.PeerRecord], error) {
+	if p != r.prov.ID {
+		return iter.ToResultIter(iter.FromSlice([]*types.PeerRecord{})), nil
+	}
+	return iter.ToResultIter(iter.FromSlice([]*types.PeerRecord{r.record()})), nil
 }
 
 func (staticRouter) GetIPNS(context.Context, ipns.Name) (*ipns.Record, error) {
@@ -65,7 +81,8 @@ func (staticRouter) GetClosestPeers(context.Context, cid.Cid) (iter.ResultIter[*
 
 // The command, with no --peer, finds a boxo node's DAG through boxo's own
 // Routing V1 server (routing/http/server), streaming (NDJSON) and not
-// (JSON), and fetches all of it.
+// (JSON), and fetches all of it; a provider named without addresses is
+// found through the server's /routing/v1/peers.
 func TestCommandFindsProvidersThroughBoxoRoutingServer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the command")
@@ -77,19 +94,30 @@ func TestCommandFindsProvidersThroughBoxoRoutingServer(t *testing.T) {
 
 	theirs := startBoxo(t, ctx, nil)
 	root := importRandomFile(t, theirs, 9, 1<<20+333, 32<<10)
-	router := staticRouter{c: root, prov: peer.AddrInfo{ID: theirs.h.ID(), Addrs: theirs.h.Addrs()}}
+	prov := peer.AddrInfo{ID: theirs.h.ID(), Addrs: theirs.h.Addrs()}
 
 	for _, tc := range []struct {
 		name string
+		bare bool
 		opts []server.Option
 	}{
-		{"ndjson", nil},
-		{"json", []server.Option{server.WithStreamingResultsDisabled()}},
+		{"ndjson", false, nil},
+		{"json", false, []server.Option{server.WithStreamingResultsDisabled()}},
+		{"without addresses", true, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := httptest.NewServer(server.Handler(router, tc.opts...))
+			router := staticRouter{c: root, prov: prov, bare: tc.bare}
+			h := server.Handler(router, tc.opts...)
+			var mu sync.Mutex
+			var asked []string
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				asked = append(asked, r.URL.Path)
+				mu.Unlock()
+				h.ServeHTTP(w, r)
+			}))
 			defer srv.Close()
-			out := filepath.Join(dir, tc.name+".car")
+			out := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".car")
 			get := exec.CommandContext(ctx, bin, "get", "--routing", srv.URL, "-o", out, "--timeout", "1m", root.String())
 			get.Env = append(os.Environ(), "GOBITSWAP_REPO="+filepath.Join(dir, "repo"))
 			var stderr bytes.Buffer
@@ -99,6 +127,12 @@ func TestCommandFindsProvidersThroughBoxoRoutingServer(t *testing.T) {
 			}
 			if want := "provider " + theirs.h.ID().String() + " (via " + srv.URL; !strings.Contains(stderr.String(), want) {
 				t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+			}
+			mu.Lock()
+			peersAsked := slices.Contains(asked, "/routing/v1/peers/"+peer.ToCid(prov.ID).String())
+			mu.Unlock()
+			if tc.bare && !peersAsked {
+				t.Errorf("the provider came without addresses, and /routing/v1/peers was not asked (asked %q)", asked)
 			}
 			n := checkCARHasDAG(t, ctx, out, root, theirs)
 			t.Logf("%d blocks; %s", n, strings.TrimSpace(stderr.String()))
