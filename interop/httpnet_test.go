@@ -196,7 +196,11 @@ func keysOf(t *testing.T, ctx context.Context, bs boxobstore.Blockstore) []cid.C
 // One Session fetches a DAG from a boxo Bitswap node (over libp2p) and
 // boxo's gateway handler (over HTTP) at once, through a Router: the boxo
 // node holds every other leaf, the gateway the whole DAG; nothing is
-// fetched twice.
+// fetched twice but, at most, the root. (The root's want-block goes to one
+// of them, want-have to the other; a HAVE moves it to the one that said
+// so, cancelling the first, which may have sent it already: 3 runs in
+// 100 fetch the root twice, as a duplicate block or as a gateway body that
+// arrived after its cancel.)
 func TestOurRouterFromBoxoBitswapAndGateway(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -233,7 +237,13 @@ func TestOurRouterFromBoxoBitswapAndGateway(t *testing.T) {
 	hs := hn.HTTPStats()
 	viaBitswap := bsw.LedgerForPeer(theirs.h.ID()).BlocksReceived
 	t.Logf("%d blocks: %d over HTTP, %d over Bitswap, %d duplicates", n, hs.Blocks, viaBitswap, st.DupBlksReceived)
-	if st.DupBlksReceived != 0 || hs.Blocks+viaBitswap != uint64(n) || hs.WrongBodies != 0 {
+	rootBlock, err := full.Get(ctx, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := hs.Blocks + viaBitswap - uint64(n) // copies beyond one per block
+	if hs.WrongBodies != 0 || extra > 1 || st.DupBlksReceived > extra ||
+		(st.DupBlksReceived == 1 && st.DupDataReceived != uint64(len(rootBlock.RawData()))) {
 		t.Fatalf("http %+v; stat %+v", hs, st)
 	}
 }

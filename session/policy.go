@@ -744,12 +744,14 @@ func (p *Policy) spreadOverProviders() {
 // session (the first want-block of a lone want goes to a peer not known to
 // have it) while holder, another peer, has it (said HAVE, or was named by
 // content routing): schedule then asks a holder rather than wait for the
-// other peer to answer or time out. A peer the application named (a
-// gateway, a --peer) keeps it: it answers, a block or DONT_HAVE, and
-// moving the want while its block is on the way fetched it twice (a
-// gateway and a boxo peer holding the root: 3 runs in 100).
+// other peer to answer or time out. The price: when the first peer had
+// the block after all and sent it before the cancel reached it, the block
+// arrives twice (a gateway and a boxo peer both holding a DAG's root: 3
+// runs in 100). Keeping the want with a named peer instead cost the full
+// peer timeout whenever the named peer was a silent one (`get --peer` with
+// 50 quiet peers).
 func (p *Policy) moveToHolder(w *wantInfo, holder *peerInfo) {
-	if a := p.peers[w.assigned]; a != nil && a != holder && !a.useful && !a.protected && !w.hasHave(a.id) {
+	if a := p.peers[w.assigned]; a != nil && a != holder && !a.useful && !w.hasHave(a.id) {
 		p.unassign(w)
 		a.inflight--
 		p.act.add(&p.act.Cancels, a.id, w.c)
