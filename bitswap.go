@@ -522,14 +522,15 @@ func (n observedNet) SendMessage(ctx context.Context, p peer.ID, msg *message.Me
 	return nil
 }
 
-// wire adds to cfg's component options the hooks that the Observers, the
-// block-received notifier and the Tracer need, and returns the network
-// the Engine and the WantManager send through and the functions that hear
-// of inbound messages.
+// wire adds to cfg's component options (the provider queries' config
+// included) the hooks that the Observers, the block-received notifier and
+// the Tracer need, and returns the network the Engine and the WantManager
+// send through and the functions that hear of inbound messages.
 func (cfg *config) wire(net network.Network) (send wantmanager.Network, received []func(peer.ID, *message.Message)) {
 	var sent []func(peer.ID, *message.Message, time.Duration)
 	var blks []func(peer.ID, []ReceivedBlock)
 	var waiting []func(peer.ID, int)
+	var unreachable []func(peer.ID, cid.Cid, error)
 	if cfg.notifier != nil {
 		blks = append(blks, cfg.notifier)
 	}
@@ -549,6 +550,9 @@ func (cfg *config) wire(net network.Network) (send wantmanager.Network, received
 		if o.WantsWaiting != nil {
 			waiting = append(waiting, o.WantsWaiting)
 		}
+		if o.ProviderUnreachable != nil {
+			unreachable = append(unreachable, o.ProviderUnreachable)
+		}
 	}
 	switch len(blks) {
 	case 0:
@@ -567,6 +571,13 @@ func (cfg *config) wire(net network.Network) (send wantmanager.Network, received
 				f(p, n)
 			}
 		}))
+	}
+	if len(unreachable) > 0 {
+		cfg.providers.Unreachable = func(p peer.ID, c cid.Cid, err error) {
+			for _, f := range unreachable {
+				f(p, c, err)
+			}
+		}
 	}
 	send = net
 	if cfg.tracer != nil || len(sent) > 0 {
@@ -661,17 +672,6 @@ func New(ctx context.Context, net network.Network, bs blockstore.Blockstore, opt
 	if cfg.routing != nil {
 		pc := cfg.providers
 		pc.Tracer, pc.Logger = b.spans, cfg.logger
-		for _, o := range cfg.observers {
-			if f := o.ProviderUnreachable; f != nil {
-				prev := pc.Unreachable
-				pc.Unreachable = func(p peer.ID, c cid.Cid, err error) {
-					if prev != nil {
-						prev(p, c, err)
-					}
-					f(p, c, err)
-				}
-			}
-		}
 		b.providers = providers.New(cfg.routing, net, b.peerRouter.ProviderFound, pc)
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -105,7 +106,7 @@ func TestCommandGetsFileFromHelia(t *testing.T) {
 	if root == "" || addr == "" {
 		t.Fatalf("Helia did not start: %v\n%s", sc.Err(), serveErr.String())
 	}
-	go func() { _, _ = bufio.NewReader(out).WriteTo(new(bytes.Buffer)) }()
+	go func() { _, _ = io.Copy(io.Discard, out) }() // the rest, until Helia exits
 
 	bin := buildCommand(t, ctx)
 	file := filepath.Join(dir, "out.bin")

@@ -64,16 +64,18 @@ func (t *BatchedTLS) ID() protocol.ID { return t.inner.ID() }
 func (t *BatchedTLS) SecureInbound(ctx context.Context, insecure net.Conn, p peer.ID) (sec.SecureConn, error) {
 	bc := &batchingConn{Conn: insecure}
 	sc, err := t.inner.SecureInbound(ctx, bc, p)
-	if err != nil {
-		return nil, err
-	}
-	return &batchedConn{SecureConn: sc, raw: bc}, nil
+	return batched(bc, sc, err)
 }
 
 // SecureOutbound secures an outbound connection, as libp2p's TLS does.
 func (t *BatchedTLS) SecureOutbound(ctx context.Context, insecure net.Conn, p peer.ID) (sec.SecureConn, error) {
 	bc := &batchingConn{Conn: insecure}
 	sc, err := t.inner.SecureOutbound(ctx, bc, p)
+	return batched(bc, sc, err)
+}
+
+// batched wraps the result of a handshake run over bc.
+func batched(bc *batchingConn, sc sec.SecureConn, err error) (sec.SecureConn, error) {
 	if err != nil {
 		return nil, err
 	}

@@ -181,7 +181,10 @@ func oneLineErr(t *testing.T, r result, code int, want string, before ...*regexp
 
 var repoLineRE = regexp.MustCompile(`^repo \S+: (\d+) blocks were there already, (\d+) fetched$`)
 
-var metricsLineRE = regexp.MustCompile(`^metrics: (http://\S+)$`)
+var (
+	metricsLineRE = regexp.MustCompile(`^metrics: (http://\S+)$`)
+	metricsURLRE  = regexp.MustCompile(`metrics: (http://\S+)`) // anywhere in stderr
+)
 
 // waitMetric waits until the process whose stderr is se serves metrics (its
 // --metrics line) with name at least want, for at most 30 s.
@@ -191,7 +194,7 @@ func waitMetric(t *testing.T, se *syncBuffer, name string, want int) {
 	deadline := time.Now().Add(30 * time.Second)
 	got := -1
 	for time.Now().Before(deadline) {
-		if m := regexp.MustCompile(`metrics: (http://\S+)`).FindSubmatch(se.Bytes()); m != nil {
+		if m := metricsURLRE.FindSubmatch(se.Bytes()); m != nil {
 			if resp, err := http.Get(string(m[1])); err == nil {
 				body, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
